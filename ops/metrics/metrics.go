@@ -1,0 +1,125 @@
+// Package metrics serves the node's operator HTTP endpoints: Prometheus
+// /metrics, /healthz (the process is up) and /readyz (the node knows a Raft
+// leader and has applied everything it knows to be committed).
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"clearhub/raft"
+)
+
+// StatusSource is what readiness and the raft gauges read.
+type StatusSource interface {
+	Status() raft.Status
+}
+
+// Server is the HTTP endpoint. It owns one goroutine, stopped by Close.
+type Server struct {
+	srv  *http.Server
+	ln   net.Listener
+	done chan struct{}
+	log  *slog.Logger
+}
+
+// NewRegistry returns a registry with the Go and process collectors.
+func NewRegistry() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+// RegisterRaft adds gauges that read src at scrape time, so the hot path
+// pays nothing for them.
+func RegisterRaft(reg prometheus.Registerer, src StatusSource) error {
+	gauge := func(name, help string, f func(raft.Status) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "clearhub", Subsystem: "raft", Name: name, Help: help},
+			func() float64 { return f(src.Status()) })
+	}
+	for _, c := range []prometheus.Collector{
+		gauge("term", "Current Raft term.", func(s raft.Status) float64 { return float64(s.Term) }),
+		gauge("commit_index", "Highest log index known committed.", func(s raft.Status) float64 { return float64(s.CommitIndex) }),
+		gauge("applied_index", "Highest log index applied to the FSM; its rate is the apply rate.", func(s raft.Status) float64 { return float64(s.AppliedIndex) }),
+		gauge("last_index", "Last log index stored.", func(s raft.Status) float64 { return float64(s.LastIndex) }),
+		gauge("is_leader", "1 when this node is the leader.", func(s raft.Status) float64 { return b2f(s.State == "Leader") }),
+		gauge("has_leader", "1 when this node knows a leader.", func(s raft.Status) float64 { return b2f(s.LeaderID != "") }),
+		gauge("peers", "Servers in the Raft configuration.", func(s raft.Status) float64 { return float64(len(s.Servers)) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register raft metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Ready reports whether the node can serve: a leader is known and the FSM
+// has caught up with the commit index this node knows.
+func Ready(s raft.Status) error {
+	if s.LeaderID == "" {
+		return errors.New("no raft leader known")
+	}
+	if s.AppliedIndex < s.CommitIndex {
+		return fmt.Errorf("applied index %d behind commit index %d", s.AppliedIndex, s.CommitIndex)
+	}
+	return nil
+}
+
+// Listen binds addr and starts serving; Close stops it.
+func Listen(addr string, gatherer prometheus.Gatherer, src StatusSource, log *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := Ready(src.Status()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	s := &Server{
+		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		ln:   ln,
+		done: make(chan struct{}),
+		log:  log,
+	}
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Close stops the server and waits for its goroutine.
+func (s *Server) Close(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	<-s.done
+	return err
+}
