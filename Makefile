@@ -45,5 +45,15 @@ proto:
 cluster: build
 	./ops/cluster.sh
 
+# Interop with real third-party SIP software: Kamailio member networks and
+# SIPp users around a real hubd (installs Debian packages when missing).
+interop: build
+	./tests/interop/run.sh
+
+# Load: MESSAGE ramp through the hub and through a Kamailio stateful proxy.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./ledger/ ./hub/
+	./tests/interop/bench.sh
+
 clean:
 	rm -rf $(BIN)

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"clearhub/proto/hubv1"
+)
+
+func newClusterCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "cluster",
+		Short: "Inspect and change the Raft cluster of hub nodes",
+	}
+	c.AddCommand(newClusterTokenCmd(), newClusterStatusCmd(), newClusterJoinCmd(), newClusterRemoveCmd())
+	return c
+}
+
+func newClusterTokenCmd() *cobra.Command {
+	var ttl time.Duration
+	c := &cobra.Command{
+		Use:   "token [--ttl 1h]",
+		Short: "Create a join token for a new node (printed alone: T=$(hubctl cluster token))",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ttl < time.Second {
+				return usagef("--ttl: %s is too short (at least 1s)", ttl)
+			}
+			return withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
+				tok, err := c.CreateJoinToken(ctx, &hubv1.CreateJoinTokenRequest{TtlSeconds: int64(ttl / time.Second)})
+				if err != nil {
+					return err
+				}
+				// Table mode prints the token alone so shells can capture it.
+				return printOutput(cmd, tok, func(w io.Writer) { fmt.Fprintln(w, tok.GetToken()) })
+			})
+		},
+	}
+	c.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token admits joiners")
+	return c
+}
+
+func newClusterStatusCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the leader, Raft indexes and every node",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
+				st, err := c.ClusterStatus(ctx, &hubv1.ClusterStatusRequest{})
+				if err != nil {
+					return err
+				}
+				return printClusterStatus(cmd, st)
+			})
+		},
+	}
+}
+
+func newClusterJoinCmd() *cobra.Command {
+	var adminAddr string
+	c := &cobra.Command{
+		Use:   "join ID RAFT_ADDR [--admin-addr A]",
+		Short: "Add a node as a voter (for nodes that did not join with a token)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &hubv1.AddNodeRequest{Id: args[0], RaftAddr: args[1], AdminAddr: adminAddr}
+			return withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
+				st, err := c.AddNode(ctx, req)
+				if err != nil {
+					return err
+				}
+				return printClusterStatus(cmd, st)
+			})
+		},
+	}
+	c.Flags().StringVar(&adminAddr, "admin-addr", "", "the node's admin API address")
+	return c
+}
+
+func newClusterRemoveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "remove ID",
+		Aliases: []string{"rm"},
+		Short:   "Remove a node from the cluster",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
+				st, err := c.RemoveNode(ctx, &hubv1.RemoveNodeRequest{Id: args[0]})
+				if err != nil {
+					return err
+				}
+				return printClusterStatus(cmd, st)
+			})
+		},
+	}
+}
+
+// printClusterStatus shows the cluster summary then one row per node. JSON
+// and YAML use the message's proto names: leader, term, commit_index,
+// applied_index, nodes...
+func printClusterStatus(cmd *cobra.Command, st *hubv1.ClusterStatusResponse) error {
+	return printOutput(cmd, st, func(w io.Writer) {
+		leader := orDash(st.GetLeader())
+		if st.GetLeaderAddr() != "" {
+			leader += " (" + st.GetLeaderAddr() + ")"
+		}
+		fmt.Fprintf(w, "LEADER:\t%s\n", leader)
+		fmt.Fprintf(w, "TERM:\t%d\n", st.GetTerm())
+		fmt.Fprintf(w, "COMMIT INDEX:\t%d\n", st.GetCommitIndex())
+		fmt.Fprintf(w, "APPLIED INDEX:\t%d\n", st.GetAppliedIndex())
+		fmt.Fprintf(w, "ANSWERED BY:\t%s (%s)\n", orDash(st.GetNodeId()), orDash(st.GetState()))
+		fmt.Fprintln(w)
+		row(w, "ID", "STATE", "SUFFRAGE", "HEALTHY", "APPLIED", "RAFT", "ADMIN", "ERROR")
+		for _, n := range st.GetNodes() {
+			row(w, n.GetId(), orDash(n.GetState()), orDash(n.GetSuffrage()), n.GetHealthy(), n.GetAppliedIndex(),
+				orDash(n.GetRaftAddr()), orDash(n.GetAdminAddr()), orDash(n.GetError()))
+		}
+	})
+}
