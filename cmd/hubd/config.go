@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is everything hubd reads at start. Defaults make a working
+// single-node hub on loopback; a YAML file (--config) overrides them and
+// flags override the file.
+type Config struct {
+	NodeID  string `yaml:"node_id"`
+	DataDir string `yaml:"data_dir"`
+
+	SIP struct {
+		UDP string `yaml:"udp"`
+		TCP string `yaml:"tcp"`
+		TLS string `yaml:"tls"`
+		// Hostname the hub puts in Via and Record-Route; default: the
+		// host of the first SIP listener.
+		Hostname string `yaml:"hostname"`
+		// TransactionTimeout bounds how long a forwarded request waits on
+		// one edge before failing over.
+		TransactionTimeout time.Duration `yaml:"transaction_timeout"`
+	} `yaml:"sip"`
+
+	Admin struct {
+		Addr string `yaml:"addr"`
+	} `yaml:"admin"`
+
+	Raft struct {
+		Addr      string `yaml:"addr"`
+		Advertise string `yaml:"advertise"`
+	} `yaml:"raft"`
+
+	HTTP struct {
+		Addr string `yaml:"addr"`
+	} `yaml:"http"`
+
+	Join struct {
+		Addr  string `yaml:"addr"`
+		Token string `yaml:"token"`
+	} `yaml:"join"`
+
+	Ledger struct {
+		CheckpointEvery    int           `yaml:"checkpoint_every"`
+		CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+		AllowBrokenChain   bool          `yaml:"allow_broken_chain"`
+	} `yaml:"ledger"`
+
+	Log struct {
+		Level  string `yaml:"level"`
+		Format string `yaml:"format"`
+	} `yaml:"log"`
+}
+
+// DefaultConfig is the embedded single-node loopback configuration.
+func DefaultConfig() Config {
+	var c Config
+	c.DataDir = "hub-data"
+	c.SIP.UDP = "127.0.0.1:5060"
+	c.SIP.TCP = "127.0.0.1:5060"
+	c.SIP.TLS = "127.0.0.1:5061"
+	c.SIP.TransactionTimeout = 4 * time.Second
+	c.Admin.Addr = "127.0.0.1:9443"
+	c.Raft.Addr = "127.0.0.1:9444"
+	c.HTTP.Addr = "127.0.0.1:9090"
+	c.Ledger.CheckpointEvery = 1000
+	c.Ledger.CheckpointInterval = 10 * time.Second
+	c.Log.Level = "info"
+	c.Log.Format = "text"
+	return c
+}
+
+var nodeIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// Validate names the first key that is wrong.
+func (c *Config) Validate() error {
+	if c.NodeID != "" && !nodeIDRe.MatchString(c.NodeID) {
+		return fmt.Errorf("node_id %q: want lower-case letters, digits and '-', at most 63", c.NodeID)
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir: required")
+	}
+	for _, a := range []struct{ key, v string }{
+		{"sip.udp", c.SIP.UDP}, {"sip.tcp", c.SIP.TCP}, {"sip.tls", c.SIP.TLS},
+		{"http.addr", c.HTTP.Addr}, {"raft.advertise", c.Raft.Advertise}, {"join.addr", c.Join.Addr},
+	} {
+		if err := checkAddr(a.key, a.v); err != nil {
+			return err
+		}
+	}
+	if c.Admin.Addr == "" {
+		return errors.New("admin.addr: required (the cluster is managed through it)")
+	}
+	if err := checkAddr("admin.addr", c.Admin.Addr); err != nil {
+		return err
+	}
+	if c.Raft.Addr == "" {
+		return errors.New("raft.addr: required")
+	}
+	if err := checkAddr("raft.addr", c.Raft.Addr); err != nil {
+		return err
+	}
+	adv := c.Raft.Advertise
+	if adv == "" {
+		adv = c.Raft.Addr
+	}
+	if host, _, _ := net.SplitHostPort(adv); host == "" || net.ParseIP(host).IsUnspecified() {
+		return fmt.Errorf("raft.advertise: %q is not routable; set an address peers can dial", adv)
+	}
+	if (c.Join.Addr == "") != (c.Join.Token == "") {
+		return errors.New("join.token: --join and --join-token go together")
+	}
+	if c.SIP.TransactionTimeout <= 0 {
+		return fmt.Errorf("sip.transaction_timeout: %s must be positive", c.SIP.TransactionTimeout)
+	}
+	if c.Ledger.CheckpointEvery <= 0 {
+		return fmt.Errorf("ledger.checkpoint_every: %d must be positive", c.Ledger.CheckpointEvery)
+	}
+	if c.Ledger.CheckpointInterval <= 0 {
+		return fmt.Errorf("ledger.checkpoint_interval: %s must be positive", c.Ledger.CheckpointInterval)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level %q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log.format %q: want text or json", c.Log.Format)
+	}
+	return nil
+}
+
+func checkAddr(key, v string) error {
+	if v == "" {
+		return nil
+	}
+	if strings.ContainsAny(v, " \t\r\n") {
+		return fmt.Errorf("%s %q: whitespace in address", key, v)
+	}
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("%s %q: %v", key, v, err)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("%s %q: bad port: %v", key, v, err)
+	}
+	return nil
+}
+
+// loadFile decodes YAML into c, refusing unknown keys.
+func loadFile(path string, c *Config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// parseConfig applies defaults, then the file named by --config, then the
+// flags that were set on the command line.
+func parseConfig(args []string, stderr io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("hubd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		configFile = fs.String("config", "", "YAML configuration file (flags override it)")
+		dataDir    = fs.String("data", "", "data directory (default hub-data)")
+		nodeID     = fs.String("node-id", "", "node id (default: generated once and kept in the data directory)")
+		sipUDP     = fs.String("sip-udp", "", "SIP UDP listen address; empty disables (default 127.0.0.1:5060)")
+		sipTCP     = fs.String("sip-tcp", "", "SIP TCP listen address; empty disables (default 127.0.0.1:5060)")
+		sipTLS     = fs.String("sip-tls", "", "SIP TLS listen address; empty disables (default 127.0.0.1:5061)")
+		sipHost    = fs.String("sip-hostname", "", "host the hub writes in Via and Record-Route")
+		admin      = fs.String("admin", "", "admin gRPC listen address (default 127.0.0.1:9443)")
+		raftAddr   = fs.String("raft", "", "raft listen address (default 127.0.0.1:9444)")
+		raftAdv    = fs.String("raft-advertise", "", "raft address peers dial (default: --raft)")
+		httpAddr   = fs.String("http", "", "metrics and health HTTP address; empty disables (default 127.0.0.1:9090)")
+		join       = fs.String("join", "", "admin address of a cluster member to join")
+		joinToken  = fs.String("join-token", "", "join token from `hubctl cluster token`")
+		logLevel   = fs.String("log-level", "", "debug, info, warn or error")
+		logFormat  = fs.String("log-format", "", "text or json")
+	)
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q (hubd takes only flags)", fs.Arg(0))
+	}
+	c := DefaultConfig()
+	if *configFile != "" {
+		if err := loadFile(*configFile, &c); err != nil {
+			return Config{}, err
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "data":
+			c.DataDir = *dataDir
+		case "node-id":
+			c.NodeID = *nodeID
+		case "sip-udp":
+			c.SIP.UDP = *sipUDP
+		case "sip-tcp":
+			c.SIP.TCP = *sipTCP
+		case "sip-tls":
+			c.SIP.TLS = *sipTLS
+		case "sip-hostname":
+			c.SIP.Hostname = *sipHost
+		case "admin":
+			c.Admin.Addr = *admin
+		case "raft":
+			c.Raft.Addr = *raftAddr
+		case "raft-advertise":
+			c.Raft.Advertise = *raftAdv
+		case "http":
+			c.HTTP.Addr = *httpAddr
+		case "join":
+			c.Join.Addr = *join
+		case "join-token":
+			c.Join.Token = *joinToken
+		case "log-level":
+			c.Log.Level = *logLevel
+		case "log-format":
+			c.Log.Format = *logFormat
+		}
+	})
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}

@@ -1,0 +1,468 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"clearhub/hub"
+	"clearhub/ledger"
+	"clearhub/ops/admin"
+	"clearhub/ops/metrics"
+	"clearhub/ops/pki"
+	"clearhub/proto/hubv1"
+	"clearhub/raft"
+)
+
+// hubNode is a running hubd: every part it started, in start order.
+type hubNode struct {
+	cfg      Config
+	log      *slog.Logger
+	id       string
+	pkiDir   string
+	ledger   *ledger.Ledger
+	raft     *raft.Node
+	admin    *admin.Server
+	grpc     *grpc.Server
+	adminLn  net.Listener
+	sip      *hub.Hub
+	sipDone  chan error
+	metrics  *metrics.Server
+	cancel   context.CancelFunc
+	bgDone   chan struct{}
+	adminAdr string
+}
+
+const certTTL = 365 * 24 * time.Hour
+
+// start brings a node up: identity, certificates (made or obtained by
+// joining), ledger, raft, admin API, SIP, metrics. On error everything
+// already started is stopped again.
+func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *hubNode, err error) {
+	n := &hubNode{cfg: cfg, log: log, pkiDir: filepath.Join(cfg.DataDir, "pki")}
+	defer func() {
+		if err != nil {
+			n.shutdown()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	// 1. Node identity, kept in the data directory so raft state and node
+	// id can never disagree.
+	if n.id, err = nodeID(cfg); err != nil {
+		return nil, err
+	}
+	n.log = log.With("node", n.id)
+
+	// 2. Certificates: join an existing cluster (first start only), or
+	// make/load our own development CA.
+	joining := cfg.Join.Addr != "" && !fileExists(filepath.Join(n.pkiDir, pki.CACertFile))
+	if joining {
+		if err := n.join(ctx); err != nil {
+			return nil, err
+		}
+	}
+	ca, err := pki.LoadOrCreateCA(n.pkiDir)
+	if err != nil {
+		return nil, fmt.Errorf("cluster CA: %w", err)
+	}
+	nodeCert, err := ca.LoadOrIssue(filepath.Join(n.pkiDir, "node.crt"), filepath.Join(n.pkiDir, "node.key"),
+		pki.RoleNode, n.id, n.certHosts(), certTTL)
+	if err != nil {
+		return nil, fmt.Errorf("node certificate: %w", err)
+	}
+	if _, err := ca.LoadOrIssue(filepath.Join(n.pkiDir, "operator.crt"), filepath.Join(n.pkiDir, "operator.key"),
+		pki.RoleOperator, "operator", nil, certTTL); err != nil {
+		return nil, fmt.Errorf("operator certificate: %w", err)
+	}
+	signer, err := loadOrCreateSigner(filepath.Join(n.pkiDir, "audit-ed25519.key"))
+	if err != nil {
+		return nil, fmt.Errorf("audit signing key: %w", err)
+	}
+	peerTLS := nodeTLS(ca, nodeCert)
+
+	// 3. Audit ledger: before anything can carry traffic.
+	n.ledger, err = ledger.Open(ctx, ledger.Options{
+		Path:               filepath.Join(cfg.DataDir, "ledger.db"),
+		NodeID:             n.id,
+		Signer:             signer,
+		CheckpointEvery:    cfg.Ledger.CheckpointEvery,
+		CheckpointInterval: cfg.Ledger.CheckpointInterval,
+		AllowBrokenChain:   cfg.Ledger.AllowBrokenChain,
+		Logger:             n.log.With("component", "ledger"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit ledger: %w", err)
+	}
+
+	// 4. Raft: bootstrap a new single-node cluster unless joining or
+	// restarting.
+	reg := metrics.NewRegistry()
+	rcfg := raft.DefaultConfig()
+	rcfg.ID = n.id
+	rcfg.Dir = filepath.Join(cfg.DataDir, "raft")
+	rcfg.BindAddr = cfg.Raft.Addr
+	rcfg.Advertise = cfg.Raft.Advertise
+	rcfg.ServerTLS = peerTLS.server
+	rcfg.ClientTLS = peerTLS.client
+	rcfg.Bootstrap = cfg.Join.Addr == ""
+	rcfg.Logger = n.log.With("component", "raft")
+	if n.raft, err = raft.Open(ctx, rcfg); err != nil {
+		return nil, fmt.Errorf("raft: %w", err)
+	}
+
+	// 5. Admin API: served before we ask to become a voter, because the
+	// leader forwards through it.
+	n.admin, err = admin.NewServer(admin.Options{
+		NodeID:        n.id,
+		CA:            ca,
+		NodeClientTLS: peerTLS.client,
+		Store:         n.raft,
+		Auditor:       n.ledger,
+		Logger:        n.log.With("component", "admin"),
+		Registerer:    reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	n.adminLn, err = net.Listen("tcp", cfg.Admin.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin.addr: %w", err)
+	}
+	n.adminAdr = n.adminLn.Addr().String()
+	n.grpc = n.admin.NewGRPCServer(admin.ServerTLSConfig(ca, nodeCert))
+	go n.grpc.Serve(n.adminLn)
+
+	if joining {
+		jctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := admin.AddSelfAsVoter(jctx, cfg.Join.Addr, peerTLS.client, n.id, n.raftAdvertise())
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("join: become a voter through %s: %w", cfg.Join.Addr, err)
+		}
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	n.cancel, n.bgDone = cancel, make(chan struct{})
+	go n.registerSelf(bg, signer.Public().(ed25519.PublicKey))
+
+	// 6. SIP plane.
+	if cfg.SIP.UDP != "" || cfg.SIP.TCP != "" || cfg.SIP.TLS != "" {
+		hcfg := hub.Config{
+			NodeID:             n.id,
+			UDPAddr:            cfg.SIP.UDP,
+			TCPAddr:            cfg.SIP.TCP,
+			TLSAddr:            cfg.SIP.TLS,
+			Hostname:           cfg.SIP.Hostname,
+			ServerTLS:          sipServerTLS(nodeCert),
+			ClientCertificate:  nodeCert,
+			TransactionTimeout: cfg.SIP.TransactionTimeout,
+			RouteSecret:        routeSecret(ca),
+			Logger:             n.log.With("component", "sip"),
+			Registerer:         reg,
+		}
+		if n.sip, err = hub.New(hcfg, n.raft, n.ledger); err != nil {
+			return nil, fmt.Errorf("sip: %w", err)
+		}
+		n.sipDone = make(chan error, 1)
+		go func() { n.sipDone <- n.sip.Run(bg) }()
+	}
+
+	// 7. Metrics and health.
+	if cfg.HTTP.Addr != "" {
+		if err := metrics.RegisterRaft(reg, n.raft); err != nil {
+			return nil, err
+		}
+		if n.metrics, err = metrics.Listen(cfg.HTTP.Addr, reg, n.raft, n.log.With("component", "http")); err != nil {
+			return nil, fmt.Errorf("http.addr: %w", err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, "admin.addr"), []byte(n.adminAdr+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("write admin.addr: %w", err)
+	}
+	return n, nil
+}
+
+// join obtains a node certificate and the cluster CA from a member by
+// proving the join token; the CA is checked against the token's fingerprint.
+func (n *hubNode) join(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	res, err := admin.JoinCluster(ctx, n.cfg.Join.Addr, n.cfg.Join.Token, admin.JoinParams{
+		NodeID:    n.id,
+		RaftAddr:  n.raftAdvertise(),
+		AdminAddr: n.cfg.Admin.Addr,
+		SIPAddrs:  n.sipAddrs(),
+	})
+	if err != nil {
+		return fmt.Errorf("join %s: %w", n.cfg.Join.Addr, err)
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{
+		{"node.crt", res.CertPEM, 0o644},
+		{"node.key", res.KeyPEM, 0o600},
+		{pki.CAKeyFile, res.CA.KeyPEM, 0o600},
+		{pki.CACertFile, res.CA.CertPEM, 0o644}, // last: its presence means "joined"
+	} {
+		if err := pki.WriteFile(filepath.Join(n.pkiDir, f.name), f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	n.log.Info("joined cluster: received node certificate", "via", n.cfg.Join.Addr)
+	return nil
+}
+
+// registerSelf records this node (addresses, audit public key) in the
+// replicated state once a leader is known, retrying until it lands.
+func (n *hubNode) registerSelf(ctx context.Context, pub ed25519.PublicKey) {
+	defer close(n.bgDone)
+	want := &hubv1.Node{
+		Id:        n.id,
+		RaftAddr:  n.raftAdvertise(),
+		AdminAddr: n.adminAdr,
+		SipAddrs:  n.sipAddrs(),
+		PublicKey: pub,
+	}
+	for delay := 200 * time.Millisecond; ; delay = min(delay*2, 5*time.Second) {
+		if have := n.raft.State().Node(n.id); have != nil && proto.Equal(have, want) {
+			return
+		}
+		cmd := &hubv1.Command{Version: 1, TimeUnixNano: time.Now().UnixNano(), Actor: "node:" + n.id,
+			Op: &hubv1.Command_PutNode{PutNode: &hubv1.PutNode{Node: want}}}
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := n.admin.Propose(actx, cmd)
+		cancel()
+		if err == nil {
+			n.log.Info("registered node in cluster state")
+			return
+		}
+		n.log.Warn("register node in cluster state: will retry", "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+func (n *hubNode) raftAdvertise() string {
+	if n.cfg.Raft.Advertise != "" {
+		return n.cfg.Raft.Advertise
+	}
+	return n.cfg.Raft.Addr
+}
+
+func (n *hubNode) sipAddrs() []string {
+	var out []string
+	for _, a := range []string{n.cfg.SIP.UDP, n.cfg.SIP.TCP, n.cfg.SIP.TLS} {
+		if a != "" && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// certHosts are the names and addresses the node certificate must cover.
+func (n *hubNode) certHosts() []string {
+	hosts := []string{"localhost", "127.0.0.1", n.id}
+	for _, a := range []string{n.cfg.Admin.Addr, n.raftAdvertise(), n.cfg.SIP.TLS, n.cfg.SIP.Hostname} {
+		h := a
+		if host, _, err := net.SplitHostPort(a); err == nil {
+			h = host
+		}
+		if h != "" && !slices.Contains(hosts, h) && (net.ParseIP(h) == nil || !net.ParseIP(h).IsUnspecified()) {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
+func (n *hubNode) printBanner(w io.Writer) {
+	fmt.Fprintf(w, "clearhub node %s is up (data in %s)\n", n.id, n.cfg.DataDir)
+	for _, l := range []struct{ what, addr string }{
+		{"SIP UDP", n.cfg.SIP.UDP}, {"SIP TCP", n.cfg.SIP.TCP}, {"SIP TLS", n.cfg.SIP.TLS},
+		{"admin gRPC (mTLS)", n.adminAdr}, {"raft (mTLS)", n.raftAdvertise()}, {"metrics/health", httpURL(n.cfg.HTTP.Addr)},
+	} {
+		if l.addr != "" {
+			fmt.Fprintf(w, "  %-18s %s\n", l.what, l.addr)
+		}
+	}
+	fmt.Fprintf(w, "point hubctl at it:\n  hubctl --addr %s --data %s cluster status\n", n.adminAdr, n.cfg.DataDir)
+}
+
+func httpURL(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	return "http://" + addr + "/metrics"
+}
+
+// shutdown stops everything in reverse start order. Safe on a partly
+// started node.
+func (n *hubNode) shutdown() error {
+	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if n.metrics != nil {
+		errs = append(errs, n.metrics.Close(ctx))
+	}
+	if n.sip != nil {
+		errs = append(errs, n.sip.Close())
+		if n.sipDone != nil {
+			errs = append(errs, <-n.sipDone)
+		}
+	}
+	if n.cancel != nil {
+		n.cancel()
+		<-n.bgDone
+	}
+	if n.grpc != nil {
+		stopped := make(chan struct{})
+		go func() { n.grpc.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			n.grpc.Stop()
+		}
+	}
+	if n.admin != nil {
+		n.admin.Close()
+	}
+	if n.raft != nil {
+		errs = append(errs, n.raft.Close())
+	}
+	if n.ledger != nil {
+		errs = append(errs, n.ledger.Close())
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		n.log.Error("shutdown", "err", err)
+	} else {
+		n.log.Info("stopped")
+	}
+	return err
+}
+
+// nodeID returns the configured id, or the one kept in the data directory,
+// or makes one; a configured id that contradicts the kept one is refused.
+func nodeID(cfg Config) (string, error) {
+	path := filepath.Join(cfg.DataDir, "node-id")
+	kept, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	have := strings.TrimSpace(string(kept))
+	switch {
+	case have != "" && cfg.NodeID != "" && have != cfg.NodeID:
+		return "", fmt.Errorf("node_id %q: data directory %s belongs to node %q", cfg.NodeID, cfg.DataDir, have)
+	case have != "":
+		return have, nil
+	}
+	id := cfg.NodeID
+	if id == "" {
+		b := make([]byte, 3)
+		rand.Read(b)
+		id = "hub-" + hex.EncodeToString(b)
+	}
+	return id, pki.WriteFile(path, []byte(id+"\n"), 0o644)
+}
+
+type peerTLSConfigs struct{ server, client *tls.Config }
+
+// nodeTLS is mutual TLS between nodes: both ends must present a node
+// certificate from the cluster CA; member and operator certificates are
+// refused.
+func nodeTLS(ca *pki.CA, cert tls.Certificate) peerTLSConfigs {
+	verify := pki.VerifyRole(pki.RoleNode)
+	return peerTLSConfigs{
+		server: &tls.Config{
+			MinVersion:       tls.VersionTLS12,
+			Certificates:     []tls.Certificate{cert},
+			ClientAuth:       tls.RequireAndVerifyClientCert,
+			ClientCAs:        ca.Pool(),
+			VerifyConnection: verify,
+		},
+		client: &tls.Config{
+			MinVersion:       tls.VersionTLS12,
+			Certificates:     []tls.Certificate{cert},
+			RootCAs:          ca.Pool(),
+			VerifyConnection: verify,
+		},
+	}
+}
+
+// sipServerTLS presents the node certificate to members and asks for theirs;
+// the hub verifies member certificates against each network's registered CA
+// or pins itself, so the standard library must not reject them first.
+func sipServerTLS(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequireAnyClientCert,
+	}
+}
+
+// routeSecret keys the HMAC in the hub's Record-Route so every node of the
+// cluster can check a route another node wrote.
+func routeSecret(ca *pki.CA) []byte {
+	der, _ := x509.MarshalPKCS8PrivateKey(ca.Key)
+	sum := sha256.Sum256(append([]byte("clearhub record-route v1\x00"), der...))
+	return sum[:]
+}
+
+func loadOrCreateSigner(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			return nil, fmt.Errorf("%s: no PEM block", path)
+		}
+		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		ek, ok := k.(ed25519.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("%s: not an Ed25519 key", path)
+		}
+		return ek, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	return k, pki.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

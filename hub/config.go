@@ -1,0 +1,125 @@
+package hub
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Hub. New validates it and fills defaults; the caller's
+// value is not modified.
+type Config struct {
+	// NodeID names this node in logs and metrics.
+	NodeID string
+
+	// UDPAddr, TCPAddr and TLSAddr are listen addresses ("127.0.0.1:5060",
+	// ":0" for an ephemeral port). An empty address disables that
+	// transport; at least one must be set. UDP and TCP are lab transports
+	// (members identified by source address); TLS is the production one.
+	UDPAddr string
+	TCPAddr string
+	TLSAddr string
+
+	// Hostname is the host the hub advertises in Via and Record-Route. It
+	// must reach this node and, for TLS, be a name in the node certificate.
+	// Default: the IP of the first listen address when that is specific.
+	Hostname string
+
+	// ServerTLS holds the node certificate served on TLSAddr. Required when
+	// TLSAddr is set. The hub clones it and requires a client certificate
+	// (RequireAnyClientCert); members are verified against the cluster
+	// state, not against ClientCAs.
+	ServerTLS *tls.Config
+
+	// ClientCertificate is presented on outbound TLS connections to member
+	// edges. Required when TLSAddr is set.
+	ClientCertificate tls.Certificate
+
+	// RouteSecret keys the HMAC protecting the hub's Record-Route
+	// parameters. Every node of a cluster should share it and keep it
+	// across restarts so that dialogs survive a restart; when empty a random
+	// secret is generated (in-dialog requests then fail with 403 after a
+	// restart).
+	RouteSecret []byte
+
+	Logger     *slog.Logger          // default: slog.Default()
+	Registerer prometheus.Registerer // default: no metrics registration
+
+	// TransactionTimeout bounds how long the hub waits for any response
+	// from one edge before trying the next one (default 3s). After a
+	// provisional response, INVITE waits up to InviteTimeout (RFC 3261 Timer
+	// C, default 3m) and other methods up to sip Timer F.
+	TransactionTimeout time.Duration
+	InviteTimeout      time.Duration
+
+	// IdleTimeout closes TCP/TLS connections that send nothing for this long,
+	// including connections stuck in the TLS handshake (default 3m).
+	IdleTimeout time.Duration
+
+	// MaxMessageSize refuses larger SIP messages (default 65535; a UDP
+	// datagram cannot exceed it anyway).
+	MaxMessageSize int
+
+	// UDPReadBuffer is the SO_RCVBUF asked for on the UDP socket (default
+	// 8 MiB; the kernel caps it at net.core.rmem_max).
+	UDPReadBuffer int
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.UDPAddr == "" && c.TCPAddr == "" && c.TLSAddr == "" {
+		return c, errors.New("hub config: no listen address (UDPAddr, TCPAddr, TLSAddr)")
+	}
+	if c.TLSAddr != "" {
+		if c.ServerTLS == nil || (len(c.ServerTLS.Certificates) == 0 && c.ServerTLS.GetCertificate == nil) {
+			return c, errors.New("hub config: TLSAddr needs ServerTLS with a certificate")
+		}
+		if len(c.ClientCertificate.Certificate) == 0 {
+			return c, errors.New("hub config: TLSAddr needs ClientCertificate for outbound TLS")
+		}
+	}
+	if c.Hostname == "" {
+		for _, a := range []string{c.UDPAddr, c.TCPAddr, c.TLSAddr} {
+			if a == "" {
+				continue
+			}
+			host, _, err := net.SplitHostPort(a)
+			if err != nil {
+				return c, fmt.Errorf("hub config: listen address %q: %w", a, err)
+			}
+			if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+				c.Hostname = host
+				break
+			}
+		}
+		if c.Hostname == "" {
+			return c, errors.New("hub config: Hostname required when listening on a wildcard address")
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.TransactionTimeout <= 0 {
+		c.TransactionTimeout = 3 * time.Second
+	}
+	if c.InviteTimeout <= 0 {
+		c.InviteTimeout = 3 * time.Minute
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 3 * time.Minute
+	}
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = 65535
+	}
+	if c.MaxMessageSize < 1024 {
+		return c, fmt.Errorf("hub config: MaxMessageSize %d below 1024", c.MaxMessageSize)
+	}
+	if c.UDPReadBuffer <= 0 {
+		c.UDPReadBuffer = 8 << 20
+	}
+	return c, nil
+}

@@ -1,0 +1,238 @@
+package hub
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/emiago/sipgo/sip"
+
+	"clearhub/raft"
+)
+
+// Attribution (RFC 5922 style): a request belongs to the member network the
+// *connection* proves, never to anything written in a header. TLS peers are
+// identified by their certificate (chain to the network's registered CA or a
+// pinned fingerprint, and a subjectAltName that is one of the network's
+// domains or edge hosts); UDP/TCP peers by their source address inside the
+// network's lab prefixes.
+
+// identity is a cached attribution result for one TLS connection, valid for
+// the state index it was computed at.
+type identity struct {
+	index  uint64
+	netID  string // "" when unattributable
+	reason string
+}
+
+// memberConn is an accepted TLS connection. sipgo keeps it as the net.Conn
+// inside its *sip.TCPConnection, so the identity is computed once per
+// connection (and again only when the cluster state changes).
+type memberConn struct {
+	*tls.Conn
+	ident atomic.Pointer[identity]
+}
+
+// tlsListener wraps a TCP listener so that every accepted connection is a
+// *memberConn. The handshake is not done here (Accept is serial); it runs on
+// the connection's first Read, bounded by the transport read timeout.
+type tlsListener struct {
+	net.Listener
+	config *tls.Config
+}
+
+func (l *tlsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &memberConn{Conn: tls.Server(c, l.config)}, nil
+}
+
+// certNames returns the lower-case DNS and IP subjectAltNames of leaf.
+func certNames(leaf *x509.Certificate) []string {
+	names := make([]string, 0, len(leaf.DNSNames)+len(leaf.IPAddresses))
+	for _, d := range leaf.DNSNames {
+		names = append(names, strings.ToLower(strings.TrimSuffix(d, ".")))
+	}
+	for _, ip := range leaf.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return names
+}
+
+// identifyCert returns the member network chain proves, or nil and a reason.
+// usage is the extended key usage the leaf must allow (client auth for
+// inbound connections, server auth for outbound ones).
+func identifyCert(st *raft.State, chain []*x509.Certificate, usage x509.ExtKeyUsage) (*raft.NetworkView, string) {
+	if len(chain) == 0 {
+		return nil, "no client certificate"
+	}
+	leaf := chain[0]
+	sum := sha256.Sum256(leaf.Raw)
+	fp := hex.EncodeToString(sum[:])
+	names := certNames(leaf)
+	var inter *x509.CertPool
+	for _, n := range st.Networks() {
+		v := st.Network(n.GetId())
+		if v == nil {
+			continue
+		}
+		hostOK := false
+		for _, name := range names {
+			if v.Hosts[name] {
+				hostOK = true
+				break
+			}
+		}
+		if !hostOK {
+			continue
+		}
+		if v.Pins[fp] {
+			return v, ""
+		}
+		if v.CAPool == nil {
+			continue
+		}
+		if inter == nil && len(chain) > 1 {
+			inter = x509.NewCertPool()
+			for _, c := range chain[1:] {
+				inter.AddCert(c)
+			}
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: v.CAPool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}}); err == nil {
+			return v, ""
+		}
+	}
+	return nil, "certificate not registered for any member network"
+}
+
+// errUnattributable is what an unattributable outbound TLS peer fails with.
+var errUnattributable = errors.New("peer certificate is not a member network's")
+
+// attribute returns the network that sent req over the connection of tx,
+// or nil with a reason.
+func (h *Hub) attribute(st *raft.State, req *sip.Request, tx sip.ServerTransaction) (*raft.NetworkView, string) {
+	if strings.EqualFold(req.Transport(), "TLS") {
+		tc := tlsConnOf(tx)
+		if tc == nil {
+			return nil, "TLS connection not found"
+		}
+		return h.attributeTLS(st, tc)
+	}
+	ap, err := netip.ParseAddrPort(req.Source())
+	if err != nil {
+		return nil, "unparsable source address"
+	}
+	v := st.NetworkByAddr(ap.Addr())
+	if v == nil {
+		return nil, "source address not in any member network's lab prefixes"
+	}
+	return v, ""
+}
+
+// tlsConnOf digs the TLS connection out of a sipgo server transaction. It
+// leans on sipgo's concrete types (*sip.ServerTx, *sip.TCPConnection);
+// TestConcreteTypes fails if an upgrade changes them.
+func tlsConnOf(tx sip.ServerTransaction) net.Conn {
+	stx, ok := tx.(*sip.ServerTx)
+	if !ok {
+		return nil
+	}
+	tc, ok := stx.Connection().(*sip.TCPConnection)
+	if !ok {
+		return nil
+	}
+	switch c := tc.Conn.(type) {
+	case *memberConn:
+		return c
+	case *tls.Conn:
+		return c
+	}
+	return nil
+}
+
+func (h *Hub) attributeTLS(st *raft.State, c net.Conn) (*raft.NetworkView, string) {
+	switch c := c.(type) {
+	case *memberConn:
+		if id := c.ident.Load(); id != nil && id.index == st.Index {
+			return lookupActive(st, id)
+		}
+		v, reason := identifyCert(st, c.ConnectionState().PeerCertificates, x509.ExtKeyUsageClientAuth)
+		id := &identity{index: st.Index, reason: reason}
+		if v != nil {
+			id.netID = v.GetId()
+		}
+		c.ident.Store(id)
+		return v, reason
+	case *tls.Conn:
+		// A connection the hub dialed to a member edge, on which the member
+		// now sends a request: identified by its server certificate.
+		return h.outIdentity(st, c)
+	}
+	return nil, "not a TLS connection"
+}
+
+func lookupActive(st *raft.State, id *identity) (*raft.NetworkView, string) {
+	if id.netID == "" {
+		return nil, id.reason
+	}
+	if v := st.Network(id.netID); v != nil {
+		return v, ""
+	}
+	return nil, "network removed"
+}
+
+// outCache caches the identity of outbound TLS connections (few: one per
+// member edge). It is cleared wholesale when it grows, which only costs a
+// re-verification.
+type outCache struct {
+	mu sync.Mutex
+	m  map[*tls.Conn]identity
+}
+
+func (h *Hub) outIdentity(st *raft.State, c *tls.Conn) (*raft.NetworkView, string) {
+	h.out.mu.Lock()
+	id, ok := h.out.m[c]
+	h.out.mu.Unlock()
+	if ok && id.index == st.Index {
+		return lookupActive(st, &id)
+	}
+	v, reason := identifyCert(st, c.ConnectionState().PeerCertificates, x509.ExtKeyUsageServerAuth)
+	id = identity{index: st.Index, reason: reason}
+	if v != nil {
+		id.netID = v.GetId()
+	}
+	h.out.mu.Lock()
+	if h.out.m == nil || len(h.out.m) > 1024 {
+		h.out.m = make(map[*tls.Conn]identity)
+	}
+	h.out.m[c] = id
+	h.out.mu.Unlock()
+	return v, reason
+}
+
+// clientTLS is the configuration for outbound TLS to member edges: the hub
+// presents its certificate and accepts only a server certificate that
+// identifies some member network; the forwarding code then checks that it
+// is the intended one (the dialled host alone cannot tell, see DESIGN.md).
+func (h *Hub) clientTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		Certificates:       []tls.Certificate{h.cfg.ClientCertificate},
+		InsecureSkipVerify: true, // verified below against the cluster state
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if v, _ := identifyCert(h.state.State(), cs.PeerCertificates, x509.ExtKeyUsageServerAuth); v == nil {
+				return errUnattributable
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,65 @@
+package hub
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	auditErrs prometheus.Counter
+	malformed prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clearhub", Subsystem: "sip", Name: "requests_total",
+			Help: "SIP requests handled, by method, source and destination network and final status (0: none, e.g. ACK).",
+		}, []string{"method", "src", "dst", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "clearhub", Subsystem: "sip", Name: "request_duration_seconds",
+			Help:    "Time from receiving a request to sending its final response.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"method"}),
+		auditErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "clearhub", Subsystem: "sip", Name: "audit_errors_total",
+			Help: "Ledger appends that failed (the request or response was refused with 500).",
+		}),
+		malformed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "clearhub", Subsystem: "sip", Name: "malformed_total",
+			Help: "Datagrams refused as unparsable or oversized.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.auditErrs, m.malformed} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return nil, errors.New("hub: metrics already registered on this registerer")
+			}
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+var knownMethods = map[string]bool{
+	"SUBSCRIBE": true, "NOTIFY": true, "PUBLISH": true, "MESSAGE": true, "INVITE": true,
+	"ACK": true, "CANCEL": true, "BYE": true, "UPDATE": true, "INFO": true, "REFER": true,
+	"PRACK": true, "OPTIONS": true, "REGISTER": true,
+}
+
+func methodLabel(m string) string {
+	if knownMethods[m] {
+		return m
+	}
+	return "other"
+}
+
+func statusLabel(code int) string { return strconv.Itoa(code) }
