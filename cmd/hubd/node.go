@@ -191,7 +191,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *hubNode, err e
 		if err := metrics.RegisterRaft(reg, n.raft); err != nil {
 			return nil, err
 		}
-		if n.metrics, err = metrics.Listen(cfg.HTTP.Addr, reg, n.raft, n.log.With("component", "http")); err != nil {
+		if n.metrics, err = metrics.Listen(cfg.HTTP.Addr, reg, n.raft, n.log.With("component", "http"), n.registered); err != nil {
 			return nil, fmt.Errorf("http.addr: %w", err)
 		}
 	}
@@ -244,7 +244,10 @@ func (n *hubNode) registerSelf(ctx context.Context, pub ed25519.PublicKey) {
 		SipAddrs:  n.sipAddrs(),
 		PublicKey: pub,
 	}
-	for delay := 200 * time.Millisecond; ; delay = min(delay*2, 5*time.Second) {
+	if err := n.raft.WaitForLeader(ctx); err != nil {
+		return
+	}
+	for delay := 50 * time.Millisecond; ; delay = min(delay*2, 2*time.Second) {
 		if have := n.raft.State().Node(n.id); have != nil && proto.Equal(have, want) {
 			return
 		}
@@ -257,13 +260,22 @@ func (n *hubNode) registerSelf(ctx context.Context, pub ed25519.PublicKey) {
 			n.log.Info("registered node in cluster state")
 			return
 		}
-		n.log.Warn("register node in cluster state: will retry", "err", err, "in", delay)
+		n.log.Info("register node in cluster state: will retry", "err", err, "in", delay)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(delay):
 		}
 	}
+}
+
+// registered is a readiness check: the node's own record (admin address,
+// audit key) is in the replicated state, so followers can forward to it.
+func (n *hubNode) registered() error {
+	if n.raft.State().Node(n.id) == nil {
+		return fmt.Errorf("node %s not yet registered in the cluster state", n.id)
+	}
+	return nil
 }
 
 func (n *hubNode) raftAdvertise() string {

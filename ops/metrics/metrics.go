@@ -81,8 +81,9 @@ func Ready(s raft.Status) error {
 	return nil
 }
 
-// Listen binds addr and starts serving; Close stops it.
-func Listen(addr string, gatherer prometheus.Gatherer, src StatusSource, log *slog.Logger) (*Server, error) {
+// Listen binds addr and starts serving; Close stops it. Each of checks must
+// also pass for /readyz to answer 200.
+func Listen(addr string, gatherer prometheus.Gatherer, src StatusSource, log *slog.Logger, checks ...func() error) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics listen %s: %w", addr, err)
@@ -93,7 +94,14 @@ func Listen(addr string, gatherer prometheus.Gatherer, src StatusSource, log *sl
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := Ready(src.Status()); err != nil {
+		err := Ready(src.Status())
+		for _, c := range checks {
+			if err != nil {
+				break
+			}
+			err = c()
+		}
+		if err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
