@@ -138,6 +138,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *hubNode, err e
 		NodeClientTLS: peerTLS.client,
 		Store:         n.raft,
 		Auditor:       n.ledger,
+		Ledger:        n.ledger,
 		Logger:        n.log.With("component", "admin"),
 		Registerer:    reg,
 	})

@@ -63,6 +63,9 @@ type Options struct {
 	Store         Store
 	// Auditor, if set, receives one KindAdmin entry per successful change.
 	Auditor Auditor
+	// Ledger, if set, serves the audit RPCs (usually the same *ledger.Ledger
+	// as Auditor); without it they answer FailedPrecondition.
+	Ledger AuditLedger
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Registerer, if set, receives the admin request metrics.
@@ -114,6 +117,7 @@ type Server struct {
 	clientTLS   *tls.Config
 	store       Store
 	auditor     Auditor
+	ledger      AuditLedger
 	log         *slog.Logger
 	now         func() time.Time
 	nodeCertTTL time.Duration
@@ -144,6 +148,7 @@ func NewServer(opts Options) (*Server, error) {
 		clientTLS:   opts.NodeClientTLS.Clone(),
 		store:       opts.Store,
 		auditor:     opts.Auditor,
+		ledger:      opts.Ledger,
 		log:         opts.Logger,
 		now:         opts.Now,
 		nodeCertTTL: opts.NodeCertTTL,

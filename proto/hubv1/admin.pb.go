@@ -2030,11 +2030,12 @@ const file_clearhub_v1_admin_proto_rawDesc = "" +
 	"\vExportAudit\x12\x1f.clearhub.v1.ExportAuditRequest\x1a\x18.clearhub.v1.AuditRecord0\x01\x12F\n" +
 	"\tTailAudit\x12\x1d.clearhub.v1.TailAuditRequest\x1a\x18.clearhub.v1.AuditRecord0\x012J\n" +
 	"\vJoinService\x12;\n" +
-	"\x04Join\x12\x18.clearhub.v1.JoinRequest\x1a\x19.clearhub.v1.JoinResponse2\xed\x01\n" +
+	"\x04Join\x12\x18.clearhub.v1.JoinRequest\x1a\x19.clearhub.v1.JoinResponse2\xbe\x02\n" +
 	"\x0fClusterInternal\x12D\n" +
 	"\aPropose\x12\x1b.clearhub.v1.ProposeRequest\x1a\x1c.clearhub.v1.ProposeResponse\x12F\n" +
 	"\bAddVoter\x12\x1c.clearhub.v1.AddVoterRequest\x1a\x1c.clearhub.v1.ProposeResponse\x12L\n" +
-	"\fRemoveServer\x12\x1e.clearhub.v1.RemoveNodeRequest\x1a\x1c.clearhub.v1.ProposeResponseB\x1cZ\x1aclearhub/proto/hubv1;hubv1b\x06proto3"
+	"\fRemoveServer\x12\x1e.clearhub.v1.RemoveNodeRequest\x1a\x1c.clearhub.v1.ProposeResponse\x12O\n" +
+	"\x10ExportLocalAudit\x12\x1f.clearhub.v1.ExportAuditRequest\x1a\x18.clearhub.v1.AuditRecord0\x01B\x1cZ\x1aclearhub/proto/hubv1;hubv1b\x06proto3"
 
 var (
 	file_clearhub_v1_admin_proto_rawDescOnce sync.Once
@@ -2119,31 +2120,33 @@ var file_clearhub_v1_admin_proto_depIdxs = []int32{
 	19, // 30: clearhub.v1.ClusterInternal.Propose:input_type -> clearhub.v1.ProposeRequest
 	21, // 31: clearhub.v1.ClusterInternal.AddVoter:input_type -> clearhub.v1.AddVoterRequest
 	13, // 32: clearhub.v1.ClusterInternal.RemoveServer:input_type -> clearhub.v1.RemoveNodeRequest
-	31, // 33: clearhub.v1.AdminService.AddNetwork:output_type -> clearhub.v1.Network
-	31, // 34: clearhub.v1.AdminService.GetNetwork:output_type -> clearhub.v1.Network
-	3,  // 35: clearhub.v1.AdminService.ListNetworks:output_type -> clearhub.v1.ListNetworksResponse
-	31, // 36: clearhub.v1.AdminService.UpdateNetwork:output_type -> clearhub.v1.Network
-	31, // 37: clearhub.v1.AdminService.SuspendNetwork:output_type -> clearhub.v1.Network
-	31, // 38: clearhub.v1.AdminService.ResumeNetwork:output_type -> clearhub.v1.Network
-	6,  // 39: clearhub.v1.AdminService.RemoveNetwork:output_type -> clearhub.v1.RemoveNetworkResponse
-	33, // 40: clearhub.v1.AdminService.AllowPolicy:output_type -> clearhub.v1.Policy
-	33, // 41: clearhub.v1.AdminService.DenyPolicy:output_type -> clearhub.v1.Policy
-	9,  // 42: clearhub.v1.AdminService.ListPolicies:output_type -> clearhub.v1.ListPoliciesResponse
-	11, // 43: clearhub.v1.AdminService.CreateJoinToken:output_type -> clearhub.v1.JoinToken
-	16, // 44: clearhub.v1.AdminService.AddNode:output_type -> clearhub.v1.ClusterStatusResponse
-	16, // 45: clearhub.v1.AdminService.RemoveNode:output_type -> clearhub.v1.ClusterStatusResponse
-	16, // 46: clearhub.v1.AdminService.ClusterStatus:output_type -> clearhub.v1.ClusterStatusResponse
-	23, // 47: clearhub.v1.AdminService.GetCheckpoint:output_type -> clearhub.v1.Checkpoint
-	25, // 48: clearhub.v1.AdminService.GetInclusionProof:output_type -> clearhub.v1.InclusionProof
-	27, // 49: clearhub.v1.AdminService.GetConsistencyProof:output_type -> clearhub.v1.ConsistencyProof
-	30, // 50: clearhub.v1.AdminService.ExportAudit:output_type -> clearhub.v1.AuditRecord
-	30, // 51: clearhub.v1.AdminService.TailAudit:output_type -> clearhub.v1.AuditRecord
-	18, // 52: clearhub.v1.JoinService.Join:output_type -> clearhub.v1.JoinResponse
-	20, // 53: clearhub.v1.ClusterInternal.Propose:output_type -> clearhub.v1.ProposeResponse
-	20, // 54: clearhub.v1.ClusterInternal.AddVoter:output_type -> clearhub.v1.ProposeResponse
-	20, // 55: clearhub.v1.ClusterInternal.RemoveServer:output_type -> clearhub.v1.ProposeResponse
-	33, // [33:56] is the sub-list for method output_type
-	10, // [10:33] is the sub-list for method input_type
+	28, // 33: clearhub.v1.ClusterInternal.ExportLocalAudit:input_type -> clearhub.v1.ExportAuditRequest
+	31, // 34: clearhub.v1.AdminService.AddNetwork:output_type -> clearhub.v1.Network
+	31, // 35: clearhub.v1.AdminService.GetNetwork:output_type -> clearhub.v1.Network
+	3,  // 36: clearhub.v1.AdminService.ListNetworks:output_type -> clearhub.v1.ListNetworksResponse
+	31, // 37: clearhub.v1.AdminService.UpdateNetwork:output_type -> clearhub.v1.Network
+	31, // 38: clearhub.v1.AdminService.SuspendNetwork:output_type -> clearhub.v1.Network
+	31, // 39: clearhub.v1.AdminService.ResumeNetwork:output_type -> clearhub.v1.Network
+	6,  // 40: clearhub.v1.AdminService.RemoveNetwork:output_type -> clearhub.v1.RemoveNetworkResponse
+	33, // 41: clearhub.v1.AdminService.AllowPolicy:output_type -> clearhub.v1.Policy
+	33, // 42: clearhub.v1.AdminService.DenyPolicy:output_type -> clearhub.v1.Policy
+	9,  // 43: clearhub.v1.AdminService.ListPolicies:output_type -> clearhub.v1.ListPoliciesResponse
+	11, // 44: clearhub.v1.AdminService.CreateJoinToken:output_type -> clearhub.v1.JoinToken
+	16, // 45: clearhub.v1.AdminService.AddNode:output_type -> clearhub.v1.ClusterStatusResponse
+	16, // 46: clearhub.v1.AdminService.RemoveNode:output_type -> clearhub.v1.ClusterStatusResponse
+	16, // 47: clearhub.v1.AdminService.ClusterStatus:output_type -> clearhub.v1.ClusterStatusResponse
+	23, // 48: clearhub.v1.AdminService.GetCheckpoint:output_type -> clearhub.v1.Checkpoint
+	25, // 49: clearhub.v1.AdminService.GetInclusionProof:output_type -> clearhub.v1.InclusionProof
+	27, // 50: clearhub.v1.AdminService.GetConsistencyProof:output_type -> clearhub.v1.ConsistencyProof
+	30, // 51: clearhub.v1.AdminService.ExportAudit:output_type -> clearhub.v1.AuditRecord
+	30, // 52: clearhub.v1.AdminService.TailAudit:output_type -> clearhub.v1.AuditRecord
+	18, // 53: clearhub.v1.JoinService.Join:output_type -> clearhub.v1.JoinResponse
+	20, // 54: clearhub.v1.ClusterInternal.Propose:output_type -> clearhub.v1.ProposeResponse
+	20, // 55: clearhub.v1.ClusterInternal.AddVoter:output_type -> clearhub.v1.ProposeResponse
+	20, // 56: clearhub.v1.ClusterInternal.RemoveServer:output_type -> clearhub.v1.ProposeResponse
+	30, // 57: clearhub.v1.ClusterInternal.ExportLocalAudit:output_type -> clearhub.v1.AuditRecord
+	34, // [34:58] is the sub-list for method output_type
+	10, // [10:34] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name

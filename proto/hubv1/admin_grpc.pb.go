@@ -933,9 +933,10 @@ var JoinService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	ClusterInternal_Propose_FullMethodName      = "/clearhub.v1.ClusterInternal/Propose"
-	ClusterInternal_AddVoter_FullMethodName     = "/clearhub.v1.ClusterInternal/AddVoter"
-	ClusterInternal_RemoveServer_FullMethodName = "/clearhub.v1.ClusterInternal/RemoveServer"
+	ClusterInternal_Propose_FullMethodName          = "/clearhub.v1.ClusterInternal/Propose"
+	ClusterInternal_AddVoter_FullMethodName         = "/clearhub.v1.ClusterInternal/AddVoter"
+	ClusterInternal_RemoveServer_FullMethodName     = "/clearhub.v1.ClusterInternal/RemoveServer"
+	ClusterInternal_ExportLocalAudit_FullMethodName = "/clearhub.v1.ClusterInternal/ExportLocalAudit"
 )
 
 // ClusterInternalClient is the client API for ClusterInternal service.
@@ -948,6 +949,9 @@ type ClusterInternalClient interface {
 	Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
 	AddVoter(ctx context.Context, in *AddVoterRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
 	RemoveServer(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
+	// This node's own audit export (the request's cluster flag is ignored),
+	// for the node assembling a cluster-wide AdminService.ExportAudit.
+	ExportLocalAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AuditRecord], error)
 }
 
 type clusterInternalClient struct {
@@ -988,6 +992,25 @@ func (c *clusterInternalClient) RemoveServer(ctx context.Context, in *RemoveNode
 	return out, nil
 }
 
+func (c *clusterInternalClient) ExportLocalAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AuditRecord], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ClusterInternal_ServiceDesc.Streams[0], ClusterInternal_ExportLocalAudit_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportAuditRequest, AuditRecord]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ClusterInternal_ExportLocalAuditClient = grpc.ServerStreamingClient[AuditRecord]
+
 // ClusterInternalServer is the server API for ClusterInternal service.
 // All implementations must embed UnimplementedClusterInternalServer
 // for forward compatibility.
@@ -998,6 +1021,9 @@ type ClusterInternalServer interface {
 	Propose(context.Context, *ProposeRequest) (*ProposeResponse, error)
 	AddVoter(context.Context, *AddVoterRequest) (*ProposeResponse, error)
 	RemoveServer(context.Context, *RemoveNodeRequest) (*ProposeResponse, error)
+	// This node's own audit export (the request's cluster flag is ignored),
+	// for the node assembling a cluster-wide AdminService.ExportAudit.
+	ExportLocalAudit(*ExportAuditRequest, grpc.ServerStreamingServer[AuditRecord]) error
 	mustEmbedUnimplementedClusterInternalServer()
 }
 
@@ -1016,6 +1042,9 @@ func (UnimplementedClusterInternalServer) AddVoter(context.Context, *AddVoterReq
 }
 func (UnimplementedClusterInternalServer) RemoveServer(context.Context, *RemoveNodeRequest) (*ProposeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveServer not implemented")
+}
+func (UnimplementedClusterInternalServer) ExportLocalAudit(*ExportAuditRequest, grpc.ServerStreamingServer[AuditRecord]) error {
+	return status.Error(codes.Unimplemented, "method ExportLocalAudit not implemented")
 }
 func (UnimplementedClusterInternalServer) mustEmbedUnimplementedClusterInternalServer() {}
 func (UnimplementedClusterInternalServer) testEmbeddedByValue()                         {}
@@ -1092,6 +1121,17 @@ func _ClusterInternal_RemoveServer_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterInternal_ExportLocalAudit_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportAuditRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ClusterInternalServer).ExportLocalAudit(m, &grpc.GenericServerStream[ExportAuditRequest, AuditRecord]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ClusterInternal_ExportLocalAuditServer = grpc.ServerStreamingServer[AuditRecord]
+
 // ClusterInternal_ServiceDesc is the grpc.ServiceDesc for ClusterInternal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1112,6 +1152,12 @@ var ClusterInternal_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ClusterInternal_RemoveServer_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ExportLocalAudit",
+			Handler:       _ClusterInternal_ExportLocalAudit_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "clearhub/v1/admin.proto",
 }

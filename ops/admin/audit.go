@@ -1,0 +1,497 @@
+package admin
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"clearhub/ledger"
+	"clearhub/proto/hubv1"
+	"clearhub/raft"
+)
+
+// The audit RPCs of AdminService, served from this node's own ledger:
+//
+//   - GetCheckpoint, GetInclusionProof and GetConsistencyProof return signed
+//     checkpoints (C2SP signed notes) and RFC 9162 proofs that a client
+//     checks itself; the server is not trusted.
+//   - ExportAudit streams the ledger's JSON Lines export (ledger.WriteJSONL)
+//     one line per AuditRecord, byte for byte, so the receiver's file passes
+//     ledger.VerifyExport. With cluster set, the node asks every node of the
+//     cluster state (ClusterInternal.ExportLocalAudit, node certificates) and
+//     streams their exports one after another in node-id order: each node's
+//     lines stay one contiguous block (its header, checkpoint, entries and
+//     proofs), so every node's chain verifies on its own. Entries are
+//     therefore ordered by time within a node, not across nodes.
+//   - TailAudit follows the ledger (ledger.Tail) until the client goes.
+//
+// AuditRecord.node is set on every line; seq and time_unix_nano only on
+// entry lines (0 on header, checkpoint, neighbour and proof lines).
+
+// AuditLedger is what the audit RPCs need from the node's ledger
+// (*ledger.Ledger).
+type AuditLedger interface {
+	NodeID() string
+	PublicKey() ed25519.PublicKey
+	// Size is the number of durable entries.
+	Size() uint64
+	// Checkpoint signs a checkpoint covering every durable entry unless the
+	// newest one already does, and returns it.
+	Checkpoint(ctx context.Context) (*ledger.Checkpoint, error)
+	// CheckpointAt returns the checkpoint signed at exactly size, or an error
+	// wrapping ledger.ErrNotFound.
+	CheckpointAt(size uint64) (*ledger.Checkpoint, error)
+	InclusionProof(seq, treeSize uint64) ([][]byte, error)
+	ConsistencyProof(oldSize, newSize uint64) ([][]byte, error)
+	Get(seq uint64) (*ledger.Entry, error)
+	WriteJSONL(ctx context.Context, w io.Writer, f ledger.Filter) error
+	Tail(ctx context.Context, fromSeq uint64, fn func(*ledger.Entry) error) error
+}
+
+var _ AuditLedger = (*ledger.Ledger)(nil)
+
+// MaxAuditRecordSize bounds one AuditRecord a node accepts from a peer: an
+// entry line with the largest body the ledger keeps (16 MiB, base64 in
+// JSON) fits with room to spare.
+const MaxAuditRecordSize = 64 << 20
+
+// auditErr is an error with an exact message that maps through toStatus
+// like the sentinel it wraps.
+type auditErr struct {
+	msg  string
+	kind error
+}
+
+func (e *auditErr) Error() string { return e.msg }
+func (e *auditErr) Unwrap() error { return e.kind }
+
+// ledgerErr gives a ledger error the code its sentinel means: not found,
+// invalid argument, or unavailable for a closed ledger. Anything else
+// (a broken chain, an I/O error) stays Internal.
+func ledgerErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var kind error
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		kind = raft.ErrNotFound
+	case errors.Is(err, ledger.ErrInvalid):
+		kind = raft.ErrInvalid
+	case errors.Is(err, ledger.ErrClosed):
+		kind = raft.ErrClosed
+	default:
+		return err
+	}
+	return &auditErr{msg: err.Error(), kind: errors.Join(err, kind)}
+}
+
+// auditLedger returns the ledger or FailedPrecondition.
+func (s *Server) auditLedger() (AuditLedger, error) {
+	if s.ledger == nil {
+		return nil, &auditErr{msg: "audit: this node has no audit ledger configured", kind: raft.ErrFailedPrecondition}
+	}
+	return s.ledger, nil
+}
+
+// checkpointMsg renders cp with this node's public key.
+func checkpointMsg(l AuditLedger, cp *ledger.Checkpoint) *hubv1.Checkpoint {
+	return &hubv1.Checkpoint{
+		Origin:    cp.Origin,
+		TreeSize:  cp.Size,
+		RootHash:  cp.Root,
+		Note:      string(cp.Note),
+		PublicKey: l.PublicKey(),
+	}
+}
+
+// checkpointFor returns a checkpoint covering every durable entry for size 0
+// and the one signed at exactly size otherwise; field names the request
+// field in errors.
+func checkpointFor(ctx context.Context, l AuditLedger, size uint64, field string) (*ledger.Checkpoint, error) {
+	if size == 0 {
+		cp, err := l.Checkpoint(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("audit: sign checkpoint: %w", ledgerErr(err))
+		}
+		return cp, nil
+	}
+	if n := l.Size(); size > n {
+		return nil, fieldErr(field, fmt.Sprintf("%d is beyond the log size %d", size, n))
+	}
+	cp, err := l.CheckpointAt(size)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, &auditErr{
+			msg:  fmt.Sprintf("%s: no checkpoint was signed at tree size %d (ask for 0, the latest, or a size a checkpoint was signed at)", field, size),
+			kind: raft.ErrNotFound,
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit: checkpoint at %d: %w", size, ledgerErr(err))
+	}
+	return cp, nil
+}
+
+// entryRecord is the AuditRecord of one entry: its export line without the
+// newline.
+func entryRecord(e *ledger.Entry) *hubv1.AuditRecord {
+	return &hubv1.AuditRecord{Node: e.Node, Seq: e.Seq, TimeUnixNano: e.Time, Json: ledger.AppendEntryJSON(nil, e)}
+}
+
+// GetCheckpoint returns the latest checkpoint (tree_size 0, signed now if
+// entries landed since the newest) or the one signed at tree_size.
+func (s *Server) GetCheckpoint(ctx context.Context, req *hubv1.GetCheckpointRequest) (*hubv1.Checkpoint, error) {
+	if _, err := callerFrom(ctx); err != nil {
+		return nil, err
+	}
+	l, err := s.auditLedger()
+	if err != nil {
+		return nil, err
+	}
+	cp, err := checkpointFor(ctx, l, req.GetTreeSize(), "tree_size")
+	if err != nil {
+		return nil, err
+	}
+	return checkpointMsg(l, cp), nil
+}
+
+// GetInclusionProof proves entry seq in the checkpoint of tree_size (0: the
+// latest, covering every durable entry).
+func (s *Server) GetInclusionProof(ctx context.Context, req *hubv1.InclusionProofRequest) (*hubv1.InclusionProof, error) {
+	if _, err := callerFrom(ctx); err != nil {
+		return nil, err
+	}
+	l, err := s.auditLedger()
+	if err != nil {
+		return nil, err
+	}
+	seq := req.GetSeq()
+	if seq == 0 {
+		return nil, fieldErr("seq", "must be at least 1")
+	}
+	if req.GetTreeSize() != 0 && seq > req.GetTreeSize() {
+		return nil, fieldErr("seq", fmt.Sprintf("%d is not in a tree of size %d", seq, req.GetTreeSize()))
+	}
+	cp, err := checkpointFor(ctx, l, req.GetTreeSize(), "tree_size")
+	if err != nil {
+		return nil, err
+	}
+	if seq > cp.Size {
+		return nil, &auditErr{msg: fmt.Sprintf("seq: entry %d does not exist (the log holds %d)", seq, cp.Size), kind: raft.ErrNotFound}
+	}
+	e, err := l.Get(seq)
+	if err != nil {
+		return nil, fmt.Errorf("audit: entry %d: %w", seq, ledgerErr(err))
+	}
+	path, err := l.InclusionProof(seq, cp.Size)
+	if err != nil {
+		return nil, fmt.Errorf("audit: inclusion proof of %d in %d: %w", seq, cp.Size, ledgerErr(err))
+	}
+	return &hubv1.InclusionProof{
+		LeafIndex:  seq - 1,
+		TreeSize:   cp.Size,
+		Hashes:     path,
+		LeafHash:   ledger.LeafHash(e),
+		Entry:      entryRecord(e),
+		Checkpoint: checkpointMsg(l, cp),
+	}, nil
+}
+
+// GetConsistencyProof proves that the checkpoint at old_size is a prefix of
+// the one at new_size (0: the latest). Both sizes need a signed checkpoint,
+// which the answer carries.
+func (s *Server) GetConsistencyProof(ctx context.Context, req *hubv1.ConsistencyProofRequest) (*hubv1.ConsistencyProof, error) {
+	if _, err := callerFrom(ctx); err != nil {
+		return nil, err
+	}
+	l, err := s.auditLedger()
+	if err != nil {
+		return nil, err
+	}
+	oldSize, newSize := req.GetOldSize(), req.GetNewSize()
+	if oldSize == 0 {
+		return nil, fieldErr("old_size", "must be at least 1")
+	}
+	if newSize != 0 && oldSize > newSize {
+		return nil, fieldErr("old_size", fmt.Sprintf("%d is larger than new_size %d", oldSize, newSize))
+	}
+	newCp, err := checkpointFor(ctx, l, newSize, "new_size")
+	if err != nil {
+		return nil, err
+	}
+	if oldSize > newCp.Size {
+		return nil, fieldErr("old_size", fmt.Sprintf("%d is beyond the log size %d", oldSize, newCp.Size))
+	}
+	oldCp, err := checkpointFor(ctx, l, oldSize, "old_size")
+	if err != nil {
+		return nil, err
+	}
+	path, err := l.ConsistencyProof(oldSize, newCp.Size)
+	if err != nil {
+		return nil, fmt.Errorf("audit: consistency proof %d..%d: %w", oldSize, newCp.Size, ledgerErr(err))
+	}
+	return &hubv1.ConsistencyProof{
+		OldSize:       oldSize,
+		NewSize:       newCp.Size,
+		Hashes:        path,
+		OldCheckpoint: checkpointMsg(l, oldCp),
+		NewCheckpoint: checkpointMsg(l, newCp),
+	}, nil
+}
+
+// exportFilter validates an ExportAuditRequest into a ledger.Filter.
+func exportFilter(req *hubv1.ExportAuditRequest) (ledger.Filter, error) {
+	var f ledger.Filter
+	since, until := req.GetSinceUnixNano(), req.GetUntilUnixNano()
+	switch {
+	case since < 0:
+		return f, fieldErr("since_unix_nano", "must not be negative")
+	case until < 0:
+		return f, fieldErr("until_unix_nano", "must not be negative")
+	case until != 0 && until <= since:
+		return f, fieldErr("until_unix_nano", "must be after since_unix_nano")
+	}
+	if since != 0 {
+		f.Since = time.Unix(0, since)
+	}
+	if until != 0 {
+		f.Until = time.Unix(0, until)
+	}
+	f.FromSeq, f.ToSeq = req.GetFromSeq(), req.GetToSeq()
+	if f.ToSeq != 0 && f.FromSeq > f.ToSeq {
+		return f, fieldErr("to_seq", fmt.Sprintf("%d is below from_seq %d", f.ToSeq, f.FromSeq))
+	}
+	f.Network = req.GetNetwork()
+	f.User = req.GetUser()
+	if f.User != "" && ledger.NormalizeUser(f.User) == "" {
+		return f, fieldErr("user", fmt.Sprintf("%q is not a user@host or SIP URI", f.User))
+	}
+	f.Kind = ledger.Kind(req.GetKind())
+	if f.Kind != "" && !f.Kind.Valid() {
+		return f, fieldErr("kind", fmt.Sprintf("unknown kind %q (valid: request, response, chat, admin, anchor)", f.Kind))
+	}
+	return f, nil
+}
+
+// ExportAudit streams this node's export, or with cluster every node's.
+func (s *Server) ExportAudit(req *hubv1.ExportAuditRequest, stream hubv1.AdminService_ExportAuditServer) error {
+	ctx := stream.Context()
+	if _, err := callerFrom(ctx); err != nil {
+		return err
+	}
+	if _, err := exportFilter(req); err != nil {
+		return err
+	}
+	if !req.GetCluster() {
+		return s.exportLocal(ctx, req, stream.Send)
+	}
+	return s.exportCluster(ctx, req, stream.Send)
+}
+
+// ExportLocalAudit serves a peer's cluster export: this node's lines only.
+func (ci *clusterInternal) ExportLocalAudit(req *hubv1.ExportAuditRequest, stream hubv1.ClusterInternal_ExportLocalAuditServer) error {
+	if _, err := callerFrom(stream.Context()); err != nil {
+		return err
+	}
+	return ci.s.exportLocal(stream.Context(), req, stream.Send)
+}
+
+// exportLocal runs WriteJSONL into a line splitter that sends each line.
+func (s *Server) exportLocal(ctx context.Context, req *hubv1.ExportAuditRequest, send func(*hubv1.AuditRecord) error) error {
+	l, err := s.auditLedger()
+	if err != nil {
+		return err
+	}
+	f, err := exportFilter(req)
+	if err != nil {
+		return err
+	}
+	w := &lineSender{node: l.NodeID(), send: send}
+	if err := l.WriteJSONL(ctx, w, f); err != nil {
+		if w.sendErr != nil {
+			return w.sendErr
+		}
+		return fmt.Errorf("audit: export: %w", ledgerErr(err))
+	}
+	return w.flush()
+}
+
+// exportCluster streams every node's export in node-id order, this node's
+// from its own ledger. A node that cannot be reached fails the whole export
+// (naming it): a cluster export that silently lacks a node would mislead.
+func (s *Server) exportCluster(ctx context.Context, req *hubv1.ExportAuditRequest, send func(*hubv1.AuditRecord) error) error {
+	type target struct{ id, addr string }
+	targets := []target{{id: s.nodeID}}
+	for _, n := range s.store.State().Nodes() {
+		if n.GetId() != s.nodeID {
+			targets = append(targets, target{n.GetId(), n.GetAdminAddr()})
+		}
+	}
+	slices.SortFunc(targets, func(a, b target) int { return cmp.Compare(a.id, b.id) })
+	local := &hubv1.ExportAuditRequest{
+		SinceUnixNano: req.GetSinceUnixNano(), UntilUnixNano: req.GetUntilUnixNano(),
+		FromSeq: req.GetFromSeq(), ToSeq: req.GetToSeq(),
+		Network: req.GetNetwork(), User: req.GetUser(), Kind: req.GetKind(),
+	}
+	for _, t := range targets {
+		if t.id == s.nodeID {
+			if err := s.exportLocal(ctx, local, send); err != nil {
+				return fmt.Errorf("node %s: %w", t.id, err)
+			}
+			continue
+		}
+		if err := s.exportPeer(ctx, t.id, t.addr, local, send); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// exportPeer relays node id's own export. Records are passed on unchanged
+// except that node must be id: a peer cannot speak for another node here
+// (its lines still verify only against that node's key).
+func (s *Server) exportPeer(ctx context.Context, id, addr string, req *hubv1.ExportAuditRequest, send func(*hubv1.AuditRecord) error) error {
+	if addr == "" {
+		return &auditErr{msg: fmt.Sprintf("node %s: no admin address known", id), kind: raft.ErrFailedPrecondition}
+	}
+	c, err := s.conn(addr)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", id, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the peer stream if we stop early
+	// The peer's verdict keeps its code; the message names the node.
+	peerErr := func(err error) error {
+		st := status.Convert(err)
+		return status.Errorf(st.Code(), "node %s: %s", id, st.Message())
+	}
+	st, err := hubv1.NewClusterInternalClient(c).ExportLocalAudit(ctx, req, grpc.MaxCallRecvMsgSize(MaxAuditRecordSize))
+	if err != nil {
+		return peerErr(err)
+	}
+	for {
+		rec, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return peerErr(err)
+		}
+		if rec.GetNode() != id {
+			return fmt.Errorf("node %s: sent a record of node %q", id, rec.GetNode())
+		}
+		if err := send(rec); err != nil {
+			return err
+		}
+	}
+}
+
+// lineSender is the io.Writer WriteJSONL writes to: it cuts the output into
+// lines (without the newline) and sends each as an AuditRecord. Sends
+// happen on the caller's goroutine, inside WriteJSONL's Write calls.
+type lineSender struct {
+	node    string
+	send    func(*hubv1.AuditRecord) error
+	partial []byte // a line not yet ended by '\n'
+	sendErr error  // the first send failure, returned as is
+}
+
+// entryLinePrefix starts every entry line of the export (AppendEntryJSON).
+var entryLinePrefix = []byte(`{"type":"entry",`)
+
+func (w *lineSender) Write(p []byte) (int, error) {
+	if w.sendErr != nil {
+		return 0, w.sendErr
+	}
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.partial = append(w.partial, p...)
+			break
+		}
+		var line []byte
+		if len(w.partial) > 0 {
+			line = append(w.partial, p[:i]...)
+			w.partial = nil
+		} else {
+			// Send may keep the message (stats handlers), so each record
+			// owns its bytes.
+			line = bytes.Clone(p[:i])
+		}
+		p = p[i+1:]
+		if err := w.emit(line); err != nil {
+			w.sendErr = err
+			return n - len(p), err
+		}
+	}
+	return n, nil
+}
+
+func (w *lineSender) emit(line []byte) error {
+	rec := &hubv1.AuditRecord{Node: w.node, Json: line}
+	if bytes.HasPrefix(line, entryLinePrefix) {
+		var id struct {
+			Seq  uint64 `json:"seq"`
+			Time int64  `json:"time"`
+		}
+		if err := json.Unmarshal(line, &id); err != nil {
+			return fmt.Errorf("audit: export produced an unreadable entry line: %w", err)
+		}
+		rec.Seq, rec.TimeUnixNano = id.Seq, id.Time
+	}
+	return w.send(rec)
+}
+
+// flush sends a final line that lacked its newline (WriteJSONL always ends
+// lines, so this is only a safety net).
+func (w *lineSender) flush() error {
+	if len(w.partial) == 0 {
+		return nil
+	}
+	line := w.partial
+	w.partial = nil
+	return w.emit(line)
+}
+
+// TailAudit streams entries from from_seq (0: only entries appended from now
+// on) and follows the ledger until the client cancels.
+func (s *Server) TailAudit(req *hubv1.TailAuditRequest, stream hubv1.AdminService_TailAuditServer) error {
+	ctx := stream.Context()
+	if _, err := callerFrom(ctx); err != nil {
+		return err
+	}
+	l, err := s.auditLedger()
+	if err != nil {
+		return err
+	}
+	from := req.GetFromSeq()
+	if from == 0 {
+		from = l.Size() + 1
+	}
+	// Headers tell the client where the tail starts is fixed: entries
+	// appended after it reads them are streamed.
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
+	err = l.Tail(ctx, from, func(e *ledger.Entry) error { return stream.Send(entryRecord(e)) })
+	if ctx.Err() != nil {
+		// The client went away or cancelled: that is how a tail ends.
+		return ctx.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("audit: tail: %w", ledgerErr(err))
+	}
+	return nil
+}
