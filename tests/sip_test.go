@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -151,6 +152,73 @@ func TestSIPRoutesThroughAnyNode(t *testing.T) {
 	if res := stranger.recvFinal(t, 5*time.Second); res.status() != 403 {
 		t.Fatalf("unattributable source got %q, want 403", res.start)
 	}
+
+	// Every node logged what it handled; a cluster-wide export from any
+	// node holds all of it and verifies offline.
+	file := filepath.Join(t.TempDir(), "audit.jsonl")
+	eventually(t, 10*time.Second, "cluster export", func() error {
+		_, err := hubctl(t, n2, "audit", "export", "--cluster", "-o", file)
+		return err
+	})
+	if out, err := hubctl(t, n2, "audit", "verify", file); err != nil {
+		t.Fatalf("verify cluster export: %v\n%s", err, out)
+	}
+	entries := readEntries(t, file)
+	for _, want := range []struct {
+		node, method, kind string
+		status             int
+	}{
+		{"n3", "MESSAGE", "request", 0},
+		{"n3", "MESSAGE", "response", 200},
+		{"n2", "MESSAGE", "response", 403}, // spoofed From
+		{"n3", "MESSAGE", "response", 404},
+		{"n1", "INVITE", "response", 403},
+		{"n1", "REGISTER", "response", 405},
+		{"n1", "MESSAGE", "response", 403}, // unattributable
+		{"n1", "AddNetwork", "admin", 0},
+	} {
+		found := false
+		for _, e := range entries {
+			if e.Node == want.node && e.Method == want.method && e.Kind == want.kind && e.Status == want.status {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("cluster export lacks %+v", want)
+		}
+	}
+}
+
+type auditEntry struct {
+	Type   string `json:"type"`
+	Node   string `json:"node"`
+	Seq    uint64 `json:"seq"`
+	Kind   string `json:"kind"`
+	Method string `json:"method"`
+	Status int    `json:"status"`
+	SrcNet string `json:"src_net"`
+	DstNet string `json:"dst_net"`
+	CallID string `json:"call_id"`
+}
+
+func readEntries(t *testing.T, file string) []auditEntry {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []auditEntry
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var e auditEntry
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("export line %q: %v", line, err)
+		}
+		if e.Type == "entry" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Over mutual TLS with lab certificates minted by hubctl: a member with its
