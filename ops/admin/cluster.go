@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -138,24 +139,26 @@ func (s *Server) clusterStatus(ctx context.Context) *hubv1.ClusterStatusResponse
 		resp.Nodes = append(resp.Nodes, ns)
 		switch {
 		case srv.ID == s.nodeID:
-			ns.State, ns.Healthy, ns.AppliedIndex = resp.State, true, st.AppliedIndex
+			self := s.localStatus()
+			ns.State, ns.Healthy, ns.AppliedIndex, ns.Error = self.State, self.Healthy, self.AppliedIndex, self.Error
 		case ns.AdminAddr == "":
 			ns.Error = "no admin address recorded"
 		default:
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				s.probe(ctx, ns, srv.ID == st.LeaderID)
+				s.probe(ctx, ns)
 			}()
 		}
 	}
 	wg.Wait()
+	slices.SortFunc(resp.Nodes, func(a, b *hubv1.NodeStatus) int { return strings.Compare(a.GetId(), b.GetId()) })
 	return resp
 }
 
-// probe asks a peer's grpc.health.v1 service whether it is serving (that is,
-// knows a leader). It does not learn the peer's applied index.
-func (s *Server) probe(ctx context.Context, ns *hubv1.NodeStatus, isLeader bool) {
+// probe asks a peer for its own view (ClusterInternal.LocalStatus with the
+// node certificate): raft state, applied index, whether it knows a leader.
+func (s *Server) probe(ctx context.Context, ns *hubv1.NodeStatus) {
 	c, err := s.conn(ns.AdminAddr)
 	if err != nil {
 		ns.State, ns.Error = "unreachable", err.Error()
@@ -163,17 +166,30 @@ func (s *Server) probe(ctx context.Context, ns *hubv1.NodeStatus, isLeader bool)
 	}
 	pctx, cancel := context.WithTimeout(ctx, peerProbeTimeout)
 	defer cancel()
-	r, err := healthpb.NewHealthClient(c).Check(pctx, &healthpb.HealthCheckRequest{})
-	switch {
-	case err != nil:
+	r, err := hubv1.NewClusterInternalClient(c).LocalStatus(pctx, &hubv1.LocalStatusRequest{})
+	if err != nil {
 		ns.State, ns.Error = "unreachable", err.Error()
-	case r.GetStatus() != healthpb.HealthCheckResponse_SERVING:
-		ns.Error = "not serving: knows no leader"
-	case isLeader:
-		ns.State, ns.Healthy = "leader", true
-	default:
-		ns.State, ns.Healthy = "follower", true
+		return
 	}
+	ns.State, ns.Healthy, ns.AppliedIndex, ns.Error = r.GetState(), r.GetHealthy(), r.GetAppliedIndex(), r.GetError()
+}
+
+// localStatus is this node's own entry in a cluster status.
+func (s *Server) localStatus() *hubv1.NodeStatus {
+	st := s.store.Status()
+	ns := &hubv1.NodeStatus{Id: s.nodeID, State: strings.ToLower(st.State), AppliedIndex: st.AppliedIndex, Healthy: st.LeaderID != ""}
+	if !ns.Healthy {
+		ns.Error = "knows no leader"
+	}
+	return ns
+}
+
+// LocalStatus answers a peer's ClusterStatus probe.
+func (ci *clusterInternal) LocalStatus(ctx context.Context, _ *hubv1.LocalStatusRequest) (*hubv1.NodeStatus, error) {
+	if _, err := callerFrom(ctx); err != nil {
+		return nil, err
+	}
+	return ci.s.localStatus(), nil
 }
 
 // clusterInternal serves ClusterInternal (node certificates only).

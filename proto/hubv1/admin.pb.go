@@ -737,6 +737,42 @@ func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
 	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
+type LocalStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocalStatusRequest) Reset() {
+	*x = LocalStatusRequest{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocalStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocalStatusRequest) ProtoMessage() {}
+
+func (x *LocalStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocalStatusRequest.ProtoReflect.Descriptor instead.
+func (*LocalStatusRequest) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
 type NodeStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -754,7 +790,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_clearhub_v1_admin_proto_msgTypes[15]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +802,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_admin_proto_msgTypes[15]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +815,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -862,7 +898,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_clearhub_v1_admin_proto_msgTypes[16]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +910,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_admin_proto_msgTypes[16]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +923,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ClusterStatusResponse) GetLeader() string {
@@ -968,7 +1004,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_clearhub_v1_admin_proto_msgTypes[17]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1016,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_admin_proto_msgTypes[17]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1029,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -1052,7 +1088,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_clearhub_v1_admin_proto_msgTypes[18]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1064,7 +1100,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_admin_proto_msgTypes[18]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1077,7 +1113,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JoinResponse) GetNodeCertPem() []byte {
@@ -1117,7 +1153,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_clearhub_v1_admin_proto_msgTypes[19]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1165,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_admin_proto_msgTypes[19]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1178,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ProposeRequest) GetCommand() []byte {
@@ -1164,7 +1200,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_clearhub_v1_admin_proto_msgTypes[20]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1212,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_admin_proto_msgTypes[20]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1225,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -1223,7 +1259,7 @@ type AddVoterRequest struct {
 
 func (x *AddVoterRequest) Reset() {
 	*x = AddVoterRequest{}
-	mi := &file_clearhub_v1_admin_proto_msgTypes[21]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1271,7 @@ func (x *AddVoterRequest) String() string {
 func (*AddVoterRequest) ProtoMessage() {}
 
 func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_admin_proto_msgTypes[21]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1284,7 @@ func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterRequest.ProtoReflect.Descriptor instead.
 func (*AddVoterRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AddVoterRequest) GetId() string {
@@ -1275,7 +1311,7 @@ type GetCheckpointRequest struct {
 
 func (x *GetCheckpointRequest) Reset() {
 	*x = GetCheckpointRequest{}
-	mi := &file_clearhub_v1_admin_proto_msgTypes[22]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1323,7 @@ func (x *GetCheckpointRequest) String() string {
 func (*GetCheckpointRequest) ProtoMessage() {}
 
 func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_admin_proto_msgTypes[22]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1336,7 @@ func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetCheckpointRequest) GetTreeSize() uint64 {
@@ -1324,7 +1360,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_clearhub_v1_admin_proto_msgTypes[23]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1372,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_admin_proto_msgTypes[23]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1385,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Checkpoint) GetOrigin() string {
@@ -1397,7 +1433,7 @@ type InclusionProofRequest struct {
 
 func (x *InclusionProofRequest) Reset() {
 	*x = InclusionProofRequest{}
-	mi := &file_clearhub_v1_admin_proto_msgTypes[24]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1445,7 @@ func (x *InclusionProofRequest) String() string {
 func (*InclusionProofRequest) ProtoMessage() {}
 
 func (x *InclusionProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_admin_proto_msgTypes[24]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1458,7 @@ func (x *InclusionProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InclusionProofRequest.ProtoReflect.Descriptor instead.
 func (*InclusionProofRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *InclusionProofRequest) GetSeq() uint64 {
@@ -1453,7 +1489,7 @@ type InclusionProof struct {
 
 func (x *InclusionProof) Reset() {
 	*x = InclusionProof{}
-	mi := &file_clearhub_v1_admin_proto_msgTypes[25]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1501,7 @@ func (x *InclusionProof) String() string {
 func (*InclusionProof) ProtoMessage() {}
 
 func (x *InclusionProof) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_admin_proto_msgTypes[25]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1514,7 @@ func (x *InclusionProof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InclusionProof.ProtoReflect.Descriptor instead.
 func (*InclusionProof) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *InclusionProof) GetLeafIndex() uint64 {
@@ -1533,7 +1569,7 @@ type ConsistencyProofRequest struct {
 
 func (x *ConsistencyProofRequest) Reset() {
 	*x = ConsistencyProofRequest{}
-	mi := &file_clearhub_v1_admin_proto_msgTypes[26]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1581,7 @@ func (x *ConsistencyProofRequest) String() string {
 func (*ConsistencyProofRequest) ProtoMessage() {}
 
 func (x *ConsistencyProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_admin_proto_msgTypes[26]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1594,7 @@ func (x *ConsistencyProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsistencyProofRequest.ProtoReflect.Descriptor instead.
 func (*ConsistencyProofRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ConsistencyProofRequest) GetOldSize() uint64 {
@@ -1588,7 +1624,7 @@ type ConsistencyProof struct {
 
 func (x *ConsistencyProof) Reset() {
 	*x = ConsistencyProof{}
-	mi := &file_clearhub_v1_admin_proto_msgTypes[27]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +1636,7 @@ func (x *ConsistencyProof) String() string {
 func (*ConsistencyProof) ProtoMessage() {}
 
 func (x *ConsistencyProof) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_admin_proto_msgTypes[27]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +1649,7 @@ func (x *ConsistencyProof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsistencyProof.ProtoReflect.Descriptor instead.
 func (*ConsistencyProof) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ConsistencyProof) GetOldSize() uint64 {
@@ -1667,7 +1703,7 @@ type ExportAuditRequest struct {
 
 func (x *ExportAuditRequest) Reset() {
 	*x = ExportAuditRequest{}
-	mi := &file_clearhub_v1_admin_proto_msgTypes[28]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1715,7 @@ func (x *ExportAuditRequest) String() string {
 func (*ExportAuditRequest) ProtoMessage() {}
 
 func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_admin_proto_msgTypes[28]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1728,7 @@ func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportAuditRequest.ProtoReflect.Descriptor instead.
 func (*ExportAuditRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ExportAuditRequest) GetSinceUnixNano() int64 {
@@ -1760,7 +1796,7 @@ type TailAuditRequest struct {
 
 func (x *TailAuditRequest) Reset() {
 	*x = TailAuditRequest{}
-	mi := &file_clearhub_v1_admin_proto_msgTypes[29]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1772,7 +1808,7 @@ func (x *TailAuditRequest) String() string {
 func (*TailAuditRequest) ProtoMessage() {}
 
 func (x *TailAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_admin_proto_msgTypes[29]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1785,7 +1821,7 @@ func (x *TailAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailAuditRequest.ProtoReflect.Descriptor instead.
 func (*TailAuditRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TailAuditRequest) GetFromSeq() uint64 {
@@ -1809,7 +1845,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_clearhub_v1_admin_proto_msgTypes[30]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +1857,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_admin_proto_msgTypes[30]
+	mi := &file_clearhub_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +1870,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AuditRecord) GetNode() string {
@@ -1909,7 +1945,8 @@ const file_clearhub_v1_admin_proto_rawDesc = "" +
 	"admin_addr\x18\x03 \x01(\tR\tadminAddr\"#\n" +
 	"\x11RemoveNodeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
-	"\x14ClusterStatusRequest\"\xfc\x01\n" +
+	"\x14ClusterStatusRequest\"\x14\n" +
+	"\x12LocalStatusRequest\"\xfc\x01\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
@@ -2030,11 +2067,12 @@ const file_clearhub_v1_admin_proto_rawDesc = "" +
 	"\vExportAudit\x12\x1f.clearhub.v1.ExportAuditRequest\x1a\x18.clearhub.v1.AuditRecord0\x01\x12F\n" +
 	"\tTailAudit\x12\x1d.clearhub.v1.TailAuditRequest\x1a\x18.clearhub.v1.AuditRecord0\x012J\n" +
 	"\vJoinService\x12;\n" +
-	"\x04Join\x12\x18.clearhub.v1.JoinRequest\x1a\x19.clearhub.v1.JoinResponse2\xbe\x02\n" +
+	"\x04Join\x12\x18.clearhub.v1.JoinRequest\x1a\x19.clearhub.v1.JoinResponse2\x87\x03\n" +
 	"\x0fClusterInternal\x12D\n" +
 	"\aPropose\x12\x1b.clearhub.v1.ProposeRequest\x1a\x1c.clearhub.v1.ProposeResponse\x12F\n" +
 	"\bAddVoter\x12\x1c.clearhub.v1.AddVoterRequest\x1a\x1c.clearhub.v1.ProposeResponse\x12L\n" +
-	"\fRemoveServer\x12\x1e.clearhub.v1.RemoveNodeRequest\x1a\x1c.clearhub.v1.ProposeResponse\x12O\n" +
+	"\fRemoveServer\x12\x1e.clearhub.v1.RemoveNodeRequest\x1a\x1c.clearhub.v1.ProposeResponse\x12G\n" +
+	"\vLocalStatus\x12\x1f.clearhub.v1.LocalStatusRequest\x1a\x17.clearhub.v1.NodeStatus\x12O\n" +
 	"\x10ExportLocalAudit\x12\x1f.clearhub.v1.ExportAuditRequest\x1a\x18.clearhub.v1.AuditRecord0\x01B\x1cZ\x1aclearhub/proto/hubv1;hubv1b\x06proto3"
 
 var (
@@ -2049,7 +2087,7 @@ func file_clearhub_v1_admin_proto_rawDescGZIP() []byte {
 	return file_clearhub_v1_admin_proto_rawDescData
 }
 
-var file_clearhub_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_clearhub_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_clearhub_v1_admin_proto_goTypes = []any{
 	(*AddNetworkRequest)(nil),       // 0: clearhub.v1.AddNetworkRequest
 	(*GetNetworkRequest)(nil),       // 1: clearhub.v1.GetNetworkRequest
@@ -2066,37 +2104,38 @@ var file_clearhub_v1_admin_proto_goTypes = []any{
 	(*AddNodeRequest)(nil),          // 12: clearhub.v1.AddNodeRequest
 	(*RemoveNodeRequest)(nil),       // 13: clearhub.v1.RemoveNodeRequest
 	(*ClusterStatusRequest)(nil),    // 14: clearhub.v1.ClusterStatusRequest
-	(*NodeStatus)(nil),              // 15: clearhub.v1.NodeStatus
-	(*ClusterStatusResponse)(nil),   // 16: clearhub.v1.ClusterStatusResponse
-	(*JoinRequest)(nil),             // 17: clearhub.v1.JoinRequest
-	(*JoinResponse)(nil),            // 18: clearhub.v1.JoinResponse
-	(*ProposeRequest)(nil),          // 19: clearhub.v1.ProposeRequest
-	(*ProposeResponse)(nil),         // 20: clearhub.v1.ProposeResponse
-	(*AddVoterRequest)(nil),         // 21: clearhub.v1.AddVoterRequest
-	(*GetCheckpointRequest)(nil),    // 22: clearhub.v1.GetCheckpointRequest
-	(*Checkpoint)(nil),              // 23: clearhub.v1.Checkpoint
-	(*InclusionProofRequest)(nil),   // 24: clearhub.v1.InclusionProofRequest
-	(*InclusionProof)(nil),          // 25: clearhub.v1.InclusionProof
-	(*ConsistencyProofRequest)(nil), // 26: clearhub.v1.ConsistencyProofRequest
-	(*ConsistencyProof)(nil),        // 27: clearhub.v1.ConsistencyProof
-	(*ExportAuditRequest)(nil),      // 28: clearhub.v1.ExportAuditRequest
-	(*TailAuditRequest)(nil),        // 29: clearhub.v1.TailAuditRequest
-	(*AuditRecord)(nil),             // 30: clearhub.v1.AuditRecord
-	(*Network)(nil),                 // 31: clearhub.v1.Network
-	(Service)(0),                    // 32: clearhub.v1.Service
-	(*Policy)(nil),                  // 33: clearhub.v1.Policy
+	(*LocalStatusRequest)(nil),      // 15: clearhub.v1.LocalStatusRequest
+	(*NodeStatus)(nil),              // 16: clearhub.v1.NodeStatus
+	(*ClusterStatusResponse)(nil),   // 17: clearhub.v1.ClusterStatusResponse
+	(*JoinRequest)(nil),             // 18: clearhub.v1.JoinRequest
+	(*JoinResponse)(nil),            // 19: clearhub.v1.JoinResponse
+	(*ProposeRequest)(nil),          // 20: clearhub.v1.ProposeRequest
+	(*ProposeResponse)(nil),         // 21: clearhub.v1.ProposeResponse
+	(*AddVoterRequest)(nil),         // 22: clearhub.v1.AddVoterRequest
+	(*GetCheckpointRequest)(nil),    // 23: clearhub.v1.GetCheckpointRequest
+	(*Checkpoint)(nil),              // 24: clearhub.v1.Checkpoint
+	(*InclusionProofRequest)(nil),   // 25: clearhub.v1.InclusionProofRequest
+	(*InclusionProof)(nil),          // 26: clearhub.v1.InclusionProof
+	(*ConsistencyProofRequest)(nil), // 27: clearhub.v1.ConsistencyProofRequest
+	(*ConsistencyProof)(nil),        // 28: clearhub.v1.ConsistencyProof
+	(*ExportAuditRequest)(nil),      // 29: clearhub.v1.ExportAuditRequest
+	(*TailAuditRequest)(nil),        // 30: clearhub.v1.TailAuditRequest
+	(*AuditRecord)(nil),             // 31: clearhub.v1.AuditRecord
+	(*Network)(nil),                 // 32: clearhub.v1.Network
+	(Service)(0),                    // 33: clearhub.v1.Service
+	(*Policy)(nil),                  // 34: clearhub.v1.Policy
 }
 var file_clearhub_v1_admin_proto_depIdxs = []int32{
-	31, // 0: clearhub.v1.AddNetworkRequest.network:type_name -> clearhub.v1.Network
-	31, // 1: clearhub.v1.ListNetworksResponse.networks:type_name -> clearhub.v1.Network
-	31, // 2: clearhub.v1.UpdateNetworkRequest.network:type_name -> clearhub.v1.Network
-	32, // 3: clearhub.v1.PolicyChangeRequest.services:type_name -> clearhub.v1.Service
-	33, // 4: clearhub.v1.ListPoliciesResponse.policies:type_name -> clearhub.v1.Policy
-	15, // 5: clearhub.v1.ClusterStatusResponse.nodes:type_name -> clearhub.v1.NodeStatus
-	30, // 6: clearhub.v1.InclusionProof.entry:type_name -> clearhub.v1.AuditRecord
-	23, // 7: clearhub.v1.InclusionProof.checkpoint:type_name -> clearhub.v1.Checkpoint
-	23, // 8: clearhub.v1.ConsistencyProof.old_checkpoint:type_name -> clearhub.v1.Checkpoint
-	23, // 9: clearhub.v1.ConsistencyProof.new_checkpoint:type_name -> clearhub.v1.Checkpoint
+	32, // 0: clearhub.v1.AddNetworkRequest.network:type_name -> clearhub.v1.Network
+	32, // 1: clearhub.v1.ListNetworksResponse.networks:type_name -> clearhub.v1.Network
+	32, // 2: clearhub.v1.UpdateNetworkRequest.network:type_name -> clearhub.v1.Network
+	33, // 3: clearhub.v1.PolicyChangeRequest.services:type_name -> clearhub.v1.Service
+	34, // 4: clearhub.v1.ListPoliciesResponse.policies:type_name -> clearhub.v1.Policy
+	16, // 5: clearhub.v1.ClusterStatusResponse.nodes:type_name -> clearhub.v1.NodeStatus
+	31, // 6: clearhub.v1.InclusionProof.entry:type_name -> clearhub.v1.AuditRecord
+	24, // 7: clearhub.v1.InclusionProof.checkpoint:type_name -> clearhub.v1.Checkpoint
+	24, // 8: clearhub.v1.ConsistencyProof.old_checkpoint:type_name -> clearhub.v1.Checkpoint
+	24, // 9: clearhub.v1.ConsistencyProof.new_checkpoint:type_name -> clearhub.v1.Checkpoint
 	0,  // 10: clearhub.v1.AdminService.AddNetwork:input_type -> clearhub.v1.AddNetworkRequest
 	1,  // 11: clearhub.v1.AdminService.GetNetwork:input_type -> clearhub.v1.GetNetworkRequest
 	2,  // 12: clearhub.v1.AdminService.ListNetworks:input_type -> clearhub.v1.ListNetworksRequest
@@ -2111,42 +2150,44 @@ var file_clearhub_v1_admin_proto_depIdxs = []int32{
 	12, // 21: clearhub.v1.AdminService.AddNode:input_type -> clearhub.v1.AddNodeRequest
 	13, // 22: clearhub.v1.AdminService.RemoveNode:input_type -> clearhub.v1.RemoveNodeRequest
 	14, // 23: clearhub.v1.AdminService.ClusterStatus:input_type -> clearhub.v1.ClusterStatusRequest
-	22, // 24: clearhub.v1.AdminService.GetCheckpoint:input_type -> clearhub.v1.GetCheckpointRequest
-	24, // 25: clearhub.v1.AdminService.GetInclusionProof:input_type -> clearhub.v1.InclusionProofRequest
-	26, // 26: clearhub.v1.AdminService.GetConsistencyProof:input_type -> clearhub.v1.ConsistencyProofRequest
-	28, // 27: clearhub.v1.AdminService.ExportAudit:input_type -> clearhub.v1.ExportAuditRequest
-	29, // 28: clearhub.v1.AdminService.TailAudit:input_type -> clearhub.v1.TailAuditRequest
-	17, // 29: clearhub.v1.JoinService.Join:input_type -> clearhub.v1.JoinRequest
-	19, // 30: clearhub.v1.ClusterInternal.Propose:input_type -> clearhub.v1.ProposeRequest
-	21, // 31: clearhub.v1.ClusterInternal.AddVoter:input_type -> clearhub.v1.AddVoterRequest
+	23, // 24: clearhub.v1.AdminService.GetCheckpoint:input_type -> clearhub.v1.GetCheckpointRequest
+	25, // 25: clearhub.v1.AdminService.GetInclusionProof:input_type -> clearhub.v1.InclusionProofRequest
+	27, // 26: clearhub.v1.AdminService.GetConsistencyProof:input_type -> clearhub.v1.ConsistencyProofRequest
+	29, // 27: clearhub.v1.AdminService.ExportAudit:input_type -> clearhub.v1.ExportAuditRequest
+	30, // 28: clearhub.v1.AdminService.TailAudit:input_type -> clearhub.v1.TailAuditRequest
+	18, // 29: clearhub.v1.JoinService.Join:input_type -> clearhub.v1.JoinRequest
+	20, // 30: clearhub.v1.ClusterInternal.Propose:input_type -> clearhub.v1.ProposeRequest
+	22, // 31: clearhub.v1.ClusterInternal.AddVoter:input_type -> clearhub.v1.AddVoterRequest
 	13, // 32: clearhub.v1.ClusterInternal.RemoveServer:input_type -> clearhub.v1.RemoveNodeRequest
-	28, // 33: clearhub.v1.ClusterInternal.ExportLocalAudit:input_type -> clearhub.v1.ExportAuditRequest
-	31, // 34: clearhub.v1.AdminService.AddNetwork:output_type -> clearhub.v1.Network
-	31, // 35: clearhub.v1.AdminService.GetNetwork:output_type -> clearhub.v1.Network
-	3,  // 36: clearhub.v1.AdminService.ListNetworks:output_type -> clearhub.v1.ListNetworksResponse
-	31, // 37: clearhub.v1.AdminService.UpdateNetwork:output_type -> clearhub.v1.Network
-	31, // 38: clearhub.v1.AdminService.SuspendNetwork:output_type -> clearhub.v1.Network
-	31, // 39: clearhub.v1.AdminService.ResumeNetwork:output_type -> clearhub.v1.Network
-	6,  // 40: clearhub.v1.AdminService.RemoveNetwork:output_type -> clearhub.v1.RemoveNetworkResponse
-	33, // 41: clearhub.v1.AdminService.AllowPolicy:output_type -> clearhub.v1.Policy
-	33, // 42: clearhub.v1.AdminService.DenyPolicy:output_type -> clearhub.v1.Policy
-	9,  // 43: clearhub.v1.AdminService.ListPolicies:output_type -> clearhub.v1.ListPoliciesResponse
-	11, // 44: clearhub.v1.AdminService.CreateJoinToken:output_type -> clearhub.v1.JoinToken
-	16, // 45: clearhub.v1.AdminService.AddNode:output_type -> clearhub.v1.ClusterStatusResponse
-	16, // 46: clearhub.v1.AdminService.RemoveNode:output_type -> clearhub.v1.ClusterStatusResponse
-	16, // 47: clearhub.v1.AdminService.ClusterStatus:output_type -> clearhub.v1.ClusterStatusResponse
-	23, // 48: clearhub.v1.AdminService.GetCheckpoint:output_type -> clearhub.v1.Checkpoint
-	25, // 49: clearhub.v1.AdminService.GetInclusionProof:output_type -> clearhub.v1.InclusionProof
-	27, // 50: clearhub.v1.AdminService.GetConsistencyProof:output_type -> clearhub.v1.ConsistencyProof
-	30, // 51: clearhub.v1.AdminService.ExportAudit:output_type -> clearhub.v1.AuditRecord
-	30, // 52: clearhub.v1.AdminService.TailAudit:output_type -> clearhub.v1.AuditRecord
-	18, // 53: clearhub.v1.JoinService.Join:output_type -> clearhub.v1.JoinResponse
-	20, // 54: clearhub.v1.ClusterInternal.Propose:output_type -> clearhub.v1.ProposeResponse
-	20, // 55: clearhub.v1.ClusterInternal.AddVoter:output_type -> clearhub.v1.ProposeResponse
-	20, // 56: clearhub.v1.ClusterInternal.RemoveServer:output_type -> clearhub.v1.ProposeResponse
-	30, // 57: clearhub.v1.ClusterInternal.ExportLocalAudit:output_type -> clearhub.v1.AuditRecord
-	34, // [34:58] is the sub-list for method output_type
-	10, // [10:34] is the sub-list for method input_type
+	15, // 33: clearhub.v1.ClusterInternal.LocalStatus:input_type -> clearhub.v1.LocalStatusRequest
+	29, // 34: clearhub.v1.ClusterInternal.ExportLocalAudit:input_type -> clearhub.v1.ExportAuditRequest
+	32, // 35: clearhub.v1.AdminService.AddNetwork:output_type -> clearhub.v1.Network
+	32, // 36: clearhub.v1.AdminService.GetNetwork:output_type -> clearhub.v1.Network
+	3,  // 37: clearhub.v1.AdminService.ListNetworks:output_type -> clearhub.v1.ListNetworksResponse
+	32, // 38: clearhub.v1.AdminService.UpdateNetwork:output_type -> clearhub.v1.Network
+	32, // 39: clearhub.v1.AdminService.SuspendNetwork:output_type -> clearhub.v1.Network
+	32, // 40: clearhub.v1.AdminService.ResumeNetwork:output_type -> clearhub.v1.Network
+	6,  // 41: clearhub.v1.AdminService.RemoveNetwork:output_type -> clearhub.v1.RemoveNetworkResponse
+	34, // 42: clearhub.v1.AdminService.AllowPolicy:output_type -> clearhub.v1.Policy
+	34, // 43: clearhub.v1.AdminService.DenyPolicy:output_type -> clearhub.v1.Policy
+	9,  // 44: clearhub.v1.AdminService.ListPolicies:output_type -> clearhub.v1.ListPoliciesResponse
+	11, // 45: clearhub.v1.AdminService.CreateJoinToken:output_type -> clearhub.v1.JoinToken
+	17, // 46: clearhub.v1.AdminService.AddNode:output_type -> clearhub.v1.ClusterStatusResponse
+	17, // 47: clearhub.v1.AdminService.RemoveNode:output_type -> clearhub.v1.ClusterStatusResponse
+	17, // 48: clearhub.v1.AdminService.ClusterStatus:output_type -> clearhub.v1.ClusterStatusResponse
+	24, // 49: clearhub.v1.AdminService.GetCheckpoint:output_type -> clearhub.v1.Checkpoint
+	26, // 50: clearhub.v1.AdminService.GetInclusionProof:output_type -> clearhub.v1.InclusionProof
+	28, // 51: clearhub.v1.AdminService.GetConsistencyProof:output_type -> clearhub.v1.ConsistencyProof
+	31, // 52: clearhub.v1.AdminService.ExportAudit:output_type -> clearhub.v1.AuditRecord
+	31, // 53: clearhub.v1.AdminService.TailAudit:output_type -> clearhub.v1.AuditRecord
+	19, // 54: clearhub.v1.JoinService.Join:output_type -> clearhub.v1.JoinResponse
+	21, // 55: clearhub.v1.ClusterInternal.Propose:output_type -> clearhub.v1.ProposeResponse
+	21, // 56: clearhub.v1.ClusterInternal.AddVoter:output_type -> clearhub.v1.ProposeResponse
+	21, // 57: clearhub.v1.ClusterInternal.RemoveServer:output_type -> clearhub.v1.ProposeResponse
+	16, // 58: clearhub.v1.ClusterInternal.LocalStatus:output_type -> clearhub.v1.NodeStatus
+	31, // 59: clearhub.v1.ClusterInternal.ExportLocalAudit:output_type -> clearhub.v1.AuditRecord
+	35, // [35:60] is the sub-list for method output_type
+	10, // [10:35] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -2164,7 +2205,7 @@ func file_clearhub_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearhub_v1_admin_proto_rawDesc), len(file_clearhub_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

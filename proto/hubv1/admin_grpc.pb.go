@@ -936,6 +936,7 @@ const (
 	ClusterInternal_Propose_FullMethodName          = "/clearhub.v1.ClusterInternal/Propose"
 	ClusterInternal_AddVoter_FullMethodName         = "/clearhub.v1.ClusterInternal/AddVoter"
 	ClusterInternal_RemoveServer_FullMethodName     = "/clearhub.v1.ClusterInternal/RemoveServer"
+	ClusterInternal_LocalStatus_FullMethodName      = "/clearhub.v1.ClusterInternal/LocalStatus"
 	ClusterInternal_ExportLocalAudit_FullMethodName = "/clearhub.v1.ClusterInternal/ExportLocalAudit"
 )
 
@@ -949,6 +950,9 @@ type ClusterInternalClient interface {
 	Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
 	AddVoter(ctx context.Context, in *AddVoterRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
 	RemoveServer(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
+	// LocalStatus is the answering node's own view: raft state, applied
+	// index, whether it knows a leader. ClusterStatus asks every peer.
+	LocalStatus(ctx context.Context, in *LocalStatusRequest, opts ...grpc.CallOption) (*NodeStatus, error)
 	// This node's own audit export (the request's cluster flag is ignored),
 	// for the node assembling a cluster-wide AdminService.ExportAudit.
 	ExportLocalAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AuditRecord], error)
@@ -992,6 +996,16 @@ func (c *clusterInternalClient) RemoveServer(ctx context.Context, in *RemoveNode
 	return out, nil
 }
 
+func (c *clusterInternalClient) LocalStatus(ctx context.Context, in *LocalStatusRequest, opts ...grpc.CallOption) (*NodeStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeStatus)
+	err := c.cc.Invoke(ctx, ClusterInternal_LocalStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clusterInternalClient) ExportLocalAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AuditRecord], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &ClusterInternal_ServiceDesc.Streams[0], ClusterInternal_ExportLocalAudit_FullMethodName, cOpts...)
@@ -1021,6 +1035,9 @@ type ClusterInternalServer interface {
 	Propose(context.Context, *ProposeRequest) (*ProposeResponse, error)
 	AddVoter(context.Context, *AddVoterRequest) (*ProposeResponse, error)
 	RemoveServer(context.Context, *RemoveNodeRequest) (*ProposeResponse, error)
+	// LocalStatus is the answering node's own view: raft state, applied
+	// index, whether it knows a leader. ClusterStatus asks every peer.
+	LocalStatus(context.Context, *LocalStatusRequest) (*NodeStatus, error)
 	// This node's own audit export (the request's cluster flag is ignored),
 	// for the node assembling a cluster-wide AdminService.ExportAudit.
 	ExportLocalAudit(*ExportAuditRequest, grpc.ServerStreamingServer[AuditRecord]) error
@@ -1042,6 +1059,9 @@ func (UnimplementedClusterInternalServer) AddVoter(context.Context, *AddVoterReq
 }
 func (UnimplementedClusterInternalServer) RemoveServer(context.Context, *RemoveNodeRequest) (*ProposeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveServer not implemented")
+}
+func (UnimplementedClusterInternalServer) LocalStatus(context.Context, *LocalStatusRequest) (*NodeStatus, error) {
+	return nil, status.Error(codes.Unimplemented, "method LocalStatus not implemented")
 }
 func (UnimplementedClusterInternalServer) ExportLocalAudit(*ExportAuditRequest, grpc.ServerStreamingServer[AuditRecord]) error {
 	return status.Error(codes.Unimplemented, "method ExportLocalAudit not implemented")
@@ -1121,6 +1141,24 @@ func _ClusterInternal_RemoveServer_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterInternal_LocalStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LocalStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterInternalServer).LocalStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterInternal_LocalStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterInternalServer).LocalStatus(ctx, req.(*LocalStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ClusterInternal_ExportLocalAudit_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(ExportAuditRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -1150,6 +1188,10 @@ var ClusterInternal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveServer",
 			Handler:    _ClusterInternal_RemoveServer_Handler,
+		},
+		{
+			MethodName: "LocalStatus",
+			Handler:    _ClusterInternal_LocalStatus_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
