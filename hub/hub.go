@@ -53,8 +53,9 @@ type Hub struct {
 	addrs  []net.Addr
 	out    outCache
 	m      *metrics
-	parser *sip.Parser // validates UDP datagrams before sipgo sees them
+	parser *sip.Parser // parses what the hub reads before sipgo (concurrent use is safe)
 	badSem chan struct{}
+	lean   *leanTable
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -90,6 +91,7 @@ func New(cfg Config, state StateSource, audit Auditor) (*Hub, error) {
 		secret: cfg.RouteSecret,
 		ports:  map[string]int{},
 		badSem: make(chan struct{}, 64),
+		lean:   newLeanTable(),
 	}
 	if len(h.secret) == 0 {
 		h.secret = make([]byte, 32)
@@ -182,7 +184,7 @@ func (h *Hub) listen() error {
 		if err != nil {
 			return fmt.Errorf("hub: listen TCP %s: %w", cfg.TCPAddr, err)
 		}
-		h.tcp = l
+		h.tcp = &streamListener{Listener: l, h: h}
 		h.note("tcp", l.Addr())
 	}
 	if cfg.TLSAddr != "" {
@@ -202,7 +204,7 @@ func (h *Hub) listen() error {
 		sc.ClientCAs = nil
 		sc.VerifyPeerCertificate = nil
 		sc.VerifyConnection = nil
-		h.tlsL = &tlsListener{Listener: l, config: sc}
+		h.tlsL = &streamListener{Listener: l, config: sc, h: h}
 		h.note("tls", l.Addr())
 	}
 	return nil
@@ -252,6 +254,11 @@ func (h *Hub) Run(ctx context.Context) error {
 		if h.tlsL != nil {
 			serve("TLS", func() error { return h.srv.ServeTLS(h.tlsL) })
 		}
+		h.serve.Add(1)
+		go func() {
+			defer h.serve.Done()
+			h.runExpiry()
+		}()
 	})
 	if !started {
 		return errors.New("hub: Run called twice")

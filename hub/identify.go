@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -30,30 +29,6 @@ type identity struct {
 	index  uint64
 	netID  string // "" when unattributable
 	reason string
-}
-
-// memberConn is an accepted TLS connection. sipgo keeps it as the net.Conn
-// inside its *sip.TCPConnection, so the identity is computed once per
-// connection (and again only when the cluster state changes).
-type memberConn struct {
-	*tls.Conn
-	ident atomic.Pointer[identity]
-}
-
-// tlsListener wraps a TCP listener so that every accepted connection is a
-// *memberConn. The handshake is not done here (Accept is serial); it runs on
-// the connection's first Read, bounded by the transport read timeout.
-type tlsListener struct {
-	net.Listener
-	config *tls.Config
-}
-
-func (l *tlsListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &memberConn{Conn: tls.Server(c, l.config)}, nil
 }
 
 // certNames returns the lower-case DNS and IP subjectAltNames of leaf.
@@ -117,11 +92,10 @@ func identifyCert(st *raft.State, chain []*x509.Certificate, usage x509.ExtKeyUs
 // errUnattributable is what an unattributable outbound TLS peer fails with.
 var errUnattributable = errors.New("peer certificate is not a member network's")
 
-// attribute returns the network that sent req over the connection of tx,
-// or nil with a reason.
-func (h *Hub) attribute(st *raft.State, req *sip.Request, tx sip.ServerTransaction) (*raft.NetworkView, string) {
+// attribute returns the network that sent req over tc (the connection, for
+// TLS; see tlsConnOf), or nil with a reason.
+func (h *Hub) attribute(st *raft.State, req *sip.Request, tc net.Conn) (*raft.NetworkView, string) {
 	if strings.EqualFold(req.Transport(), "TLS") {
-		tc := tlsConnOf(tx)
 		if tc == nil {
 			return nil, "TLS connection not found"
 		}
@@ -162,10 +136,13 @@ func tlsConnOf(tx sip.ServerTransaction) net.Conn {
 func (h *Hub) attributeTLS(st *raft.State, c net.Conn) (*raft.NetworkView, string) {
 	switch c := c.(type) {
 	case *memberConn:
+		if c.tls == nil {
+			return nil, "not a TLS connection"
+		}
 		if id := c.ident.Load(); id != nil && id.index == st.Index {
 			return lookupActive(st, id)
 		}
-		v, reason := identifyCert(st, c.ConnectionState().PeerCertificates, x509.ExtKeyUsageClientAuth)
+		v, reason := identifyCert(st, c.tls.ConnectionState().PeerCertificates, x509.ExtKeyUsageClientAuth)
 		id := &identity{index: st.Index, reason: reason}
 		if v != nil {
 			id.netID = v.GetId()

@@ -11,12 +11,13 @@ import (
 	"clearhub/ledger"
 )
 
-// readFilter sees every UDP datagram before sipgo parses it. sipgo drops an
-// unparsable datagram silently (the sender would retransmit for 32 s), so
-// the hub parses first and answers what it cannot accept: 513 for oversize,
-// 400 for malformed (RFC 3261 16.3 step 1 / 21.4.1), audited. Stream
-// transports cannot be refused this way: sipgo closes a TCP/TLS connection
-// whose framing breaks, which is the only safe choice on a stream anyway.
+// readFilter sees every UDP datagram before sipgo parses it, and parses it
+// once: non-INVITE requests and responses to the hub's lean forwards go to
+// the lean path (lean.go) and never reach sipgo; INVITE, ACK, CANCEL and
+// their responses are handed on. sipgo drops an unparsable datagram silently
+// (the sender would retransmit for 32 s), so the hub answers what it cannot
+// accept: 513 for oversize, 400 for malformed (RFC 3261 16.3 step 1 /
+// 21.4.1), audited. Stream transports are framed by memberConn.
 func (h *Hub) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) {
 	if p.Transport != "UDP" {
 		return data, nil
@@ -25,11 +26,47 @@ func (h *Hub) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) 
 		h.refuseRaw(p, data, 513, "Message Too Large", "message exceeds the size limit")
 		return nil, nil
 	}
-	if _, err := h.parser.ParseSIP(data); err != nil {
+	if len(data) <= 4 && len(bytes.Trim(data, "\r\n")) == 0 {
+		return nil, nil // keep-alive (RFC 5626 4.4.1 uses STUN; CRLF is common)
+	}
+	msg, err := h.parser.ParseSIP(data)
+	if err != nil {
 		h.refuseRaw(p, data, 400, "Bad Request", "malformed: "+sanitize(err.Error()))
 		return nil, nil
 	}
+	switch m := msg.(type) {
+	case *sip.Request:
+		if !isLeanMethod(m.Method) {
+			return data, nil
+		}
+		src, ok := addrPortOf(p.RemoteAddr)
+		if !ok {
+			return nil, nil
+		}
+		m.SetTransport("UDP")
+		m.SetSource(src.String())
+		h.leanRequest(m, upPath{udp: udpDest(m, src)})
+		return nil, nil
+	case *sip.Response:
+		m.SetTransport("UDP")
+		if h.leanResponse(m) {
+			return nil, nil
+		}
+	}
 	return data, nil
+}
+
+func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
 }
 
 // refuseRaw answers a datagram that is a request but cannot be parsed. It
@@ -40,25 +77,35 @@ func (h *Hub) refuseRaw(p sip.TransportReadProps, data []byte, code int, reason,
 	if bytes.HasPrefix(data, []byte("SIP/")) || h.udp == nil {
 		return // a response: nothing to answer
 	}
+	src, ok := addrPortOf(p.RemoteAddr)
+	if !ok {
+		return
+	}
 	select {
 	case h.badSem <- struct{}{}:
 	default:
 		return
 	}
 	data = append([]byte(nil), data[:min(len(data), 8192)]...)
-	raddr := p.RemoteAddr
 	if !h.spawn(func() {
 		defer func() { <-h.badSem }()
-		h.answerRaw(raddr, data, code, reason, detail)
+		// RFC 3261 18.2.2: answer to the source address of the datagram.
+		h.answerRaw(src, "UDP", data, code, reason, detail, func(b []byte) error {
+			_, err := h.udp.WriteToUDPAddrPort(b, src)
+			return err
+		})
 	}) {
 		<-h.badSem
 	}
 }
 
-func (h *Hub) answerRaw(raddr net.Addr, data []byte, code int, reason, detail string) {
-	e := &ledger.Entry{Kind: ledger.KindRequest, Src: raddr.String(), Transport: "udp", Status: code, Reason: detail}
-	if ap, err := netip.ParseAddrPort(raddr.String()); err == nil {
-		if v := h.state.State().NetworkByAddr(ap.Addr()); v != nil {
+// answerRaw audits an unparsable request from src and answers it with
+// code through send, echoing the transaction headers it can salvage.
+func (h *Hub) answerRaw(src netip.AddrPort, transport string, data []byte, code int, reason, detail string, send func([]byte) error) {
+	tp := strings.ToLower(transport)
+	e := &ledger.Entry{Kind: ledger.KindRequest, Src: src.String(), Transport: tp, Status: code, Reason: detail}
+	if tp != "tls" {
+		if v := h.state.State().NetworkByAddr(src.Addr()); v != nil {
 			e.SrcNet = v.GetId()
 		}
 	}
@@ -104,13 +151,12 @@ func (h *Hub) answerRaw(raddr net.Addr, data []byte, code int, reason, detail st
 	}
 	b.WriteString("Content-Length: 0\r\n\r\n")
 	resp := &ledger.Entry{Kind: ledger.KindResponse, Method: e.Method, CallID: e.CallID, CSeq: e.CSeq, From: e.From, To: e.To,
-		RURI: e.RURI, Transport: "udp", SrcNet: e.SrcNet, Status: code, Reason: reason + ": " + detail}
+		RURI: e.RURI, Transport: tp, SrcNet: e.SrcNet, Status: code, Reason: reason + ": " + detail}
 	if _, err := h.audit.Append(h.ctx, resp); err != nil {
 		h.m.auditErrs.Inc()
 	}
-	// RFC 3261 18.2.2: answer to the source address of the datagram.
-	if _, err := h.udp.WriteTo([]byte(b.String()), raddr); err != nil {
-		h.log.Debug("answer malformed datagram", "err", err)
+	if err := send([]byte(b.String())); err != nil {
+		h.log.Debug("answer malformed request", "err", err)
 	}
 }
 

@@ -12,6 +12,8 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 	auditErrs prometheus.Counter
 	malformed prometheus.Counter
+
+	retransmissions prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -33,11 +35,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "clearhub", Subsystem: "sip", Name: "malformed_total",
 			Help: "Datagrams refused as unparsable or oversized.",
 		}),
+		retransmissions: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "clearhub", Subsystem: "sip", Name: "request_retransmissions_total",
+			Help: "Retransmitted non-INVITE requests absorbed by the hub (answered from the last response or dropped).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.auditErrs, m.malformed} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.auditErrs, m.malformed, m.retransmissions} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

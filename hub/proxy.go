@@ -27,11 +27,13 @@ var carried = map[sip.RequestMethod]bool{
 	sip.UPDATE: true, sip.INFO: true, sip.REFER: true, sip.PRACK: true,
 }
 
-// call is the hub's work on one server transaction.
+// call is the hub's work on one server transaction: a sipgo one (tx, for
+// INVITE, ACK and CANCEL) or a lean one (lean, every other method).
 type call struct {
 	h         *Hub
 	req       *sip.Request
 	tx        sip.ServerTransaction
+	lean      *leanServer
 	st        *raft.State
 	start     time.Time
 	transport string // lower-case transport the request came over
@@ -76,7 +78,7 @@ func (c *call) run() {
 	}
 
 	// 1. Identify the sending network from the connection (RFC 5922).
-	src, why := h.attribute(c.st, req, c.tx)
+	src, why := h.attribute(c.st, req, c.conn())
 	if src == nil {
 		c.refuse(403, "Forbidden", "unattributable source: "+why)
 		return
@@ -211,8 +213,53 @@ func (c *call) run() {
 		return
 	}
 	// 6. Proxy.
-	c.respDest = sip.NewResponseFromRequest(req, 100, "Trying", nil).Destination()
-	c.forward(hops, popN, mf, lh, rr)
+	if c.lean == nil {
+		c.respDest = sip.NewResponseFromRequest(req, 100, "Trying", nil).Destination()
+	}
+	c.forward(preferStreams(hops, c.size()), popN, mf, lh, rr)
+}
+
+// conn is the connection the request came over, for TLS attribution.
+func (c *call) conn() net.Conn {
+	if c.lean != nil {
+		if mc := c.lean.up.conn; mc != nil {
+			return mc
+		}
+		return nil
+	}
+	return tlsConnOf(c.tx)
+}
+
+// size estimates the forwarded request's size.
+func (c *call) size() int {
+	n := len(c.req.Body()) + 200 // the hub's Via and Record-Route
+	for _, hd := range c.req.Headers() {
+		n += len(hd.Name()) + len(hd.Value()) + 4
+	}
+	return n + len(c.req.Recipient.Host) + 32
+}
+
+// preferStreams applies RFC 3261 18.1.1: a request within 200 bytes of the
+// path MTU (unknown: 1500) goes over a congestion-controlled transport, so
+// the destination's TCP/TLS edges are tried first. UDP edges stay as the
+// fallback (the lean path then sends the large datagram anyway rather than
+// fail the edge).
+func preferStreams(hops []hop, size int) []hop {
+	if size <= 1300 || len(hops) < 2 {
+		return hops
+	}
+	out := make([]hop, 0, len(hops))
+	for _, hp := range hops {
+		if hp.transport != "UDP" {
+			out = append(out, hp)
+		}
+	}
+	for _, hp := range hops {
+		if hp.transport == "UDP" {
+			out = append(out, hp)
+		}
+	}
+	return out
 }
 
 // refuse audits the request as refused with code, answers it and audits the
@@ -230,6 +277,11 @@ func (c *call) generate(code int, reason, detail string, hdrs ...sip.Header) {
 	res := sip.NewResponseFromRequest(c.req, code, reason, nil)
 	for _, hd := range hdrs {
 		res.AppendHeader(hd)
+	}
+	// RFC 3261 8.2.6.2 (the hub answers as a UAS here): a final response
+	// carries a To tag.
+	if to := res.To(); to != nil && code >= 200 && !to.Params.Has("tag") {
+		to.Params.Add("tag", sip.GenerateTagN(10))
 	}
 	c.auditAsync(c.responseEntry(res, false, detail))
 	c.send(res)
@@ -257,7 +309,9 @@ func (c *call) respond(code int, reason string) {
 }
 
 func (c *call) send(res *sip.Response) {
-	if err := c.tx.Respond(res); err != nil {
+	if c.lean != nil {
+		c.lean.respond(c.h, res)
+	} else if err := c.tx.Respond(res); err != nil {
 		c.h.log.Debug("respond failed", "err", err, "status", res.StatusCode)
 	}
 	if res.StatusCode >= 200 && !c.finalSent {
@@ -440,6 +494,10 @@ func (h *Hub) anyPort() int {
 // attempt sends fwd to one hop and waits for its final response.
 func (c *call) attempt(hp hop, fwd *sip.Request, cancelled chan struct{}) (*sip.Response, outcome, bool) {
 	h := c.h
+	if c.lean != nil {
+		res, out := c.attemptLean(hp, fwd)
+		return res, out, false
+	}
 	invite := fwd.IsInvite()
 	dctx, cancelDial := contextWithTimeout(h, h.cfg.TransactionTimeout)
 	ctx, err := h.txl.NewClientTransaction(dctx, fwd)
@@ -600,6 +658,11 @@ func (c *call) cancelDownstream(fwd *sip.Request) {
 // hub's Via removed (RFC 3261 16.7 step 3), addressed like sipgo addresses
 // responses to the received request.
 func (c *call) upstream(res *sip.Response) *sip.Response {
+	if c.lean != nil {
+		// The lean path parsed res itself and nobody else holds it.
+		res.RemoveHeader("Via")
+		return res
+	}
 	up := res.Clone()
 	up.RemoveHeader("Via")
 	up.SetTransport(c.req.Transport())
@@ -608,6 +671,10 @@ func (c *call) upstream(res *sip.Response) *sip.Response {
 }
 
 func (c *call) relayProvisional(res *sip.Response) {
+	if c.lean != nil {
+		c.lean.respond(c.h, c.upstream(res))
+		return
+	}
 	if err := c.tx.Respond(c.upstream(res)); err != nil {
 		c.h.log.Debug("relay provisional", "err", err)
 	}
@@ -619,13 +686,14 @@ func (c *call) relayProvisional(res *sip.Response) {
 func (c *call) relayFinal(res *sip.Response, stateless bool) {
 	c.auditAsync(c.responseEntry(res, true, ""))
 	up := c.upstream(res)
-	if stateless {
+	if c.lean != nil {
+		c.lean.respond(c.h, up)
+	} else if stateless {
 		if err := c.h.tpl.WriteMsg(up); err != nil {
 			c.h.log.Debug("relay late 2xx", "err", err)
 		}
 		return
-	}
-	if err := c.tx.Respond(up); err != nil && res.IsSuccess() && c.req.IsInvite() {
+	} else if err := c.tx.Respond(up); err != nil && res.IsSuccess() && c.req.IsInvite() {
 		_ = c.h.tpl.WriteMsg(up)
 	}
 	if !c.finalSent {
@@ -647,6 +715,9 @@ func (c *call) relayStateless(res *sip.Response) {
 // gone is forwarded statelessly by its Via; anything else is dropped.
 func (h *Hub) strayResponse(res *sip.Response) {
 	defer h.recoverPanic("stray response")
+	if h.leanResponse(res) {
+		return // a response to a lean forward that came over a dialled connection
+	}
 	via := res.Via()
 	if via == nil || !strings.EqualFold(via.Host, h.cfg.Hostname) {
 		return
@@ -676,7 +747,7 @@ func (h *Hub) strayResponse(res *sip.Response) {
 // gets here: it matches the INVITE server transaction, which absorbs it.
 func (c *call) ack() {
 	h, req := c.h, c.req
-	src, why := h.attribute(c.st, req, c.tx)
+	src, why := h.attribute(c.st, req, c.conn())
 	if src == nil {
 		c.auditOnly(403, "unattributable ACK dropped: "+why)
 		return

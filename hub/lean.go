@@ -1,0 +1,492 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"hash/maphash"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// The lean transaction path (RFC 3261 17.1.2 and 17.2.2, non-INVITE).
+//
+// sipgo keeps every server and client transaction, with its full messages,
+// until Timer J/K expire (64*T1 = 32 s with production timers): at 10,000
+// MESSAGE/s that is hundreds of thousands of parsed messages and goroutine
+// timers. Non-INVITE transactions need far less: the hub handles every
+// request other than INVITE, ACK and CANCEL itself, before sipgo sees it
+// (the UDP read filter, the stream framer of memberConn), and keeps
+//
+//   - per upstream transaction (branch + sent-by + method, RFC 3261 17.2.3)
+//     a small entry holding where responses go and the bytes of the last
+//     response sent, so a retransmitted request is answered from it (or
+//     dropped while nothing was sent, RFC 3261 17.2.2 Trying state);
+//   - per forwarded request (the hub's own Via branch) a channel the
+//     forwarding goroutine waits on; that goroutine retransmits over UDP
+//     per Timer E and gives up per Timer F / TransactionTimeout.
+//
+// Completed entries are dropped after Timer J (64*T1 over UDP, at once over
+// TCP/TLS) by one expiry goroutine reading a FIFO: every entry has the same
+// lifetime, so insertion order is expiry order and no heap is needed.
+// INVITE, ACK and CANCEL stay on sipgo's full transaction path (Timer C,
+// CANCEL matching, 2xx retransmissions).
+
+// isLeanMethod reports whether a request takes the lean path.
+func isLeanMethod(m sip.RequestMethod) bool {
+	return m != sip.INVITE && m != sip.ACK && m != sip.CANCEL
+}
+
+// txKey identifies an upstream server transaction (RFC 3261 17.2.3): a
+// 128-bit keyed hash of branch, sent-by and method, so an entry stays small.
+type txKey [2]uint64
+
+// srvEntry is what the hub remembers about one upstream transaction.
+type srvEntry struct {
+	last  []byte // bytes of the last response sent upstream (nil: none yet)
+	final bool
+	up    upPath
+}
+
+// upPath is where responses to an upstream request go: a UDP address
+// (RFC 3261 18.2.2 with RFC 3581 rport) or the stream connection the request
+// came over (RFC 3261 18.2.2: reliable transports answer on the connection).
+type upPath struct {
+	udp  netip.AddrPort
+	conn *memberConn
+}
+
+type expiry struct {
+	at  time.Time
+	key txKey
+}
+
+// leanTable holds the lean transactions of a hub.
+type leanTable struct {
+	seed1, seed2 maphash.Seed
+
+	mu  sync.Mutex
+	srv map[txKey]*srvEntry
+	cli map[string]chan *sip.Response // hub Via branch -> waiting forwarder
+	exp []expiry                      // FIFO of completed UDP entries
+	exh int                           // head index into exp
+}
+
+func newLeanTable() *leanTable {
+	return &leanTable{
+		seed1: maphash.MakeSeed(),
+		seed2: maphash.MakeSeed(),
+		srv:   make(map[txKey]*srvEntry, 1024),
+		cli:   make(map[string]chan *sip.Response, 256),
+	}
+}
+
+// serverKey computes the RFC 3261 17.2.3 key of req; ok is false without a
+// top Via or CSeq. For a pre-RFC 3261 branch (no magic cookie) the key
+// falls back to the 17.2.3 list of fields that identify the request.
+func (t *leanTable) serverKey(req *sip.Request) (txKey, bool) {
+	via, cs := req.Via(), req.CSeq()
+	if via == nil || cs == nil {
+		return txKey{}, false
+	}
+	branch, _ := via.Params.Get("branch")
+	var b [256]byte
+	s := b[:0]
+	s = append(s, branch...)
+	s = append(s, 0)
+	s = append(s, via.Host...)
+	s = append(s, ':')
+	s = strconv.AppendInt(s, int64(via.Port), 10)
+	s = append(s, 0)
+	s = append(s, req.Method...)
+	if !strings.HasPrefix(branch, sip.RFC3261BranchMagicCookie) {
+		s = append(s, 0)
+		s = append(s, req.Recipient.String()...)
+		if f := req.From(); f != nil {
+			s = append(s, f.Params.GetOr("tag", "")...)
+		}
+		if c := req.CallID(); c != nil {
+			s = append(s, c.Value()...)
+		}
+		s = strconv.AppendUint(s, uint64(cs.SeqNo), 10)
+	}
+	return txKey{maphash.Bytes(t.seed1, s), maphash.Bytes(t.seed2, s)}, true
+}
+
+// begin registers an upstream transaction. When it already exists (a
+// retransmission) it returns the bytes to re-send, possibly nil, and false.
+func (t *leanTable) begin(k txKey, up upPath) (resend []byte, fresh bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.srv[k]; ok {
+		return e.last, false
+	}
+	t.srv[k] = &srvEntry{up: up}
+	return nil, true
+}
+
+// record stores the last response sent upstream; a final one schedules the
+// entry's removal after linger (Timer J) or removes it at once.
+func (t *leanTable) record(k txKey, b []byte, final bool, linger time.Duration, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.srv[k]
+	if !ok || e.final {
+		return
+	}
+	if final && linger <= 0 {
+		delete(t.srv, k)
+		return
+	}
+	e.last, e.final = b, final
+	if final {
+		t.exp = append(t.exp, expiry{at: now.Add(linger), key: k})
+	}
+}
+
+// abandon removes an upstream transaction that ends without a final
+// response (hub shutting down, panic).
+func (t *leanTable) abandon(k txKey) {
+	t.mu.Lock()
+	if e, ok := t.srv[k]; ok && !e.final {
+		delete(t.srv, k)
+	}
+	t.mu.Unlock()
+}
+
+// expire drops the entries whose Timer J has fired and returns when the
+// next one is due (zero when none is queued).
+func (t *leanTable) expire(now time.Time) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for t.exh < len(t.exp) && !t.exp[t.exh].at.After(now) {
+		delete(t.srv, t.exp[t.exh].key)
+		t.exh++
+	}
+	// Compact the FIFO once its consumed head dominates.
+	if t.exh > 4096 && t.exh*2 > len(t.exp) {
+		n := copy(t.exp, t.exp[t.exh:])
+		clear(t.exp[n:])
+		t.exp = t.exp[:n]
+		t.exh = 0
+	}
+	if t.exh < len(t.exp) {
+		return t.exp[t.exh].at
+	}
+	return time.Time{}
+}
+
+func (t *leanTable) size() (srv, cli int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.srv), len(t.cli)
+}
+
+func (t *leanTable) addClient(branch string) chan *sip.Response {
+	ch := make(chan *sip.Response, 4)
+	t.mu.Lock()
+	t.cli[branch] = ch
+	t.mu.Unlock()
+	return ch
+}
+
+func (t *leanTable) removeClient(branch string) {
+	t.mu.Lock()
+	delete(t.cli, branch)
+	t.mu.Unlock()
+}
+
+// deliver hands a response to the forwarder waiting on branch. A response
+// for a finished transaction (a late retransmission, RFC 3261 17.1.2.2
+// Timer K) or beyond the channel's room is dropped: the downstream server
+// retransmits its final response when the request is retransmitted.
+func (t *leanTable) deliver(branch string, res *sip.Response) {
+	t.mu.Lock()
+	ch := t.cli[branch]
+	t.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- res:
+	default:
+	}
+}
+
+// runExpiry is the single timer goroutine of the lean path.
+func (h *Hub) runExpiry() {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case now := <-t.C:
+			next := h.lean.expire(now)
+			d := time.Second
+			if !next.IsZero() {
+				d = max(min(next.Sub(now), time.Second), 50*time.Millisecond)
+			}
+			t.Reset(d)
+		}
+	}
+}
+
+// leanServer is the server side of one lean transaction.
+type leanServer struct {
+	key txKey
+	up  upPath
+}
+
+// leanRequest takes a parsed non-INVITE request off the transport: a
+// retransmission is answered from the table, a new transaction is handled
+// on its own goroutine. It must not block (it runs on a read loop).
+func (h *Hub) leanRequest(req *sip.Request, up upPath) {
+	k, ok := h.lean.serverKey(req)
+	if !ok {
+		// RFC 3261 16.3 step 1: no Via or CSeq, nothing to match on.
+		h.m.malformed.Inc()
+		return
+	}
+	resend, fresh := h.lean.begin(k, up)
+	if !fresh {
+		h.m.retransmissions.Inc()
+		if resend != nil {
+			h.writeUp(up, resend)
+		}
+		return
+	}
+	if !h.enter() {
+		h.lean.abandon(k)
+		return
+	}
+	go func() {
+		defer h.leave()
+		c := &call{h: h, req: req, lean: &leanServer{key: k, up: up}, st: h.state.State(), start: time.Now(), transport: strings.ToLower(req.Transport())}
+		defer func() {
+			if r := recover(); r != nil {
+				h.log.Error("panic handling SIP request", "panic", r, "method", req.Method, "src", req.Source(), "stack", string(debug.Stack()))
+				if !c.finalSent {
+					c.respond(500, "Server Internal Error")
+				}
+			}
+			if !c.finalSent {
+				h.lean.abandon(k)
+			}
+		}()
+		c.run()
+	}()
+}
+
+// leanResponse takes a response whose top Via is a lean forward of the hub;
+// false means it is not one (sipgo handles it).
+func (h *Hub) leanResponse(res *sip.Response) bool {
+	via := res.Via()
+	if via == nil {
+		return false
+	}
+	branch, _ := via.Params.Get("branch")
+	if !strings.HasPrefix(branch, branchPrefix) {
+		return false
+	}
+	cs := res.CSeq()
+	if cs == nil || !isLeanMethod(cs.MethodName) {
+		return false
+	}
+	h.lean.deliver(branch, res)
+	return true
+}
+
+// writeUp sends response bytes upstream.
+func (h *Hub) writeUp(up upPath, b []byte) {
+	var err error
+	if up.conn != nil {
+		_, err = up.conn.Write(b)
+	} else if h.udp != nil {
+		_, err = h.udp.WriteToUDPAddrPort(b, up.udp)
+	}
+	if err != nil {
+		h.log.Debug("send response upstream", "err", err)
+	}
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func marshalResponse(res *sip.Response) []byte {
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	res.StringWrite(buf)
+	out := bytes.Clone(buf.Bytes())
+	bufPool.Put(buf)
+	return out
+}
+
+func marshalRequest(req *sip.Request) []byte {
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	req.StringWrite(buf)
+	out := bytes.Clone(buf.Bytes())
+	bufPool.Put(buf)
+	return out
+}
+
+// respond sends res upstream on the lean path and records it for
+// retransmissions (RFC 3261 17.2.2: Timer J = 64*T1 over UDP, 0 otherwise).
+func (s *leanServer) respond(h *Hub, res *sip.Response) {
+	b := marshalResponse(res)
+	final := res.StatusCode >= 200
+	linger := time.Duration(0)
+	if s.up.conn == nil {
+		linger = 64 * sip.T1
+	}
+	if res.StatusCode > 100 {
+		h.lean.record(s.key, b, final, linger, time.Now())
+	}
+	h.writeUp(s.up, b)
+}
+
+// udpDest is where responses to a UDP request go (RFC 3261 18.2.2, RFC
+// 3581 section 4): the source address, with the source port when the
+// client asked for rport and the Via port (default 5060) otherwise.
+func udpDest(req *sip.Request, src netip.AddrPort) netip.AddrPort {
+	via := req.Via()
+	if via == nil {
+		return src
+	}
+	if v, ok := via.Params.Get("rport"); ok && v == "" {
+		return src
+	}
+	port := via.Port
+	if port == 0 {
+		port = 5060
+	}
+	return netip.AddrPortFrom(src.Addr(), uint16(port))
+}
+
+// resolveHop turns a hop address into a UDP destination; names go through
+// the resolver (rare: edges are normally IP literals).
+func (h *Hub) resolveHop(ctx context.Context, addr string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+	if err != nil || len(ips) == 0 {
+		return netip.AddrPort{}, errors.Join(errors.New("resolve "+host), err)
+	}
+	return netip.AddrPortFrom(ips[0].Unmap(), uint16(p)), nil
+}
+
+// attemptLean sends fwd to one hop as a lean client transaction (RFC 3261
+// 17.1.2) and waits for its final response.
+func (c *call) attemptLean(hp hop, fwd *sip.Request) (*sip.Response, outcome) {
+	h := c.h
+	branch, _ := fwd.Via().Params.Get("branch")
+	ch := h.lean.addClient(branch)
+	defer h.lean.removeClient(branch)
+
+	var raw []byte
+	var dst netip.AddrPort
+	if hp.transport == "UDP" {
+		if h.udp == nil {
+			return nil, outTransport
+		}
+		ctx, cancel := contextWithTimeout(h, h.cfg.TransactionTimeout)
+		ap, err := h.resolveHop(ctx, hp.addr)
+		cancel()
+		if err != nil {
+			h.log.Debug("resolve edge", "edge", hp.uri, "err", err)
+			return nil, outTransport
+		}
+		dst = ap
+		// RFC 3261 18.1.1 would move a request this large to TCP; forward
+		// already put the destination's stream edges first, so here the
+		// datagram goes as it is (up to 65,535 bytes; loopback and most
+		// LANs carry it fragmented).
+		raw = marshalRequest(fwd)
+		if _, err := h.udp.WriteToUDPAddrPort(raw, dst); err != nil {
+			h.log.Debug("send to edge", "edge", hp.uri, "err", err)
+			return nil, outTransport
+		}
+	} else {
+		ctx, cancel := contextWithTimeout(h, h.cfg.TransactionTimeout)
+		conn, err := h.tpl.ClientRequestConnection(ctx, fwd)
+		cancel()
+		if err != nil {
+			h.log.Debug("connect to edge", "edge", hp.uri, "err", err)
+			return nil, outTransport
+		}
+		// ClientRequestConnection took a reference on the pooled
+		// connection; release exactly that one (the pool keeps the
+		// connection open for reuse).
+		ok := hp.transport != "TLS" || c.peerIs(conn, c.dstID)
+		if !ok {
+			h.log.Warn("TLS peer is not the destination network", "edge", hp.uri, "want", c.dstID)
+		} else if err = conn.WriteMsg(fwd); err != nil {
+			h.log.Debug("send to edge", "edge", hp.uri, "err", err)
+		}
+		conn.TryClose()
+		if !ok || err != nil {
+			return nil, outTransport
+		}
+	}
+
+	// Timer E (UDP only): T1, doubling up to T2; at T2 once a provisional
+	// response arrived (RFC 3261 17.1.2.2). The wait is TransactionTimeout
+	// for a first response (then the next edge is tried), Timer F after it.
+	start := time.Now()
+	interval := sip.T1
+	var retrans <-chan time.Time
+	var rt *time.Timer
+	if raw != nil {
+		rt = time.NewTimer(interval)
+		defer rt.Stop()
+		retrans = rt.C
+	}
+	deadline := time.NewTimer(h.cfg.TransactionTimeout)
+	defer deadline.Stop()
+	gotResp := false
+	for {
+		select {
+		case res := <-ch:
+			if !gotResp {
+				gotResp = true
+				if rest := 64*sip.T1 - time.Since(start); rest > 0 {
+					deadline.Reset(rest)
+				}
+			}
+			if res.IsProvisional() {
+				interval = sip.T2
+				if res.StatusCode > 100 {
+					c.relayProvisional(res) // RFC 3261 16.7 step 5
+				}
+				continue
+			}
+			return res, outFinal
+		case <-retrans:
+			if _, err := h.udp.WriteToUDPAddrPort(raw, dst); err != nil {
+				h.log.Debug("retransmit to edge", "edge", hp.uri, "err", err)
+			}
+			interval = min(2*interval, sip.T2)
+			rt.Reset(interval)
+		case <-deadline.C:
+			return nil, outTimeout
+		case <-h.ctx.Done():
+			return nil, outShutdown
+		}
+	}
+}
