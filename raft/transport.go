@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -25,8 +26,69 @@ import (
 type TLSStreamLayer struct {
 	net.Listener // a tls.NewListener
 
+	// HandshakeTimeout bounds an accepted connection's TLS handshake, so a
+	// peer that connects and stays silent does not hold a transport
+	// goroutine forever. Zero means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+
 	advertise net.Addr
 	dialTLS   *tls.Config
+}
+
+// DefaultHandshakeTimeout is TLSStreamLayer's default HandshakeTimeout.
+const DefaultHandshakeTimeout = 10 * time.Second
+
+// Accept returns the next connection without handshaking (see the type
+// comment); the handshake runs on its first Read or Write, within
+// HandshakeTimeout.
+func (t *TLSStreamLayer) Accept() (net.Conn, error) {
+	c, err := t.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return c, nil
+	}
+	timeout := t.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = DefaultHandshakeTimeout
+	}
+	return &handshakeConn{Conn: tc, timeout: timeout}, nil
+}
+
+// handshakeConn runs the server-side handshake once, with a deadline, before
+// the first read or write.
+type handshakeConn struct {
+	*tls.Conn
+	timeout time.Duration
+	once    sync.Once
+	err     error
+}
+
+func (h *handshakeConn) handshake() error {
+	h.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+		defer cancel()
+		if h.err = h.Conn.HandshakeContext(ctx); h.err != nil {
+			h.Conn.Close()
+		}
+	})
+	return h.err
+}
+
+func (h *handshakeConn) Read(b []byte) (int, error) {
+	if err := h.handshake(); err != nil {
+		return 0, err
+	}
+	return h.Conn.Read(b)
+}
+
+func (h *handshakeConn) Write(b []byte) (int, error) {
+	if err := h.handshake(); err != nil {
+		return 0, err
+	}
+	return h.Conn.Write(b)
 }
 
 var _ hraft.StreamLayer = (*TLSStreamLayer)(nil)

@@ -156,3 +156,49 @@ func TestNewTLSStreamLayerAddr(t *testing.T) {
 		t.Errorf("Addr() = %q", got)
 	}
 }
+
+// A peer that connects to the Raft port and never speaks TLS is dropped
+// after the handshake timeout instead of holding a goroutine forever.
+func TestTLSStreamLayerDropsSilentPeer(t *testing.T) {
+	ca := newTestCA(t, "hub ca")
+	server, client := tlsConfigs(ca, ca.issue(t, "node", "n0"))
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := NewTLSStreamLayer(ln, nil, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer.HandshakeTimeout = 200 * time.Millisecond
+	defer layer.Close()
+	done := make(chan error, 1)
+	go func() {
+		c, err := layer.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		_, err = c.Read(make([]byte, 1)) // runs the handshake
+		done <- err
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("silent peer: read succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("silent peer still held after 5s with a 200ms handshake timeout")
+	}
+	// The server closed it: our read sees EOF or a reset.
+	raw.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := raw.Read(make([]byte, 1)); err == nil {
+		t.Fatal("server kept the silent connection open")
+	}
+}
