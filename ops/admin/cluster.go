@@ -134,7 +134,7 @@ func (s *Server) clusterStatus(ctx context.Context) *hubv1.ClusterStatusResponse
 	for _, srv := range st.Servers {
 		ns := &hubv1.NodeStatus{Id: srv.ID, RaftAddr: srv.Address, Suffrage: srv.Suffrage, State: "unknown"}
 		if n := state.Node(srv.ID); n != nil {
-			ns.AdminAddr, ns.SipAddrs = n.GetAdminAddr(), n.GetSipAddrs()
+			ns.AdminAddr, ns.SipAddrs, ns.PublicKey = n.GetAdminAddr(), n.GetSipAddrs(), n.GetPublicKey()
 		}
 		resp.Nodes = append(resp.Nodes, ns)
 		switch {

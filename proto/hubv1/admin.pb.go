@@ -774,16 +774,19 @@ func (*LocalStatusRequest) Descriptor() ([]byte, []int) {
 }
 
 type NodeStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
-	AdminAddr     string                 `protobuf:"bytes,3,opt,name=admin_addr,json=adminAddr,proto3" json:"admin_addr,omitempty"`
-	SipAddrs      []string               `protobuf:"bytes,4,rep,name=sip_addrs,json=sipAddrs,proto3" json:"sip_addrs,omitempty"`
-	Suffrage      string                 `protobuf:"bytes,5,opt,name=suffrage,proto3" json:"suffrage,omitempty"` // voter, nonvoter
-	State         string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`       // leader, follower, candidate, unreachable, unknown
-	Healthy       bool                   `protobuf:"varint,7,opt,name=healthy,proto3" json:"healthy,omitempty"`
-	AppliedIndex  uint64                 `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	Error         string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddr     string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	AdminAddr    string                 `protobuf:"bytes,3,opt,name=admin_addr,json=adminAddr,proto3" json:"admin_addr,omitempty"`
+	SipAddrs     []string               `protobuf:"bytes,4,rep,name=sip_addrs,json=sipAddrs,proto3" json:"sip_addrs,omitempty"`
+	Suffrage     string                 `protobuf:"bytes,5,opt,name=suffrage,proto3" json:"suffrage,omitempty"` // voter, nonvoter
+	State        string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`       // leader, follower, candidate, unreachable, unknown
+	Healthy      bool                   `protobuf:"varint,7,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	AppliedIndex uint64                 `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Error        string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	// Ed25519 key that signs this node's audit checkpoints, as published in
+	// the cluster state (hubctl audit verify --key NODE=BASE64).
+	PublicKey     []byte `protobuf:"bytes,10,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -879,6 +882,13 @@ func (x *NodeStatus) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *NodeStatus) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
 }
 
 type ClusterStatusResponse struct {
@@ -1946,7 +1956,7 @@ const file_clearhub_v1_admin_proto_rawDesc = "" +
 	"\x11RemoveNodeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
 	"\x14ClusterStatusRequest\"\x14\n" +
-	"\x12LocalStatusRequest\"\xfc\x01\n" +
+	"\x12LocalStatusRequest\"\x9b\x02\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
@@ -1958,7 +1968,10 @@ const file_clearhub_v1_admin_proto_rawDesc = "" +
 	"\x05state\x18\x06 \x01(\tR\x05state\x12\x18\n" +
 	"\ahealthy\x18\a \x01(\bR\ahealthy\x12#\n" +
 	"\rapplied_index\x18\b \x01(\x04R\fappliedIndex\x12\x14\n" +
-	"\x05error\x18\t \x01(\tR\x05error\"\xa9\x02\n" +
+	"\x05error\x18\t \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\n" +
+	" \x01(\fR\tpublicKey\"\xa9\x02\n" +
 	"\x15ClusterStatusResponse\x12\x16\n" +
 	"\x06leader\x18\x01 \x01(\tR\x06leader\x12\x1f\n" +
 	"\vleader_addr\x18\x02 \x01(\tR\n" +
