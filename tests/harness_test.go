@@ -220,6 +220,8 @@ type clusterStatus struct {
 		Suffrage string `json:"suffrage"`
 		State    string `json:"state"`
 		Healthy  bool   `json:"healthy"`
+		// PublicKey is the node's audit key as published in the cluster state.
+		PublicKey string `json:"public_key"`
 	} `json:"nodes"`
 }
 

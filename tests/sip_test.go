@@ -160,7 +160,20 @@ func TestSIPRoutesThroughAnyNode(t *testing.T) {
 		_, err := hubctl(t, n2, "audit", "export", "--cluster", "-o", file)
 		return err
 	})
-	if out, err := hubctl(t, n2, "audit", "verify", file); err != nil {
+	// Verify against the keys the cluster state publishes, not the ones the
+	// export carries.
+	st, err := status(t, n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := []string{"audit", "verify", file}
+	for _, n := range st.Nodes {
+		if n.PublicKey == "" {
+			t.Fatalf("node %s publishes no audit key", n.ID)
+		}
+		verify = append(verify, "--key", n.ID+"="+n.PublicKey)
+	}
+	if out, err := hubctl(t, n2, verify...); err != nil {
 		t.Fatalf("verify cluster export: %v\n%s", err, out)
 	}
 	entries := readEntries(t, file)
