@@ -31,9 +31,11 @@ type Config struct {
 	Hostname string
 
 	// ServerTLS holds the node certificate served on TLSAddr. Required when
-	// TLSAddr is set. The hub clones it and requires a client certificate
-	// (RequireAnyClientCert); members are verified against the cluster
-	// state, not against ClientCAs.
+	// TLSAddr is set. The hub clones it and replaces its client
+	// authentication (ClientAuth, ClientCAs, VerifyPeerCertificate,
+	// VerifyConnection, GetConfigForClient): a client certificate must chain
+	// to a CA some member network registered, or be pinned by one, in the
+	// current cluster state, or the handshake fails (see trust.go).
 	ServerTLS *tls.Config
 
 	// ClientCertificate is presented on outbound TLS connections to member

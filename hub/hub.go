@@ -55,7 +55,12 @@ type Hub struct {
 	m      *metrics
 	parser *sip.Parser // parses what the hub reads before sipgo (concurrent use is safe)
 	badSem chan struct{}
-	lean   *leanTable
+	tlsSem chan struct{} // bounds audits of refused TLS handshakes in flight
+	// udpLaddr is the UDP listener's address, the local address of every
+	// UDP request the hub sends through sipgo (see buildForward).
+	udpLaddr sip.Addr
+	trusted  trustCache
+	lean     *leanTable
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -91,6 +96,7 @@ func New(cfg Config, state StateSource, audit Auditor) (*Hub, error) {
 		secret: cfg.RouteSecret,
 		ports:  map[string]int{},
 		badSem: make(chan struct{}, 64),
+		tlsSem: make(chan struct{}, 16),
 		lean:   newLeanTable(),
 	}
 	if len(h.secret) == 0 {
@@ -177,6 +183,10 @@ func (h *Hub) listen() error {
 		}
 		_ = c.SetWriteBuffer(cfg.UDPReadBuffer)
 		h.udp = c
+		if la, ok := c.LocalAddr().(*net.UDPAddr); ok {
+			// The key sipgo files the listener under in its pool.
+			h.udpLaddr = sip.Addr{IP: la.IP, Port: la.Port, Zone: la.Zone}
+		}
 		h.note("udp", c.LocalAddr())
 	}
 	if cfg.TCPAddr != "" {
@@ -192,18 +202,9 @@ func (h *Hub) listen() error {
 		if err != nil {
 			return fmt.Errorf("hub: listen TLS %s: %w", cfg.TLSAddr, err)
 		}
-		sc := cfg.ServerTLS.Clone()
-		if sc.MinVersion < tls.VersionTLS12 {
-			sc.MinVersion = tls.VersionTLS12
-		}
-		// Members are verified against the cluster state per request
-		// (attribute), so the handshake only demands a certificate; an
-		// unknown one is refused with an audited 403 rather than a bare
-		// handshake failure.
-		sc.ClientAuth = tls.RequireAnyClientCert
-		sc.ClientCAs = nil
-		sc.VerifyPeerCertificate = nil
-		sc.VerifyConnection = nil
+		// Unknown client certificates end at the handshake (trust.go);
+		// attribution to a network stays per request (identify.go).
+		sc := h.serverTLS(cfg.ServerTLS)
 		h.tlsL = &streamListener{Listener: l, config: sc, h: h}
 		h.note("tls", l.Addr())
 	}

@@ -197,19 +197,15 @@ func (h *Hub) outIdentity(st *raft.State, c *tls.Conn) (*raft.NetworkView, strin
 }
 
 // clientTLS is the configuration for outbound TLS to member edges: the hub
-// presents its certificate and accepts only a server certificate that
-// identifies some member network; the forwarding code then checks that it
-// is the intended one (the dialled host alone cannot tell, see DESIGN.md).
+// presents its certificate and accepts only a server certificate that chains
+// to a registered member CA (or is pinned) and identifies some member
+// network (verifyServer); the forwarding code then checks that it is the
+// intended one (the dialled host alone cannot tell, see DESIGN.md).
 func (h *Hub) clientTLS() *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		Certificates:       []tls.Certificate{h.cfg.ClientCertificate},
-		InsecureSkipVerify: true, // verified below against the cluster state
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if v, _ := identifyCert(h.state.State(), cs.PeerCertificates, x509.ExtKeyUsageServerAuth); v == nil {
-				return errUnattributable
-			}
-			return nil
-		},
+		InsecureSkipVerify: true, // verified by verifyServer against the cluster state
+		VerifyConnection:   h.verifyServer,
 	}
 }

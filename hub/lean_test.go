@@ -3,6 +3,8 @@ package hub
 import (
 	"bytes"
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -260,5 +262,94 @@ func TestMixedTransportsDoubleRecordRoute(t *testing.T) {
 				t.Errorf("%s entry networks %q -> %q", m, e.SrcNet, e.DstNet)
 			}
 		}
+	}
+}
+
+// unspecifiedUDPSockets lists this process' UDP sockets bound to the
+// wildcard address (0.0.0.0 or ::), from /proc.
+func unspecifiedUDPSockets(t *testing.T) []string {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		link, err := os.Readlink("/proc/self/fd/" + fd.Name())
+		if err == nil && strings.HasPrefix(link, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
+		}
+	}
+	var out []string
+	for _, table := range []string{"/proc/self/net/udp", "/proc/self/net/udp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || !inodes[f[9]] {
+				continue
+			}
+			ip, _, _ := strings.Cut(f[1], ":")
+			if strings.Trim(ip, "0") == "" {
+				out = append(out, table+" "+f[1])
+			}
+		}
+	}
+	return out
+}
+
+// Forwarded UDP requests leave from the hub's listening socket, the address
+// its Via names (RFC 3581 symmetric signalling), on the lean path (MESSAGE)
+// and on sipgo's (INVITE and its ACK): the member sees them come from the hub's UDP listen address, and the process
+// holds no UDP socket bound to the wildcard address.
+func TestUDPForwardsFromListenSocket(t *testing.T) {
+	l := newLab(t, "udp")
+	acks := make(chan string, 1)
+	l.b.setHandler(func(req *sip.Request, tx sip.ServerTransaction) {
+		switch req.Method {
+		case sip.INVITE:
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 486, "Busy Here", nil))
+			// The ACK for the 486 (RFC 3261 17.1.1.3) comes from the
+			// hub's client transaction; waiting for it also keeps it from
+			// reaching b while b is being torn down.
+			select {
+			case ack := <-tx.Acks():
+				acks <- ack.Source()
+			case <-tx.Done():
+				acks <- "no ACK"
+			}
+		case sip.ACK:
+		default:
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+		}
+	})
+	if res := l.a.do(l.a.newRequest(sip.MESSAGE, "sip:bob@b.example", l.udp)); res.StatusCode != 200 {
+		t.Fatalf("MESSAGE: %d", res.StatusCode)
+	}
+	if got := l.b.expect(sip.MESSAGE); got.Source() != l.udp {
+		t.Errorf("MESSAGE reached b from %s, want the hub's listen address %s", got.Source(), l.udp)
+	}
+	if res := l.a.do(l.a.newRequest(sip.INVITE, "sip:bob@b.example", l.udp)); res.StatusCode != 486 {
+		t.Fatalf("INVITE: %d", res.StatusCode)
+	}
+	got := l.b.expect(sip.INVITE)
+	if got.Source() != l.udp {
+		t.Errorf("INVITE reached b from %s, want the hub's listen address %s", got.Source(), l.udp)
+	}
+	if v := got.Via(); v == nil || net.JoinHostPort(v.Host, strconv.Itoa(v.Port)) != l.udp {
+		t.Errorf("top Via %v does not name the socket the INVITE came from", v)
+	}
+	select {
+	case src := <-acks:
+		if src != l.udp {
+			t.Errorf("ACK for the 486 reached b from %s, want %s", src, l.udp)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("b's INVITE handler did not finish")
+	}
+	if s := unspecifiedUDPSockets(t); len(s) > 0 {
+		t.Errorf("UDP sockets bound to the wildcard address: %v", s)
 	}
 }

@@ -8,10 +8,11 @@ import (
 )
 
 type metrics struct {
-	requests  *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
-	auditErrs prometheus.Counter
-	malformed prometheus.Counter
+	requests   *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	auditErrs  prometheus.Counter
+	malformed  prometheus.Counter
+	tlsRefused *prometheus.CounterVec
 
 	retransmissions prometheus.Counter
 }
@@ -35,6 +36,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "clearhub", Subsystem: "sip", Name: "malformed_total",
 			Help: "Datagrams refused as unparsable or oversized.",
 		}),
+		tlsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clearhub", Subsystem: "sip", Name: "tls_handshake_refused_total",
+			Help: "Inbound TLS handshakes refused because the client certificate is missing or neither chains to a registered member CA nor is pinned, by reason.",
+		}, []string{"reason"}),
 		retransmissions: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "clearhub", Subsystem: "sip", Name: "request_retransmissions_total",
 			Help: "Retransmitted non-INVITE requests absorbed by the hub (answered from the last response or dropped).",
@@ -43,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.auditErrs, m.malformed, m.retransmissions} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.auditErrs, m.malformed, m.tlsRefused, m.retransmissions} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

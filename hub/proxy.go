@@ -476,6 +476,13 @@ func (c *call) buildForward(hp hop, popN, mf int, lh string, rr *dialogRoute) *s
 	fwd.SetTransport(hp.transport)
 	fwd.SetDestination(hp.addr)
 	fwd.Laddr = sip.Addr{}
+	if hp.transport == "UDP" {
+		// Symmetric signalling (RFC 3581 section 4, RFC 3261 18.1.1):
+		// sipgo reuses a UDP socket only by the peer's address and would
+		// otherwise open a new one on 0.0.0.0:random; with Laddr set it
+		// sends from the listening socket, the address in our Via.
+		fwd.Laddr = c.h.udpLaddr
+	}
 	return fwd
 }
 
@@ -497,6 +504,11 @@ func (c *call) attempt(hp hop, fwd *sip.Request, cancelled chan struct{}) (*sip.
 	if c.lean != nil {
 		res, out := c.attemptLean(hp, fwd)
 		return res, out, false
+	}
+	if hp.transport == "UDP" && h.udp == nil {
+		// No UDP listener to send from and receive responses on (the
+		// lean path fails such an edge the same way).
+		return nil, outTransport, isClosed(cancelled)
 	}
 	invite := fwd.IsInvite()
 	dctx, cancelDial := contextWithTimeout(h, h.cfg.TransactionTimeout)
@@ -626,6 +638,7 @@ func (c *call) cancelDownstream(fwd *sip.Request) {
 	cr.AppendHeader(&cl)
 	cr.SetTransport(fwd.Transport())
 	cr.SetDestination(fwd.Destination())
+	cr.Laddr = fwd.Laddr // from the socket the INVITE left from
 	c.h.spawn(func() {
 		ctx, cancel := contextWithTimeout(c.h, c.h.cfg.TransactionTimeout)
 		defer cancel()
@@ -798,6 +811,10 @@ func (c *call) ack() {
 	if _, err := h.audit.Append(h.ctx, c.requestEntry(0, "")); err != nil {
 		h.m.auditErrs.Inc()
 		h.log.Error("audit append failed; ACK dropped", "err", err)
+		return
+	}
+	if hp.transport == "UDP" && h.udp == nil {
+		c.auditOnly(503, "ACK dropped: no UDP listener to send it from")
 		return
 	}
 	fwd := c.buildForward(hp, popN, mf, loopHash(req), nil)

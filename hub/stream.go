@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -85,6 +86,12 @@ func (c *memberConn) Read(b []byte) (int, error) {
 		if err != nil {
 			if len(c.out) > 0 {
 				break
+			}
+			if r := (*refusal)(nil); errors.As(err, &r) {
+				// The hub logged, counted and audited the refused
+				// handshake (handshakeRefused); sipgo would log it again
+				// as a read error on its global logger.
+				return 0, io.EOF
 			}
 			return 0, err
 		}

@@ -425,14 +425,13 @@ func nodeTLS(ca *pki.CA, cert tls.Certificate) peerTLSConfigs {
 	}
 }
 
-// sipServerTLS presents the node certificate to members and asks for theirs;
-// the hub verifies member certificates against each network's registered CA
-// or pins itself, so the standard library must not reject them first.
+// sipServerTLS presents the node certificate to members. Client
+// authentication is the hub's own: it replaces these settings and checks
+// member certificates against the CAs and pins the cluster state registers.
 func sipServerTLS(cert tls.Certificate) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.RequireAnyClientCert,
 	}
 }
 
