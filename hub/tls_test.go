@@ -63,9 +63,12 @@ func TestTLSMutualAuth(t *testing.T) {
 	au := &memAudit{}
 	h := startHub(t, Config{
 		NodeID: "n1", TLSAddr: "127.0.0.1:0", Hostname: "127.0.0.1",
-		ServerTLS:         &tls.Config{Certificates: []tls.Certificate{hubCert}},
-		ClientCertificate: hubCert,
-		RouteSecret:       []byte("s"),
+		// A TLS dial and handshake under -race on a loaded 2-core machine
+		// can outlast the 300 ms default that the failover tests use.
+		TransactionTimeout: 3 * time.Second,
+		ServerTLS:          &tls.Config{Certificates: []tls.Certificate{hubCert}},
+		ClientCertificate:  hubCert,
+		RouteSecret:        []byte("s"),
 	}, st, au)
 	hubAddr := h.Addrs()[0].String()
 

@@ -135,11 +135,14 @@ func TestTLSHandshakeRefusesUnknownCertificates(t *testing.T) {
 	logs := &syncBuffer{}
 	h := startHub(t, Config{
 		NodeID: "n1", TLSAddr: "127.0.0.1:0", Hostname: "127.0.0.1",
-		ServerTLS:         &tls.Config{Certificates: []tls.Certificate{hubCert}},
-		ClientCertificate: hubCert,
-		RouteSecret:       []byte("s"),
-		Registerer:        reg,
-		Logger:            slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		// A TLS dial and handshake under -race on a loaded 2-core machine
+		// can outlast the 300 ms default that the failover tests use.
+		TransactionTimeout: 3 * time.Second,
+		ServerTLS:          &tls.Config{Certificates: []tls.Certificate{hubCert}},
+		ClientCertificate:  hubCert,
+		RouteSecret:        []byte("s"),
+		Registerer:         reg,
+		Logger:             slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}, st, au)
 	hubAddr := h.Addrs()[0].String()
 
@@ -228,10 +231,13 @@ func TestTLSOutboundRefusesUnknownServer(t *testing.T) {
 	logs := &syncBuffer{}
 	h := startHub(t, Config{
 		NodeID: "n1", TLSAddr: "127.0.0.1:0", Hostname: "127.0.0.1",
-		ServerTLS:         &tls.Config{Certificates: []tls.Certificate{hubCert}},
-		ClientCertificate: hubCert,
-		RouteSecret:       []byte("s"),
-		Logger:            slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		// A TLS dial and handshake under -race on a loaded 2-core machine
+		// can outlast the 300 ms default that the failover tests use.
+		TransactionTimeout: 3 * time.Second,
+		ServerTLS:          &tls.Config{Certificates: []tls.Certificate{hubCert}},
+		ClientCertificate:  hubCert,
+		RouteSecret:        []byte("s"),
+		Logger:             slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}, st, &memAudit{})
 	hubAddr := h.Addrs()[0].String()
 

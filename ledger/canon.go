@@ -25,12 +25,16 @@ var zeroHash = make([]byte, HashSize)
 // Canonical returns the canonical encoding of e: every field except Hash, in
 // the fixed order documented in doc.go. Hash = SHA-256(Canonical(e)).
 func Canonical(e *Entry) []byte {
-	n := 4 + len(canonMagic) + 8 + 8 + 8 + 1 + 17*4 +
+	return appendCanonical(make([]byte, 0, canonSize(e)+HashSize), e)
+}
+
+// canonSize is len(Canonical(e)).
+func canonSize(e *Entry) int {
+	return 4 + len(canonMagic) + 8 + 8 + 8 + 1 + 17*4 +
 		len(e.Node) + len(e.Kind) + len(e.Method) + len(e.CallID) + len(e.CSeq) +
 		len(e.From) + len(e.To) + len(e.RURI) + len(e.Src) + len(e.Transport) +
 		len(e.SrcNet) + len(e.DstNet) + len(e.Reason) + len(e.BodyType) +
-		len(e.BodySHA256) + len(e.Body) + len(e.PrevHash) + HashSize
-	return appendCanonical(make([]byte, 0, n), e)
+		len(e.BodySHA256) + len(e.Body) + len(e.PrevHash)
 }
 
 func appendCanonical(b []byte, e *Entry) []byte {

@@ -98,7 +98,14 @@ func SignCheckpoint(origin string, size uint64, root []byte, keyName string, key
 	if len(root) != HashSize {
 		return nil, fmt.Errorf("ledger: root of %d bytes", len(root))
 	}
-	body := checkpointBody(origin, size, root)
+	return signNote(checkpointBody(origin, size, root), keyName, key)
+}
+
+// signNote signs body (which ends in a newline) as a C2SP signed note.
+func signNote(body []byte, keyName string, key ed25519.PrivateKey) ([]byte, error) {
+	if err := checkKeyName(keyName); err != nil {
+		return nil, err
+	}
 	sig := ed25519.Sign(key, body)
 	pub := key.Public().(ed25519.PublicKey)
 	kh := binary.BigEndian.AppendUint32(nil, KeyHash(keyName, pub))
@@ -155,12 +162,25 @@ func VerifyCheckpoint(note []byte, keyName string, pub ed25519.PublicKey) (*Chec
 	if err != nil {
 		return nil, err
 	}
-	body, sigs, _ := splitNote(note)
+	if err := verifyNoteSig(note, keyName, pub); err != nil {
+		return nil, fmt.Errorf("%w, checkpoint size %d", err, cp.Size)
+	}
+	return cp, nil
+}
+
+// verifyNoteSig checks that note carries a valid Ed25519 signature by the
+// key (keyName, pub). Signatures by other keys are ignored, as signed-note
+// prescribes.
+func verifyNoteSig(note []byte, keyName string, pub ed25519.PublicKey) error {
+	body, sigs, err := splitNote(note)
+	if err != nil {
+		return err
+	}
 	want := KeyHash(keyName, pub)
 	for _, line := range sigs {
 		rest, ok := strings.CutPrefix(line, "\u2014 ")
 		if !ok {
-			return nil, fmt.Errorf("ledger: malformed signature line %q", line)
+			return fmt.Errorf("ledger: malformed signature line %q", line)
 		}
 		name, b64, ok := strings.Cut(rest, " ")
 		if !ok || name != keyName {
@@ -171,9 +191,9 @@ func VerifyCheckpoint(note []byte, keyName string, pub ed25519.PublicKey) (*Chec
 			continue
 		}
 		if len(raw) == 4+ed25519.SignatureSize && ed25519.Verify(pub, body, raw[4:]) {
-			return cp, nil
+			return nil
 		}
-		return nil, fmt.Errorf("%w: key %s, checkpoint size %d", ErrSignature, keyName, cp.Size)
+		return fmt.Errorf("%w: key %s", ErrSignature, keyName)
 	}
-	return nil, fmt.Errorf("%w: no signature by key %s", ErrSignature, keyName)
+	return fmt.Errorf("%w: no signature by key %s", ErrSignature, keyName)
 }

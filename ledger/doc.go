@@ -3,6 +3,11 @@
 // writer, with a Certificate Transparency style Merkle tree (RFC 9162) and
 // Ed25519-signed checkpoints (C2SP signed-note / tlog-checkpoint).
 //
+// Append-only: the package offers no way to change or delete an entry. The
+// single exception is retention (Options.Retention, Prune), driven only by
+// configuration: it cuts whole segments of old entries and leaves a signed
+// anchor behind, so the remaining chain still verifies (see Retention).
+//
 // # Canonical entry encoding (version 1)
 //
 // Anyone can recompute an entry's hash from its exported fields. The
@@ -31,13 +36,59 @@
 // One bbolt file per node. Buckets: "entries" (8-byte big-endian seq ->
 // Canonical(e) || Hash, i.e. the leaf data), "merkle" (level byte || 8-byte
 // index -> hash of the complete subtree of 2^level leaves starting at leaf
-// index<<level, for level >= 1; level 0 is hashed from "entries" on demand),
-// "checkpoints" (tree size -> signed note), and the indexes "idx_time"
-// (time || seq), "idx_net" (u16 len || network || seq, for SrcNet and DstNet)
-// and "idx_user" (u16 len || NormalizeUser(From/To) || seq). Every batch of
-// entries, its Merkle nodes, its index keys and (when due) its checkpoint are
-// written in one transaction, so a crash leaves either all or none of them.
-// Nothing in the package updates or deletes an entry.
+// index<<level, for level >= 4; levels 0-3 are hashed from "entries" on
+// demand, and files written by earlier versions also hold levels 1-3, unused),
+// "checkpoints" (tree size -> signed note), "anchors" (first retained seq ->
+// signed anchor note), and the indexes, one row per key per batch:
+//
+//	idx_time  u64 t0 || u64 first seq -> "" (a single entry at time t0), or
+//	          u64 last seq || u64 min time || u64 max time: the consecutive
+//	          entries first..last, all within one second of t0
+//	idx_net   u16 len || network || u64 first seq -> uvarint deltas of the
+//	          batch's further seqs with that SrcNet or DstNet
+//	idx_user  u16 len || NormalizeUser(From/To) || u64 first seq -> deltas
+//
+// No row spans a segment boundary (Options.SegmentSize). Every batch of
+// entries, its Merkle nodes, its index rows and (when due) its checkpoint
+// are written in one transaction, so a crash leaves either all or none of
+// them, and Append returns only after that transaction's fsync.
+//
+// # Write path
+//
+// Callers encode their entry (canonical form with placeholders for seq and
+// prev_hash); one writer goroutine stamps seq and prev_hash, hashes and
+// pushes Merkle leaves as requests arrive; a committer goroutine runs one
+// batch's bbolt transaction at a time. While batch N is being committed,
+// batch N+1 gathers and is already hashed against the state N leaves; nobody
+// is acknowledged before their own batch is durable, and a failed batch
+// rolls the writer back and re-stamps what gathered behind it. After a large
+// batch the writer waits briefly (at most half a commit, 1 ms) for the
+// writers it just acknowledged, so concurrent writers share one commit
+// instead of splitting into alternating half-size batches.
+//
+// # Retention
+//
+// With Options.Retention, a background pass (owned by the Ledger, stopped by
+// Close; Prune runs it on demand) cuts, from the start of the log, every
+// complete segment of Options.SegmentSize entries (aligned to seq 1) whose
+// newest entry is older than the retention age. A cut first appends a
+// KindAnchor entry whose body (BodyType AnchorBodyType) is a signed anchor
+// note, in the same transaction as the note's copy in "anchors" and a fresh
+// checkpoint:
+//
+//	clearhub-ledger-anchor/v1\n<origin>\n<first retained seq>\n
+//	<base64 prev_hash of that entry>\n<tree size at the cut>\n
+//	<base64 root at that size>\n<time of the cut, ns>\n
+//
+// signed like a checkpoint. Then it deletes the older entries, their index
+// rows and the Merkle nodes whose parent lies wholly inside the cut (no proof
+// over retained entries can need them). The tree is never rewritten: leaf
+// numbers, old roots and checkpoints stay valid, proofs for retained entries
+// verify against old and new checkpoints, and Get/InclusionProof of a cut
+// entry fail with ErrPruned (and ErrNotFound). Open and Verify start the
+// chain at the newest anchor after checking its signature, its root against
+// the stored tree and its anchor entry; without a valid anchor a missing
+// prefix is a broken chain.
 //
 // # Checkpoints
 //
@@ -58,6 +109,10 @@
 //	            complete (true when no filter: entries 1..tree_size all follow),
 //	            filter, created
 //	checkpoint  node, note (the signed note text)
+//	anchor      node, note (the signed anchor note), tree_size, path: the
+//	            RFC 9162 consistency proof from the anchor's tree to the
+//	            checkpoint of tree_size; present once the log was cut, and
+//	            then a complete export starts at the anchor's first seq
 //	neighbour   node, seq, hash: the predecessor of the run that follows
 //	entry       the Entry fields (byte fields base64)
 //	proof       node, seq, tree_size, path: RFC 9162 inclusion proof of the
@@ -65,5 +120,6 @@
 //
 // Since every Hash covers PrevHash, a proof for the last entry of a run of
 // consecutive entries commits every entry of the run. VerifyExport checks it
-// all offline.
+// all offline, decoding entry lines with the strict DecodeEntryJSON
+// (unknown, duplicate or mistyped fields are errors).
 package ledger

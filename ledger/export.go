@@ -1,9 +1,7 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
@@ -74,7 +72,7 @@ const exportChunk = 1024
 // Append.
 func (l *Ledger) Export(ctx context.Context, f Filter, fn func(*Entry) error) error {
 	size := l.Size()
-	lo := max(f.FromSeq, 1)
+	lo := max(f.FromSeq, l.FirstSeq())
 	hi := size
 	if f.ToSeq != 0 && f.ToSeq < hi {
 		hi = f.ToSeq
@@ -82,31 +80,31 @@ func (l *Ledger) Export(ctx context.Context, f Filter, fn func(*Entry) error) er
 	if lo > hi {
 		return nil
 	}
-	var nextSeqs func(tx *bolt.Tx, from uint64, buf []uint64) []uint64
+	var nextSeqs func(tx *bolt.Tx, from uint64, buf []uint64) ([]uint64, error)
 	switch {
 	case f.User != "":
 		u := NormalizeUser(f.User)
 		if u == "" {
 			return fmt.Errorf("%w: user %q does not normalise", ErrInvalid, f.User)
 		}
-		nextSeqs = indexScan(bIdxUser, u, hi)
+		nextSeqs = indexScan(bIdxUser, bIdxUserE, u, hi)
 	case f.Network != "":
-		nextSeqs = indexScan(bIdxNet, f.Network, hi)
+		nextSeqs = indexScan(bIdxNet, bIdxNetE, f.Network, hi)
 	case (!f.Since.IsZero() || !f.Until.IsZero()) && f.FromSeq == 0 && f.ToSeq == 0:
-		seqs, err := l.timeScan(f, hi)
+		seqs, err := l.timeScan(f, lo, hi)
 		if err != nil {
 			return err
 		}
-		nextSeqs = func(_ *bolt.Tx, from uint64, buf []uint64) []uint64 {
+		nextSeqs = func(_ *bolt.Tx, from uint64, buf []uint64) ([]uint64, error) {
 			i, _ := slices.BinarySearch(seqs, from)
-			return append(buf, seqs[i:min(len(seqs), i+exportChunk)]...)
+			return append(buf, seqs[i:min(len(seqs), i+exportChunk)]...), nil
 		}
 	default:
-		nextSeqs = func(_ *bolt.Tx, from uint64, buf []uint64) []uint64 {
+		nextSeqs = func(_ *bolt.Tx, from uint64, buf []uint64) ([]uint64, error) {
 			for s := from; s <= hi && len(buf) < exportChunk; s++ {
 				buf = append(buf, s)
 			}
-			return buf
+			return buf, nil
 		}
 	}
 	var seqs []uint64
@@ -117,11 +115,17 @@ func (l *Ledger) Export(ctx context.Context, f Filter, fn func(*Entry) error) er
 		}
 		chunk = chunk[:0]
 		err := l.db.View(func(tx *bolt.Tx) error {
-			seqs = nextSeqs(tx, next, seqs[:0])
+			var err error
+			if seqs, err = nextSeqs(tx, next, seqs[:0]); err != nil {
+				return err
+			}
 			eb := tx.Bucket(bEntries)
 			for _, s := range seqs {
 				v := eb.Get(seqKey(s))
 				if v == nil {
+					if s < l.FirstSeq() {
+						continue // cut by retention while we ran
+					}
 					return &ChainError{Seq: s, Reason: "indexed entry missing"}
 				}
 				e, err := decodeRecord(v)
@@ -148,60 +152,6 @@ func (l *Ledger) Export(ctx context.Context, f Filter, fn func(*Entry) error) er
 		next = seqs[len(seqs)-1] + 1
 	}
 	return nil
-}
-
-// indexScan walks keys strKey(s, seq) for seq in [from, hi].
-func indexScan(bucket []byte, s string, hi uint64) func(*bolt.Tx, uint64, []uint64) []uint64 {
-	prefix := strKey(s, 0)
-	prefix = prefix[:len(prefix)-8]
-	return func(tx *bolt.Tx, from uint64, buf []uint64) []uint64 {
-		c := tx.Bucket(bucket).Cursor()
-		for k, _ := c.Seek(strKey(s, from)); k != nil && bytes.HasPrefix(k, prefix) && len(buf) < exportChunk; k, _ = c.Next() {
-			if len(k) != len(prefix)+8 {
-				continue
-			}
-			seq := binary.BigEndian.Uint64(k[len(prefix):])
-			if seq > hi {
-				break
-			}
-			buf = append(buf, seq)
-		}
-		return buf
-	}
-}
-
-// timeScan collects, sorted, the seqs whose time index key is in range.
-// Times are usually but not necessarily in seq order (callers may supply
-// Time), so the result is sorted.
-func (l *Ledger) timeScan(f Filter, hi uint64) ([]uint64, error) {
-	var seqs []uint64
-	var lo, up uint64 = 0, ^uint64(0)
-	if !f.Since.IsZero() {
-		lo = uint64(max(f.Since.UnixNano(), 0))
-	}
-	if !f.Until.IsZero() {
-		up = uint64(max(f.Until.UnixNano(), 0))
-	}
-	err := l.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bIdxTime).Cursor()
-		for k, _ := c.Seek(timeKey(int64(lo), 0)); k != nil; k, _ = c.Next() {
-			if len(k) != 16 {
-				continue
-			}
-			if binary.BigEndian.Uint64(k) >= up {
-				break
-			}
-			if s := binary.BigEndian.Uint64(k[8:]); s <= hi {
-				seqs = append(seqs, s)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ledger: export: %w", err)
-	}
-	slices.Sort(seqs)
-	return seqs, nil
 }
 
 // Tail calls fn for every entry from fromSeq on, in order, then follows new

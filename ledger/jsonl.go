@@ -28,6 +28,7 @@ const (
 	LineNeighbour  = "neighbour"
 	LineEntry      = "entry"
 	LineProof      = "proof"
+	LineAnchor     = "anchor"
 )
 
 // WriteJSONL writes a verifiable JSON Lines export of the entries matching f:
@@ -65,6 +66,17 @@ func (l *Ledger) WriteJSONL(ctx context.Context, w io.Writer, f Filter) error {
 	}
 	if err := writeJSONLine(bw, jCheckpoint{LineCheckpoint, l.opts.NodeID, string(cp.Note)}); err != nil {
 		return err
+	}
+	if a, err := l.LatestAnchor(); err == nil && a.TreeSize <= cp.Size {
+		// The retention anchor, and its tree's consistency with the
+		// checkpoint: the chain of a cut log starts at a.FirstSeq.
+		path, err := l.ConsistencyProof(a.TreeSize, cp.Size)
+		if err != nil {
+			return fmt.Errorf("ledger: export anchor consistency: %w", err)
+		}
+		if err := writeJSONLine(bw, jAnchor{LineAnchor, l.opts.NodeID, string(a.Note), cp.Size, path}); err != nil {
+			return err
+		}
 	}
 	var last *Entry
 	closeRun := func() error {
@@ -136,6 +148,14 @@ type jNeighbour struct {
 	Node string `json:"node"`
 	Seq  uint64 `json:"seq"`
 	Hash []byte `json:"hash"`
+}
+
+type jAnchor struct {
+	Type     string   `json:"type"`
+	Node     string   `json:"node"`
+	Note     string   `json:"note"`
+	TreeSize uint64   `json:"tree_size"`
+	Path     [][]byte `json:"path"`
 }
 
 type jProof struct {
@@ -338,6 +358,7 @@ type nodeVerify struct {
 	runStart        uint64
 	runProven       bool
 	neighbour       *jNeighbour
+	anchor          *Anchor
 }
 
 type exportLine struct {
@@ -393,15 +414,21 @@ func VerifyExport(r io.Reader, trustedKeys map[string]ed25519.PublicKey) (Report
 		if len(bytes.TrimSpace(raw)) == 0 {
 			continue
 		}
-		ln = exportLine{}
 		var err error
 		if bytes.HasPrefix(raw, entryPrefix) {
-			// Fast path for the bulk of the file: decode straight into the
-			// Entry (encoding/json ignores the "type" key there).
+			// Fast path for the bulk of the file: the hand-written strict
+			// decoder, reusing the Entry (and its node string).
 			ln.Type = LineEntry
-			err = json.Unmarshal(raw, &ln.Entry)
+			ln.Format, ln.Origin, ln.KeyName, ln.PublicKey, ln.TreeSize, ln.Complete, ln.Note, ln.Path = "", "", "", nil, 0, false, "", nil
+			if err = DecodeEntryJSON(raw, &ln.Entry); err != nil {
+				return rep, fail(ln.Node, ln.Seq, "malformed line: %v", err)
+			}
 		} else {
-			err = json.Unmarshal(raw, &ln)
+			ln = exportLine{}
+			if err = json.Unmarshal(raw, &ln); err == nil && ln.Type == LineEntry {
+				// Entry lines are decoded strictly whatever their layout.
+				err = DecodeEntryJSON(raw, &ln.Entry)
+			}
 		}
 		if err != nil {
 			// Name the entry if at least its identity still parses.
@@ -454,6 +481,25 @@ func VerifyExport(r io.Reader, trustedKeys map[string]ed25519.PublicKey) (Report
 			}
 			n.roots[cp.Size] = cp.Root
 			rep.Checkpoints++
+		case LineAnchor:
+			if n.anchor != nil || n.last != nil {
+				return rep, fail(node, 0, "anchor line must come once, before the node's entries")
+			}
+			a, err := VerifyAnchor([]byte(ln.Note), n.keyName, n.key)
+			if err != nil {
+				return rep, fail(node, 0, "retention anchor: %v", err)
+			}
+			if a.Origin != n.origin {
+				return rep, fail(node, 0, "anchor origin %q, header says %q", a.Origin, n.origin)
+			}
+			root, ok := n.roots[ln.TreeSize]
+			if !ok {
+				return rep, fail(node, 0, "anchor proven against tree size %d with no signed checkpoint", ln.TreeSize)
+			}
+			if err := VerifyConsistency(a.TreeSize, ln.TreeSize, a.Root, root, ln.Path); err != nil {
+				return rep, fail(node, 0, "retention anchor tree: %v", err)
+			}
+			n.anchor = a
 		case LineNeighbour:
 			nb := jNeighbour{Seq: ln.Seq, Hash: bytes.Clone(ln.Hash)}
 			n.neighbour = &nb
@@ -479,6 +525,15 @@ func VerifyExport(r io.Reader, trustedKeys map[string]ed25519.PublicKey) (Report
 			if got := sha256.Sum256(canon); !bytes.Equal(got[:], e.Hash) {
 				return rep, fail(node, e.Seq, "hash does not match contents")
 			}
+			if e.Kind == KindAnchor {
+				a, err := VerifyAnchor(e.Body, n.keyName, n.key)
+				if err != nil {
+					return rep, fail(node, e.Seq, "anchor entry: %v", err)
+				}
+				if a.TreeSize+1 != e.Seq {
+					return rep, fail(node, e.Seq, "anchor entry for a cut at tree size %d", a.TreeSize)
+				}
+			}
 			if e.BodyKept {
 				if s := sha256.Sum256(e.Body); !bytes.Equal(s[:], e.BodySHA256) {
 					return rep, fail(node, e.Seq, "body does not match body_sha256")
@@ -502,6 +557,9 @@ func VerifyExport(r io.Reader, trustedKeys map[string]ed25519.PublicKey) (Report
 			} else {
 				// A new run.
 				want := uint64(1)
+				if n.anchor != nil {
+					want = n.anchor.FirstSeq
+				}
 				if n.last != nil {
 					want = n.last.Seq + 1
 				}
@@ -513,6 +571,9 @@ func VerifyExport(r io.Reader, trustedKeys map[string]ed25519.PublicKey) (Report
 				}
 				if e.Seq == 1 && !bytes.Equal(e.PrevHash, zeroHash) {
 					return rep, fail(node, e.Seq, "first entry's prev_hash is not zero")
+				}
+				if a := n.anchor; a != nil && e.Seq == a.FirstSeq && !bytes.Equal(e.PrevHash, a.PrevHash) {
+					return rep, fail(node, e.Seq, "prev_hash disagrees with the retention anchor")
 				}
 				if nb := n.neighbour; nb != nil {
 					if nb.Seq+1 != e.Seq {

@@ -59,9 +59,18 @@ type Options struct {
 	// AllowBrokenChain opens a ledger whose tail fails verification (the
 	// failure is logged); new entries chain on from the stored last hash.
 	AllowBrokenChain bool
-	Logger           *slog.Logger     // default discards
-	Now              func() time.Time // default time.Now
-	Metrics          Metrics          // optional
+	// Retention, when positive, cuts entries older than this in whole
+	// segments (see Prune); 0 keeps everything forever.
+	Retention time.Duration
+	// SegmentSize is the retention unit in entries: a power of two, at least
+	// 16 (default 65536). Changing it on an existing ledger is allowed.
+	SegmentSize uint64
+	// PruneInterval is how often the background retention pass runs when
+	// Retention is set (default 1h).
+	PruneInterval time.Duration
+	Logger        *slog.Logger     // default discards
+	Now           func() time.Time // default time.Now
+	Metrics       Metrics          // optional
 }
 
 // Metrics receives the ledger's measurements; implement it with prometheus
@@ -110,6 +119,20 @@ func (o *Options) validate() error {
 	if o.MaxBatch < 0 {
 		errs = append(errs, fmt.Errorf("MaxBatch %d must be positive", o.MaxBatch))
 	}
+	if o.SegmentSize == 0 {
+		o.SegmentSize = 1 << 16
+	}
+	if o.SegmentSize < 1<<minStoredLevel || o.SegmentSize&(o.SegmentSize-1) != 0 {
+		// A power of two >= 16 puts every cut on a boundary that only
+		// complete, stored Merkle subtrees (level >= minStoredLevel) cross.
+		errs = append(errs, fmt.Errorf("SegmentSize %d must be a power of two >= %d", o.SegmentSize, 1<<minStoredLevel))
+	}
+	if o.Retention < 0 {
+		errs = append(errs, fmt.Errorf("Retention %v must not be negative", o.Retention))
+	}
+	if o.PruneInterval <= 0 {
+		o.PruneInterval = time.Hour
+	}
 	if o.VerifyTail == 0 {
 		o.VerifyTail = 4096
 	}
@@ -133,7 +156,10 @@ var (
 	bIdxTime = []byte("idx_time")
 	bIdxNet  = []byte("idx_net")
 	bIdxUser = []byte("idx_user")
-	allBkts  = [][]byte{bMeta, bEntries, bMerkle, bCkpt, bIdxTime, bIdxNet, bIdxUser}
+	// The epoch-keyed indexes that replace idx_net and idx_user (index.go).
+	bIdxNetE  = []byte("idx_net_e")
+	bIdxUserE = []byte("idx_user_e")
+	allBkts   = [][]byte{bMeta, bEntries, bMerkle, bCkpt, bIdxTime, bIdxNet, bIdxUser, bIdxNetE, bIdxUserE, bAnchors}
 
 	kNode    = []byte("node")
 	kVersion = []byte("version")
@@ -151,11 +177,20 @@ type Ledger struct {
 
 	// mu guards closed; Append and Checkpoint hold it shared while handing
 	// work to the writer so Close can close reqs safely.
-	mu      sync.RWMutex
-	closed  bool
-	reqs    chan *appendReq
-	ckptReq chan chan ckptResult
-	done    chan struct{} // closed when the writer exits
+	mu       sync.RWMutex
+	closed   bool
+	reqs     chan *appendReq
+	ckptReq  chan chan ckptResult
+	pruneReq chan *pruneReq
+	// stopBg ends the background retention pass; bgDone closes when it has.
+	stopBg context.CancelFunc
+	bgDone chan struct{}
+	// pruneMu serialises Prune calls (background pass and explicit).
+	pruneMu sync.Mutex
+	// commitHook, set by tests before any Append, runs inside every batch
+	// transaction; an error fails the batch.
+	commitHook func(*bolt.Tx) error
+	done       chan struct{} // closed when the writer exits
 
 	// w is owned by the writer goroutine.
 	w writerState
@@ -164,24 +199,9 @@ type Ledger struct {
 	pubMu  sync.Mutex
 	size   uint64
 	latest *Checkpoint
+	first  uint64        // first retained seq (1 unless pruned)
+	anchor *Anchor       // newest retention anchor, or nil
 	notify chan struct{} // closed and replaced after each commit
-}
-
-type writerState struct {
-	lastHash     []byte
-	tree         frontier
-	ckptSize     uint64
-	lastCkptTime time.Time
-}
-
-type appendReq struct {
-	e    *Entry
-	done chan error // buffered 1
-}
-
-type ckptResult struct {
-	cp  *Checkpoint
-	err error
 }
 
 // Open opens (creating if needed) the ledger at o.Path, verifies the tail of
@@ -198,20 +218,23 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 		return nil, fmt.Errorf("ledger: open %s: %w", o.Path, err)
 	}
 	l := &Ledger{
-		opts:    o,
-		db:      db,
-		log:     o.Logger,
-		pub:     o.Signer.Public().(ed25519.PublicKey),
-		reqs:    make(chan *appendReq, o.MaxBatch),
-		ckptReq: make(chan chan ckptResult),
-		done:    make(chan struct{}),
-		notify:  make(chan struct{}),
+		opts:     o,
+		db:       db,
+		log:      o.Logger,
+		pub:      o.Signer.Public().(ed25519.PublicKey),
+		reqs:     make(chan *appendReq, o.MaxBatch),
+		ckptReq:  make(chan chan ckptResult),
+		pruneReq: make(chan *pruneReq),
+		bgDone:   make(chan struct{}),
+		done:     make(chan struct{}),
+		notify:   make(chan struct{}),
 	}
 	if err := l.load(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
 	go l.run()
+	l.startRetention()
 	return l, nil
 }
 
@@ -256,11 +279,21 @@ func (l *Ledger) load(ctx context.Context) error {
 			}
 			l.w.lastHash = e.Hash
 		}
-		from := uint64(1)
-		if l.opts.VerifyTail >= 0 && size > uint64(l.opts.VerifyTail) {
-			from = size - uint64(l.opts.VerifyTail) + 1
+		a, aerr := loadAnchor(tx, l.opts.KeyName, l.pub, size)
+		first, firstPrev := uint64(1), zeroHash
+		if a != nil {
+			l.anchor = a
+			first, firstPrev = a.FirstSeq, a.PrevHash
 		}
-		verr = verifyStored(ctx, tx, l.opts.NodeID, from, size)
+		l.first = first
+		from := first
+		if l.opts.VerifyTail >= 0 && size > uint64(l.opts.VerifyTail) {
+			from = max(first, size-uint64(l.opts.VerifyTail)+1)
+		}
+		verr = aerr
+		if verr == nil {
+			verr = verifyStored(ctx, tx, l.opts.NodeID, from, size, first, firstPrev)
+		}
 		tr, err := frontierOf(storedSubtree(tx), size)
 		if err != nil {
 			if verr == nil {
@@ -316,30 +349,40 @@ func checkLatestCheckpoint(tx *bolt.Tx, keyName string, pub ed25519.PublicKey, s
 }
 
 // Verify re-checks every stored entry from fromSeq on: record decoding, entry
-// hash, chain links, node id, and every interior Merkle node above them. It
-// returns a *ChainError naming the first bad sequence.
+// hash, chain links, node id, and every interior Merkle node above them; and
+// the newest retention anchor, if any (the chain then starts at its
+// FirstSeq). It returns a *ChainError naming the first bad sequence.
 func (l *Ledger) Verify(ctx context.Context, fromSeq uint64) error {
-	if fromSeq == 0 {
-		fromSeq = 1
-	}
+	// Read the size first: the snapshot the View opens then holds at least
+	// that many entries (size is published only after a commit).
+	size := l.Size()
 	return l.db.View(func(tx *bolt.Tx) error {
-		size := l.Size()
-		if err := verifyStored(ctx, tx, l.opts.NodeID, fromSeq, size); err != nil {
+		a, err := loadAnchor(tx, l.opts.KeyName, l.pub, size)
+		if err != nil {
 			return err
 		}
-		_, err := checkLatestCheckpoint(tx, l.opts.KeyName, l.pub, size)
+		first, firstPrev := uint64(1), zeroHash
+		if a != nil {
+			first, firstPrev = a.FirstSeq, a.PrevHash
+		}
+		if err := verifyStored(ctx, tx, l.opts.NodeID, max(fromSeq, first), size, first, firstPrev); err != nil {
+			return err
+		}
+		_, err = checkLatestCheckpoint(tx, l.opts.KeyName, l.pub, size)
 		return err
 	})
 }
 
 // verifyStored checks entries [from, size] and the Merkle nodes over them.
-func verifyStored(ctx context.Context, tx *bolt.Tx, node string, from, size uint64) error {
+// The chain starts at first (1, or a retention anchor's FirstSeq) with
+// prev_hash firstPrev; from >= first.
+func verifyStored(ctx context.Context, tx *bolt.Tx, node string, from, size, first uint64, firstPrev []byte) error {
 	if size == 0 || from > size {
 		return nil
 	}
 	eb := tx.Bucket(bEntries)
-	prev := zeroHash
-	if from > 1 {
+	prev := firstPrev
+	if from > first {
 		v := eb.Get(seqKey(from - 1))
 		if v == nil || len(v) < HashSize {
 			return &ChainError{Seq: from - 1, Reason: "missing entry"}
@@ -383,10 +426,11 @@ func verifyStored(ctx context.Context, tx *bolt.Tx, node string, from, size uint
 	// verified leaves are recomputed from their children.
 	mb := tx.Bucket(bMerkle)
 	lo := from - 1
-	level0 := func(i uint64) []byte { return leaves[i] }
-	child := func(level uint, idx uint64) []byte {
-		if level == 0 {
-			if h := level0(idx); h != nil {
+	var child func(level uint, idx uint64) []byte
+	child = func(level uint, idx uint64) []byte {
+		switch {
+		case level == 0:
+			if h := leaves[idx]; h != nil {
 				return h
 			}
 			v := eb.Get(seqKey(idx + 1))
@@ -394,10 +438,16 @@ func verifyStored(ctx context.Context, tx *bolt.Tx, node string, from, size uint
 				return nil
 			}
 			return leafHashOf(v)
+		case level < minStoredLevel:
+			l, r := child(level-1, 2*idx), child(level-1, 2*idx+1)
+			if l == nil || r == nil {
+				return nil
+			}
+			return NodeHash(l, r)
 		}
 		return mb.Get(merkleKey(level, idx))
 	}
-	for level := uint(1); size>>level > 0; level++ {
+	for level := uint(minStoredLevel); size>>level > 0; level++ {
 		for idx := lo >> level; idx < size>>level; idx++ {
 			got := mb.Get(merkleKey(level, idx))
 			l, r := child(level-1, 2*idx), child(level-1, 2*idx+1)
@@ -420,17 +470,37 @@ func merkleKey(level uint, idx uint64) []byte {
 	return k
 }
 
+// minStoredLevel is the lowest Merkle level kept in bMerkle. Lower subtrees
+// (at most 2^minStoredLevel leaves) are hashed from the entries on demand:
+// a proof costs at most 15 more leaf hashes, and a batch stores one node per
+// 16 entries instead of one per entry (which cost a quarter of the append
+// throughput). Files written before keep their lower nodes, unused.
+const minStoredLevel = 4
+
 // storedSubtree reads complete subtree hashes: level 0 from the entries
-// themselves (leaf = SHA-256(0x00 || record)), higher levels from bMerkle.
+// themselves (leaf = SHA-256(0x00 || record)), levels below minStoredLevel
+// from those, higher levels from bMerkle.
 func storedSubtree(tx *bolt.Tx) subtreeFunc {
 	eb, mb := tx.Bucket(bEntries), tx.Bucket(bMerkle)
-	return func(level uint, idx uint64) ([]byte, error) {
-		if level == 0 {
+	var st subtreeFunc
+	st = func(level uint, idx uint64) ([]byte, error) {
+		switch {
+		case level == 0:
 			v := eb.Get(seqKey(idx + 1))
 			if v == nil {
 				return nil, fmt.Errorf("%w: entry %d", ErrNotFound, idx+1)
 			}
 			return leafHashOf(v), nil
+		case level < minStoredLevel:
+			l, err := st(level-1, 2*idx)
+			if err != nil {
+				return nil, err
+			}
+			r, err := st(level-1, 2*idx+1)
+			if err != nil {
+				return nil, err
+			}
+			return NodeHash(l, r), nil
 		}
 		v := mb.Get(merkleKey(level, idx))
 		if len(v) != HashSize {
@@ -438,10 +508,13 @@ func storedSubtree(tx *bolt.Tx) subtreeFunc {
 		}
 		return bytes.Clone(v), nil
 	}
+	return st
 }
 
 // Append hands e to the writer and returns once it is durable (fsync'd) with
-// its sequence number. Append works on a copy of e; on success it writes the
+// its sequence number. The canonical encoding and index keys are built here,
+// in the caller's goroutine, so the single writer only stamps seq and
+// prev_hash, hashes, and commits. Append works on a copy of e; on success it writes the
 // assigned Seq, Node, Time (when it was zero), BodySHA256 (when computed),
 // PrevHash and Hash back into e. Callers must not touch e during the call.
 //
@@ -454,11 +527,14 @@ func (l *Ledger) Append(ctx context.Context, e *Entry) (uint64, error) {
 	if e == nil {
 		return 0, fmt.Errorf("%w: nil entry", ErrInvalid)
 	}
+	if e.Kind == KindAnchor {
+		return 0, fmt.Errorf("%w: anchor entries are written by retention only", ErrInvalid)
+	}
 	c := *e
 	if err := prepare(&c); err != nil {
 		return 0, err
 	}
-	r := &appendReq{e: &c, done: make(chan error, 1)}
+	r := l.newReq(&c)
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
@@ -481,7 +557,12 @@ func (l *Ledger) Append(ctx context.Context, e *Entry) (uint64, error) {
 	}
 	e.Seq, e.Node, e.Time = c.Seq, c.Node, c.Time
 	e.BodySHA256, e.Body = c.BodySHA256, c.Body
-	e.PrevHash, e.Hash = c.PrevHash, c.Hash
+	// c's hashes point into the stored record; copy them so the caller
+	// does not keep the whole record alive.
+	h := make([]byte, 2*HashSize)
+	copy(h, c.PrevHash)
+	copy(h[HashSize:], c.Hash)
+	e.PrevHash, e.Hash = h[:HashSize:HashSize], h[HashSize:]
 	return c.Seq, nil
 }
 
@@ -520,236 +601,6 @@ func prepare(e *Entry) error {
 	return nil
 }
 
-// run is the single writer: it gathers whatever Appends are waiting (up to
-// MaxBatch) into one bbolt transaction, one fsync, then wakes them.
-func (l *Ledger) run() {
-	defer close(l.done)
-	var tick <-chan time.Time
-	if l.opts.CheckpointInterval > 0 {
-		t := time.NewTicker(l.opts.CheckpointInterval)
-		defer t.Stop()
-		tick = t.C
-	}
-	batch := make([]*appendReq, 0, l.opts.MaxBatch)
-	for {
-		select {
-		case r, ok := <-l.reqs:
-			if !ok {
-				l.finalCheckpoint()
-				return
-			}
-			batch = append(batch[:0], r)
-			closed := false
-		drain:
-			for len(batch) < l.opts.MaxBatch {
-				select {
-				case r, ok := <-l.reqs:
-					if !ok {
-						closed = true
-						break drain
-					}
-					batch = append(batch, r)
-				default:
-					break drain
-				}
-			}
-			l.commit(batch)
-			clear(batch)
-			if closed {
-				l.finalCheckpoint()
-				return
-			}
-		case <-tick:
-			if l.w.tree.size > l.w.ckptSize {
-				if _, err := l.checkpointNow(); err != nil {
-					l.log.Error("ledger checkpoint failed", "err", err)
-				}
-			}
-		case reply := <-l.ckptReq:
-			cp, err := l.checkpointNow()
-			reply <- ckptResult{cp, err}
-		}
-	}
-}
-
-func (l *Ledger) finalCheckpoint() {
-	if l.w.tree.size > l.w.ckptSize {
-		if _, err := l.checkpointNow(); err != nil {
-			l.log.Error("ledger final checkpoint failed", "err", err)
-		}
-	}
-}
-
-// checkpointNow signs the current tree (if it grew) in its own transaction.
-func (l *Ledger) checkpointNow() (*Checkpoint, error) {
-	if l.w.tree.size == l.w.ckptSize {
-		l.pubMu.Lock()
-		cp := l.latest
-		l.pubMu.Unlock()
-		if cp != nil {
-			return cp, nil
-		}
-	}
-	cp, err := l.signCheckpoint(l.w.tree)
-	if err != nil {
-		return nil, err
-	}
-	err = l.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bCkpt).Put(seqKey(cp.Size), cp.Note)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ledger: store checkpoint: %w", err)
-	}
-	l.checkpointed(cp)
-	return cp, nil
-}
-
-func (l *Ledger) checkpointed(cp *Checkpoint) {
-	l.w.ckptSize = cp.Size
-	l.w.lastCkptTime = l.opts.Now()
-	l.pubMu.Lock()
-	l.latest = cp
-	l.pubMu.Unlock()
-	if l.opts.Metrics != nil {
-		l.opts.Metrics.Checkpointed(cp.Size)
-	}
-}
-
-func (l *Ledger) signCheckpoint(t frontier) (*Checkpoint, error) {
-	root := t.root()
-	note, err := SignCheckpoint(l.opts.Origin, t.size, root, l.opts.KeyName, l.opts.Signer)
-	if err != nil {
-		return nil, err
-	}
-	return &Checkpoint{Origin: l.opts.Origin, Size: t.size, Root: root, Note: note}, nil
-}
-
-type kv struct{ k, v []byte }
-
-// commit writes one batch. In-memory writer state changes only when the
-// transaction committed, so a failed batch leaves the chain as it was.
-func (l *Ledger) commit(batch []*appendReq) {
-	start := time.Now()
-	tree := l.w.tree.clone()
-	prev := l.w.lastHash
-	now := l.opts.Now().UnixNano()
-	entries := make([]kv, 0, len(batch))
-	var nodes []mnode
-	var timeIdx, netIdx, userIdx []kv
-	for _, r := range batch {
-		e := r.e
-		e.Seq = tree.size + 1
-		e.Node = l.opts.NodeID
-		if e.Time == 0 {
-			e.Time = now
-		}
-		e.PrevHash = prev
-		c := Canonical(e)
-		h := sha256.Sum256(c)
-		e.Hash = h[:]
-		rec := append(c, e.Hash...)
-		nodes = tree.push(leafHashOf(rec), nodes)
-		prev = e.Hash
-		sk := seqKey(e.Seq)
-		entries = append(entries, kv{sk, rec})
-		timeIdx = append(timeIdx, kv{timeKey(e.Time, e.Seq), nil})
-		if e.SrcNet != "" {
-			netIdx = append(netIdx, kv{strKey(e.SrcNet, e.Seq), nil})
-		}
-		if e.DstNet != "" && e.DstNet != e.SrcNet {
-			netIdx = append(netIdx, kv{strKey(e.DstNet, e.Seq), nil})
-		}
-		fu, tu := NormalizeUser(e.From), NormalizeUser(e.To)
-		if fu != "" {
-			userIdx = append(userIdx, kv{strKey(fu, e.Seq), nil})
-		}
-		if tu != "" && tu != fu {
-			userIdx = append(userIdx, kv{strKey(tu, e.Seq), nil})
-		}
-	}
-	var cp *Checkpoint
-	var err error
-	if l.opts.CheckpointEvery > 0 && tree.size-l.w.ckptSize >= uint64(l.opts.CheckpointEvery) {
-		cp, err = l.signCheckpoint(tree)
-	}
-	if err == nil {
-		err = l.db.Update(func(tx *bolt.Tx) error {
-			if err := putAll(tx.Bucket(bEntries), entries, 1.0); err != nil {
-				return err
-			}
-			mb := tx.Bucket(bMerkle)
-			mb.FillPercent = 0.9
-			for _, n := range nodes {
-				if err := mb.Put(merkleKey(n.level, n.index), n.hash); err != nil {
-					return err
-				}
-			}
-			if err := putAll(tx.Bucket(bIdxTime), timeIdx, 0.9); err != nil {
-				return err
-			}
-			if err := putAll(tx.Bucket(bIdxNet), netIdx, 0.5); err != nil {
-				return err
-			}
-			if err := putAll(tx.Bucket(bIdxUser), userIdx, 0.5); err != nil {
-				return err
-			}
-			if cp != nil {
-				return tx.Bucket(bCkpt).Put(seqKey(cp.Size), cp.Note)
-			}
-			return nil
-		})
-	}
-	if l.opts.Metrics != nil {
-		l.opts.Metrics.Committed(len(batch), time.Since(start), err)
-	}
-	if err != nil {
-		err = fmt.Errorf("ledger: commit %d entries: %w", len(batch), err)
-		l.log.Error("ledger commit failed", "err", err)
-		for _, r := range batch {
-			r.done <- err
-		}
-		return
-	}
-	l.w.tree = tree
-	l.w.lastHash = prev
-	if cp != nil {
-		l.checkpointed(cp)
-	}
-	l.pubMu.Lock()
-	l.size = tree.size
-	close(l.notify)
-	l.notify = make(chan struct{})
-	l.pubMu.Unlock()
-	for _, r := range batch {
-		r.done <- nil
-	}
-}
-
-var empty = []byte{}
-
-func putAll(b *bolt.Bucket, kvs []kv, fill float64) error {
-	b.FillPercent = fill
-	for _, p := range kvs {
-		v := p.v
-		if v == nil {
-			v = empty
-		}
-		if err := b.Put(p.k, v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// strKey is uint16 len || s || seq, so one string's keys sort by seq and no
-// string is a prefix-collision of another.
-func strKey(s string, seq uint64) []byte {
-	k := make([]byte, 0, 2+len(s)+8)
-	k = binary.BigEndian.AppendUint16(k, uint16(len(s)))
-	k = append(k, s...)
-	return binary.BigEndian.AppendUint64(k, seq)
-}
-
 // Size is the number of durable entries (the current tree size).
 func (l *Ledger) Size() uint64 {
 	l.pubMu.Lock()
@@ -775,6 +626,11 @@ func (l *Ledger) Close() error {
 		return nil
 	}
 	l.closed = true
+	l.mu.Unlock()
+	// The retention pass may be waiting on the writer; stop it first.
+	l.stopBg()
+	<-l.bgDone
+	l.mu.Lock()
 	close(l.reqs)
 	l.mu.Unlock()
 	<-l.done
@@ -868,6 +724,9 @@ func (l *Ledger) InclusionProof(seq, treeSize uint64) ([][]byte, error) {
 	if seq == 0 || seq > treeSize || treeSize > l.Size() {
 		return nil, fmt.Errorf("%w: inclusion of seq %d in tree %d (size %d)", ErrInvalid, seq, treeSize, l.Size())
 	}
+	if seq < l.FirstSeq() {
+		return nil, prunedErr("inclusion proof of entry", seq)
+	}
 	var p [][]byte
 	err := l.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -911,6 +770,9 @@ func (l *Ledger) RootAt(size uint64) ([]byte, error) {
 
 // Get returns entry seq.
 func (l *Ledger) Get(seq uint64) (*Entry, error) {
+	if seq != 0 && seq < l.FirstSeq() {
+		return nil, prunedErr("entry", seq)
+	}
 	var e *Entry
 	err := l.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bEntries).Get(seqKey(seq))

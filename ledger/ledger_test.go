@@ -84,6 +84,9 @@ func TestOptionsValidate(t *testing.T) {
 		{"no key", Options{Path: "x", NodeID: "n"}, "Signer"},
 		{"bad batch", Options{Path: "x", NodeID: "n", Signer: testKey(1), MaxBatch: -1}, "MaxBatch"},
 		{"bad key name", Options{Path: "x", NodeID: "n", Signer: testKey(1), KeyName: "a b"}, "key name"},
+		{"segment not a power of two", Options{Path: "x", NodeID: "n", Signer: testKey(1), SegmentSize: 48}, "SegmentSize"},
+		{"segment too small", Options{Path: "x", NodeID: "n", Signer: testKey(1), SegmentSize: 8}, "SegmentSize"},
+		{"negative retention", Options{Path: "x", NodeID: "n", Signer: testKey(1), Retention: -time.Hour}, "Retention"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
