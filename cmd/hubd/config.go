@@ -56,6 +56,10 @@ type Config struct {
 		CheckpointEvery    int           `yaml:"checkpoint_every"`
 		CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 		AllowBrokenChain   bool          `yaml:"allow_broken_chain"`
+		// Retention cuts entries older than this, in whole segments of
+		// SegmentSize entries, leaving a signed anchor; 0 keeps everything.
+		Retention   time.Duration `yaml:"retention"`
+		SegmentSize uint64        `yaml:"segment_size"`
 	} `yaml:"ledger"`
 
 	Log struct {
@@ -77,6 +81,7 @@ func DefaultConfig() Config {
 	c.HTTP.Addr = "127.0.0.1:9090"
 	c.Ledger.CheckpointEvery = 1000
 	c.Ledger.CheckpointInterval = 10 * time.Second
+	c.Ledger.SegmentSize = 1 << 16
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -130,6 +135,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Ledger.CheckpointInterval <= 0 {
 		return fmt.Errorf("ledger.checkpoint_interval: %s must be positive", c.Ledger.CheckpointInterval)
+	}
+	if c.Ledger.Retention < 0 {
+		return fmt.Errorf("ledger.retention: %s must not be negative", c.Ledger.Retention)
+	}
+	if c.Ledger.SegmentSize < 16 || c.Ledger.SegmentSize&(c.Ledger.SegmentSize-1) != 0 {
+		return fmt.Errorf("ledger.segment_size: %d must be a power of two, at least 16", c.Ledger.SegmentSize)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

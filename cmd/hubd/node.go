@@ -108,6 +108,8 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *hubNode, err e
 		CheckpointEvery:    cfg.Ledger.CheckpointEvery,
 		CheckpointInterval: cfg.Ledger.CheckpointInterval,
 		AllowBrokenChain:   cfg.Ledger.AllowBrokenChain,
+		Retention:          cfg.Ledger.Retention,
+		SegmentSize:        cfg.Ledger.SegmentSize,
 		Logger:             n.log.With("component", "ledger"),
 	})
 	if err != nil {
