@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -30,10 +31,8 @@ import (
 //     one line per AuditRecord, byte for byte, so the receiver's file passes
 //     ledger.VerifyExport. With cluster set, the node asks every node of the
 //     cluster state (ClusterInternal.ExportLocalAudit, node certificates) and
-//     streams their exports one after another in node-id order: each node's
-//     lines stay one contiguous block (its header, checkpoint, entries and
-//     proofs), so every node's chain verifies on its own. Entries are
-//     therefore ordered by time within a node, not across nodes.
+//     merges their exports by entry time, each node's own lines kept in
+//     order so every node's chain verifies on its own.
 //   - TailAudit follows the ledger (ledger.Tail) until the client goes.
 //
 // AuditRecord.node is set on every line; seq and time_unix_nano only on
@@ -327,9 +326,14 @@ func (s *Server) exportLocal(ctx context.Context, req *hubv1.ExportAuditRequest,
 	return w.flush()
 }
 
-// exportCluster streams every node's export in node-id order, this node's
-// from its own ledger. A node that cannot be reached fails the whole export
-// (naming it): a cluster export that silently lacks a node would mislead.
+// exportCluster asks every node for its export (this node's from its own
+// ledger, peers' over ClusterInternal) concurrently and merges the streams
+// by entry time. Each node's own lines keep their order, and every
+// non-entry line (header, checkpoint, neighbour, proof) goes out as soon as
+// it heads its node's stream, so each node's chain and proofs still verify
+// on their own (ledger.VerifyExport keeps its state per node). A node that
+// cannot answer fails the whole export, naming it: a cluster export that
+// silently lacks a node would mislead.
 func (s *Server) exportCluster(ctx context.Context, req *hubv1.ExportAuditRequest, send func(*hubv1.AuditRecord) error) error {
 	type target struct{ id, addr string }
 	targets := []target{{id: s.nodeID}}
@@ -344,18 +348,85 @@ func (s *Server) exportCluster(ctx context.Context, req *hubv1.ExportAuditReques
 		FromSeq: req.GetFromSeq(), ToSeq: req.GetToSeq(),
 		Network: req.GetNetwork(), User: req.GetUser(), Kind: req.GetKind(),
 	}
-	for _, t := range targets {
-		if t.id == s.nodeID {
-			if err := s.exportLocal(ctx, local, send); err != nil {
-				return fmt.Errorf("node %s: %w", t.id, err)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type source struct {
+		id   string
+		ch   chan *hubv1.AuditRecord
+		errc chan error
+		head *hubv1.AuditRecord
+	}
+	srcs := make([]*source, len(targets))
+	var wg sync.WaitGroup
+	defer wg.Wait() // every producer has stopped before we return
+	defer cancel()  // runs first: unblocks producers on an early return
+	for i, t := range targets {
+		src := &source{id: t.id, ch: make(chan *hubv1.AuditRecord, 256), errc: make(chan error, 1)}
+		srcs[i] = src
+		push := func(r *hubv1.AuditRecord) error {
+			select {
+			case src.ch <- r:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
 			}
-			continue
 		}
-		if err := s.exportPeer(ctx, t.id, t.addr, local, send); err != nil {
+		wg.Go(func() {
+			defer close(src.ch)
+			var err error
+			if t.id == s.nodeID {
+				if err = s.exportLocal(ctx, local, push); err != nil {
+					err = fmt.Errorf("node %s: %w", t.id, err)
+				}
+			} else {
+				err = s.exportPeer(ctx, t.id, t.addr, local, push)
+			}
+			src.errc <- err
+		})
+	}
+	// advance loads src's next record; at the end of its stream head is nil.
+	advance := func(src *source) error {
+		r, ok := <-src.ch
+		if ok {
+			src.head = r
+			return nil
+		}
+		src.head = nil
+		return <-src.errc
+	}
+	for _, src := range srcs {
+		if err := advance(src); err != nil {
 			return err
 		}
 	}
-	return nil
+	for {
+		// Non-entry lines (seq 0) go out as soon as they head a stream.
+		for _, src := range srcs {
+			for src.head != nil && src.head.GetSeq() == 0 {
+				if err := send(src.head); err != nil {
+					return err
+				}
+				if err := advance(src); err != nil {
+					return err
+				}
+			}
+		}
+		var next *source
+		for _, src := range srcs {
+			if src.head != nil && (next == nil || src.head.GetTimeUnixNano() < next.head.GetTimeUnixNano()) {
+				next = src // ties keep node-id order
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		if err := send(next.head); err != nil {
+			return err
+		}
+		if err := advance(next); err != nil {
+			return err
+		}
+	}
 }
 
 // exportPeer relays node id's own export. Records are passed on unchanged

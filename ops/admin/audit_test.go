@@ -440,8 +440,9 @@ func TestAuditTail(t *testing.T) {
 }
 
 // A cluster export asks every node (node certificates over ClusterInternal)
-// and streams each node's export as one block; the result verifies with
-// both nodes' keys. ClusterInternal refuses operator certificates.
+// and merges the exports by entry time, each node's lines in their own
+// order; the result verifies with both nodes' keys. ClusterInternal refuses
+// operator certificates.
 func TestAuditClusterExport(t *testing.T) {
 	ca := sharedCA(t)
 	cl := newFakeCluster()
@@ -458,13 +459,48 @@ func TestAuditClusterExport(t *testing.T) {
 	}
 	recs, file := collectExport(t, st)
 	var order []string
+	var last int64
+	lastSeq := map[string]uint64{}
 	for _, r := range recs {
+		if r.GetSeq() == 0 {
+			continue
+		}
+		if r.GetTimeUnixNano() < last {
+			t.Fatalf("entry %s/%d at %d after one at %d: not merged by time", r.GetNode(), r.GetSeq(), r.GetTimeUnixNano(), last)
+		}
+		last = r.GetTimeUnixNano()
+		if r.GetSeq() <= lastSeq[r.GetNode()] {
+			t.Fatalf("node %s: seq %d after %d", r.GetNode(), r.GetSeq(), lastSeq[r.GetNode()])
+		}
+		lastSeq[r.GetNode()] = r.GetSeq()
 		if len(order) == 0 || order[len(order)-1] != r.GetNode() {
 			order = append(order, r.GetNode())
 		}
 	}
+	// Requests are entries 4 (node-a) and 4, 8 (node-b), at the times of
+	// their index: a4 and b4 tie (node-id order), then b8.
 	if !slices.Equal(order, []string{"node-a", "node-b"}) {
-		t.Fatalf("node blocks %v, want node-a then node-b, each contiguous", order)
+		t.Fatalf("entry order by node %v", order)
+	}
+	// Unfiltered, the two ledgers' entries interleave by time.
+	st2, err := operatorConn(t, ca, na).ExportAudit(ctx, &hubv1.ExportAuditRequest{Cluster: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, allFile := collectExport(t, st2)
+	var switches int
+	prev := ""
+	for _, r := range all {
+		if r.GetSeq() != 0 && r.GetNode() != prev {
+			switches++
+			prev = r.GetNode()
+		}
+	}
+	if switches < 10 {
+		t.Fatalf("unfiltered cluster export switched nodes %d times, want interleaving by time", switches)
+	}
+	if _, err := ledger.VerifyExport(bytes.NewReader(allFile), map[string]ed25519.PublicKey{"node-a": la.PublicKey(), "node-b": lb.PublicKey()}); err != nil {
+		t.Fatalf("time-merged export: %v", err)
 	}
 	rep, err := ledger.VerifyExport(bytes.NewReader(file), map[string]ed25519.PublicKey{"node-a": la.PublicKey(), "node-b": lb.PublicKey()})
 	if err != nil {
