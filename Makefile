@@ -2,7 +2,6 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin
-export GOFLAGS ?= -mod=mod
 
 .PHONY: all build run test test-short vet proto cluster interop bench clean fmt
 
