@@ -486,8 +486,13 @@ func CheckCommand(s *State, cmd *hubv1.Command) error {
 		if err := ValidateNetwork(n); err != nil {
 			return err
 		}
-		if s.Network(n.GetId()) == nil {
+		cur := s.Network(n.GetId())
+		if cur == nil {
 			return fmt.Errorf("network %q: %w", n.GetId(), ErrNotFound)
+		}
+		if want := op.UpdateNetwork.GetIfUpdatedUnixNano(); want != 0 && cur.GetUpdatedUnixNano() != want {
+			return fmt.Errorf("network %q changed since it was read (updated at %d, expected %d); read it again and retry: %w",
+				n.GetId(), cur.GetUpdatedUnixNano(), want, ErrFailedPrecondition)
 		}
 		return checkOwnership(s, n)
 	case *hubv1.Command_SetNetworkStatus:

@@ -155,6 +155,8 @@ func TestCheckCommand(t *testing.T) {
 		{"add invalid", cmd(&hubv1.AddNetwork{Network: withID("c", func(n *hubv1.Network) { n.Domains = []string{"x..y"} })}), ErrInvalid, "network.domains[0]"},
 		{"add nil network", cmd(&hubv1.AddNetwork{}), ErrInvalid, "network: missing"},
 		{"update ok keeps own domain", cmd(&hubv1.UpdateNetwork{Network: withID("a", func(n *hubv1.Network) { n.DisplayName = "new" })}), nil, ""},
+		{"update of the version read", cmd(&hubv1.UpdateNetwork{Network: testNetwork("b"), IfUpdatedUnixNano: s.Network("b").GetUpdatedUnixNano()}), nil, ""},
+		{"update of a stale version", cmd(&hubv1.UpdateNetwork{Network: testNetwork("b"), IfUpdatedUnixNano: s.Network("b").GetUpdatedUnixNano() - 1}), ErrFailedPrecondition, "changed since it was read"},
 		{"update unknown", cmd(&hubv1.UpdateNetwork{Network: testNetwork("zz")}), ErrNotFound, `network "zz"`},
 		{"update steals domain", cmd(&hubv1.UpdateNetwork{Network: testNetwork("a", "a.example", "b.example")}), ErrAlreadyExists, `owned by network "b"`},
 		{"suspend ok", cmd(&hubv1.SetNetworkStatus{Id: "a", Status: hubv1.NetworkStatus_NETWORK_STATUS_SUSPENDED}), nil, ""},

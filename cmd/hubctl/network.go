@@ -244,6 +244,7 @@ replace only their own list of the network's identity.`,
 				return usagef("network update %s: nothing to change (give at least one of --name, --domain, --edge, --cidr, --ca, --pin, --services, --keep-bodies)", id)
 			}
 			return withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
+				var version int64
 				if identChanged {
 					// The mask's granularity is the whole identity: merge the
 					// lists not given from the current network.
@@ -252,8 +253,11 @@ replace only their own list of the network's identity.`,
 						return err
 					}
 					n.Identity = mergeIdentity(cur.GetIdentity(), ident, fl.Changed("ca"), fl.Changed("pin"), fl.Changed("cidr"))
+					// Conditional on the version merged with: another
+					// operator's change in between is refused, not lost.
+					version = cur.GetUpdatedUnixNano()
 				}
-				got, err := c.UpdateNetwork(ctx, &hubv1.UpdateNetworkRequest{Network: n, UpdateMask: mask})
+				got, err := c.UpdateNetwork(ctx, &hubv1.UpdateNetworkRequest{Network: n, UpdateMask: mask, IfUpdatedUnixNano: version})
 				if err != nil {
 					return err
 				}

@@ -220,6 +220,11 @@ func TestValidationErrors(t *testing.T) {
 			_, err := c.UpdateNetwork(ctx, &hubv1.UpdateNetworkRequest{Network: testNetwork("zz")})
 			return err
 		}, codes.NotFound, []string{`"zz"`}},
+		{"update of a stale version", func() error {
+			_, err := c.UpdateNetwork(ctx, &hubv1.UpdateNetworkRequest{Network: &hubv1.Network{Id: "a", DisplayName: "x"},
+				UpdateMask: []string{"display_name"}, IfUpdatedUnixNano: 1})
+			return err
+		}, codes.FailedPrecondition, []string{`"a"`, "changed since it was read"}},
 		{"update with bad edge", func() error {
 			_, err := c.UpdateNetwork(ctx, &hubv1.UpdateNetworkRequest{Network: &hubv1.Network{Id: "a", Edges: []string{"sip:"}}, UpdateMask: []string{"edges"}})
 			return err

@@ -110,6 +110,16 @@ func (s *Server) UpdateNetwork(ctx context.Context, req *hubv1.UpdateNetworkRequ
 	if err != nil {
 		return nil, err
 	}
+	// The merge below is of the version just read: the command carries
+	// its updated time, so a concurrent update fails instead of being
+	// silently overwritten (the FSM checks it on apply).
+	version := cur.GetUpdatedUnixNano()
+	if want := req.GetIfUpdatedUnixNano(); want != 0 {
+		if want != version {
+			return nil, fmt.Errorf("network %q changed since it was read (updated at %d, expected %d); read it again and retry: %w",
+				in.GetId(), version, want, raft.ErrFailedPrecondition)
+		}
+	}
 	n := proto.Clone(cur).(*hubv1.Network)
 	if seen["display_name"] {
 		n.DisplayName = in.GetDisplayName()
@@ -137,7 +147,7 @@ func (s *Server) UpdateNetwork(ctx context.Context, req *hubv1.UpdateNetworkRequ
 		return nil, err
 	}
 	cmd := s.command(c.Name)
-	cmd.Op = &hubv1.Command_UpdateNetwork{UpdateNetwork: &hubv1.UpdateNetwork{Network: n}}
+	cmd.Op = &hubv1.Command_UpdateNetwork{UpdateNetwork: &hubv1.UpdateNetwork{Network: n, IfUpdatedUnixNano: version}}
 	if _, err := s.propose(ctx, cmd); err != nil {
 		return nil, err
 	}

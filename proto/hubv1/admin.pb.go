@@ -197,12 +197,17 @@ func (x *ListNetworksResponse) GetNetworks() []*Network {
 // UpdateNetworkRequest replaces the fields named in update_mask (display_name,
 // domains, edges, identity, services, keep_bodies); an empty mask replaces all
 // of them.
+// if_updated_unix_nano, when set, makes the update conditional on the
+// network's updated_unix_nano (as read by the client): a concurrent change
+// in between fails the update with FailedPrecondition instead of being
+// overwritten.
 type UpdateNetworkRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Network       *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
-	UpdateMask    []string               `protobuf:"bytes,2,rep,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Network           *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	UpdateMask        []string               `protobuf:"bytes,2,rep,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	IfUpdatedUnixNano int64                  `protobuf:"varint,3,opt,name=if_updated_unix_nano,json=ifUpdatedUnixNano,proto3" json:"if_updated_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *UpdateNetworkRequest) Reset() {
@@ -247,6 +252,13 @@ func (x *UpdateNetworkRequest) GetUpdateMask() []string {
 		return x.UpdateMask
 	}
 	return nil
+}
+
+func (x *UpdateNetworkRequest) GetIfUpdatedUnixNano() int64 {
+	if x != nil {
+		return x.IfUpdatedUnixNano
+	}
+	return 0
 }
 
 type NetworkRef struct {
@@ -1922,11 +1934,12 @@ const file_clearhub_v1_admin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x15\n" +
 	"\x13ListNetworksRequest\"H\n" +
 	"\x14ListNetworksResponse\x120\n" +
-	"\bnetworks\x18\x01 \x03(\v2\x14.clearhub.v1.NetworkR\bnetworks\"g\n" +
+	"\bnetworks\x18\x01 \x03(\v2\x14.clearhub.v1.NetworkR\bnetworks\"\x98\x01\n" +
 	"\x14UpdateNetworkRequest\x12.\n" +
 	"\anetwork\x18\x01 \x01(\v2\x14.clearhub.v1.NetworkR\anetwork\x12\x1f\n" +
 	"\vupdate_mask\x18\x02 \x03(\tR\n" +
-	"updateMask\"\x1c\n" +
+	"updateMask\x12/\n" +
+	"\x14if_updated_unix_nano\x18\x03 \x01(\x03R\x11ifUpdatedUnixNano\"\x1c\n" +
 	"\n" +
 	"NetworkRef\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"'\n" +

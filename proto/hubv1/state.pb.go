@@ -831,12 +831,15 @@ func (x *AddNetwork) GetNetwork() *Network {
 }
 
 // UpdateNetwork replaces the mutable fields of an existing network (everything
-// but id, status and created time).
+// but id, status and created time). When if_updated_unix_nano is non-zero the
+// stored network's updated time must equal it (optimistic concurrency: the
+// proposer read that version), or the command fails with FailedPrecondition.
 type UpdateNetwork struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Network       *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Network           *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	IfUpdatedUnixNano int64                  `protobuf:"varint,2,opt,name=if_updated_unix_nano,json=ifUpdatedUnixNano,proto3" json:"if_updated_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *UpdateNetwork) Reset() {
@@ -874,6 +877,13 @@ func (x *UpdateNetwork) GetNetwork() *Network {
 		return x.Network
 	}
 	return nil
+}
+
+func (x *UpdateNetwork) GetIfUpdatedUnixNano() int64 {
+	if x != nil {
+		return x.IfUpdatedUnixNano
+	}
+	return 0
 }
 
 type SetNetworkStatus struct {
@@ -1263,9 +1273,10 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\x02op\"<\n" +
 	"\n" +
 	"AddNetwork\x12.\n" +
-	"\anetwork\x18\x01 \x01(\v2\x14.clearhub.v1.NetworkR\anetwork\"?\n" +
+	"\anetwork\x18\x01 \x01(\v2\x14.clearhub.v1.NetworkR\anetwork\"p\n" +
 	"\rUpdateNetwork\x12.\n" +
-	"\anetwork\x18\x01 \x01(\v2\x14.clearhub.v1.NetworkR\anetwork\"V\n" +
+	"\anetwork\x18\x01 \x01(\v2\x14.clearhub.v1.NetworkR\anetwork\x12/\n" +
+	"\x14if_updated_unix_nano\x18\x02 \x01(\x03R\x11ifUpdatedUnixNano\"V\n" +
 	"\x10SetNetworkStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1a.clearhub.v1.NetworkStatusR\x06status\"\x1f\n" +
