@@ -532,7 +532,7 @@ func needNetwork(s *State, field, id string) error {
 		return invalid(field, id, "must be 1..63 characters of [a-z0-9-]")
 	}
 	if s.Network(id) == nil {
-		return fmt.Errorf("network %q: %w", id, ErrNotFound)
+		return fmt.Errorf("%s: network %q: %w", field, id, ErrNotFound)
 	}
 	return nil
 }
