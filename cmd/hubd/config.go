@@ -204,7 +204,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		raftAdv    = fs.String("raft-advertise", "", "raft address peers dial (default: --raft)")
 		httpAddr   = fs.String("http", "", "metrics and health HTTP address; empty disables (default 127.0.0.1:9090)")
 		join       = fs.String("join", "", "admin address of a cluster member to join")
-		joinToken  = fs.String("join-token", "", "join token from `hubctl cluster token`")
+		joinToken  = fs.String("join-token", "", "join `token` printed by hubctl cluster token")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error")
 		logFormat  = fs.String("log-format", "", "text or json")
 	)
