@@ -47,6 +47,19 @@ type Config struct {
 		Addr string `yaml:"addr"`
 	} `yaml:"http"`
 
+	// TLS names externally issued certificates. Empty: the development CA
+	// in data_dir/pki (made on first start, or received when joining).
+	TLS struct {
+		// CACert and CAKey: the cluster CA (PEM). The key is needed to
+		// admit joiners and mint member lab certificates.
+		CACert string `yaml:"ca_cert"`
+		CAKey  string `yaml:"ca_key"`
+		// Cert and Key: this node's certificate (role clearhub-node in its
+		// OU, signed by the CA, covering the node's addresses).
+		Cert string `yaml:"cert"`
+		Key  string `yaml:"key"`
+	} `yaml:"tls"`
+
 	Join struct {
 		Addr  string `yaml:"addr"`
 		Token string `yaml:"token"`
@@ -126,6 +139,18 @@ func (c *Config) Validate() error {
 	}
 	if (c.Join.Addr == "") != (c.Join.Token == "") {
 		return errors.New("join.token: --join and --join-token go together")
+	}
+	if (c.TLS.CACert == "") != (c.TLS.CAKey == "") {
+		return errors.New("tls.ca_key: tls.ca_cert and tls.ca_key go together")
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return errors.New("tls.key: tls.cert and tls.key go together")
+	}
+	if c.TLS.Cert != "" && c.TLS.CACert == "" {
+		return errors.New("tls.ca_cert: required with tls.cert (the CA that signed it)")
+	}
+	if c.TLS.CACert != "" && c.Join.Addr != "" {
+		return errors.New("join.addr: a node with its own tls.ca_cert does not join with a token; start it with the cluster's certificates instead")
 	}
 	if c.SIP.TransactionTimeout <= 0 {
 		return fmt.Errorf("sip.transaction_timeout: %s must be positive", c.SIP.TransactionTimeout)

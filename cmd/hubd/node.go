@@ -81,14 +81,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *hubNode, err e
 			return nil, err
 		}
 	}
-	ca, err := pki.LoadOrCreateCA(n.pkiDir)
+	ca, nodeCert, err := n.certificates()
 	if err != nil {
-		return nil, fmt.Errorf("cluster CA: %w", err)
-	}
-	nodeCert, err := ca.LoadOrIssue(filepath.Join(n.pkiDir, "node.crt"), filepath.Join(n.pkiDir, "node.key"),
-		pki.RoleNode, n.id, n.certHosts(), certTTL)
-	if err != nil {
-		return nil, fmt.Errorf("node certificate: %w", err)
+		return nil, err
 	}
 	if _, err := ca.LoadOrIssue(filepath.Join(n.pkiDir, "operator.crt"), filepath.Join(n.pkiDir, "operator.key"),
 		pki.RoleOperator, "operator", nil, certTTL); err != nil {
@@ -202,6 +197,58 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *hubNode, err e
 		return nil, fmt.Errorf("write admin.addr: %w", err)
 	}
 	return n, nil
+}
+
+// certificates loads the cluster CA and this node's certificate: the
+// configured files (tls.*) when given, else the development PKI in
+// data_dir/pki, made on first start and reissued when addresses change.
+func (n *hubNode) certificates() (*pki.CA, tls.Certificate, error) {
+	t := n.cfg.TLS
+	var ca *pki.CA
+	var err error
+	if t.CACert != "" {
+		certPEM, rerr := os.ReadFile(t.CACert)
+		if rerr != nil {
+			return nil, tls.Certificate{}, fmt.Errorf("tls.ca_cert: %w", rerr)
+		}
+		keyPEM, rerr := os.ReadFile(t.CAKey)
+		if rerr != nil {
+			return nil, tls.Certificate{}, fmt.Errorf("tls.ca_key: %w", rerr)
+		}
+		if ca, err = pki.ParseCA(certPEM, keyPEM); err != nil {
+			return nil, tls.Certificate{}, fmt.Errorf("tls.ca_cert/tls.ca_key: %w", err)
+		}
+		// hubctl --data finds the CA certificate here.
+		if err := pki.WriteFile(filepath.Join(n.pkiDir, pki.CACertFile), certPEM, 0o644); err != nil {
+			return nil, tls.Certificate{}, err
+		}
+	} else if ca, err = pki.LoadOrCreateCA(n.pkiDir); err != nil {
+		return nil, tls.Certificate{}, fmt.Errorf("cluster CA: %w", err)
+	}
+	if t.Cert == "" {
+		nodeCert, err := ca.LoadOrIssue(filepath.Join(n.pkiDir, "node.crt"), filepath.Join(n.pkiDir, "node.key"),
+			pki.RoleNode, n.id, n.certHosts(), certTTL)
+		if err != nil {
+			return nil, tls.Certificate{}, fmt.Errorf("node certificate: %w", err)
+		}
+		return ca, nodeCert, nil
+	}
+	nodeCert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, tls.Certificate{}, fmt.Errorf("tls.cert/tls.key: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(nodeCert.Certificate[0])
+	if err != nil {
+		return nil, tls.Certificate{}, fmt.Errorf("tls.cert: %w", err)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, tls.Certificate{}, fmt.Errorf("tls.cert: not signed by tls.ca_cert for server and client use: %w", err)
+	}
+	if r := pki.RoleOf(leaf); r != pki.RoleNode {
+		return nil, tls.Certificate{}, fmt.Errorf("tls.cert: role %q in the subject OU, want %q", r, pki.RoleNode)
+	}
+	nodeCert.Leaf = leaf
+	return ca, nodeCert, nil
 }
 
 // join obtains a node certificate and the cluster CA from a member by
