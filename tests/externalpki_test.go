@@ -53,6 +53,21 @@ func TestExternalCertificates(t *testing.T) {
 		t.Fatalf("data dir CA is not the configured one (%v)", err)
 	}
 
+	// A second node with the same CA waits to be added (no token, no
+	// bootstrap) and then replicates.
+	_, c2, k2, err := ca.IssueKeyPair(pki.RoleNode, "n3", []string{"127.0.0.1", "localhost"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg3 := write("hubd3.yaml", []byte(fmt.Sprintf("raft:\n  bootstrap: never\ntls:\n  ca_cert: %s\n  ca_key: %s\n  cert: %s\n  key: %s\n",
+		filepath.Join(dir, pki.CACertFile), filepath.Join(dir, pki.CAKeyFile), write("n3.crt", c2), write("n3.key", k2))))
+	n3 := newNode(t, "n3")
+	n3.start(t, "--config", cfg3)
+	mustHubctl(t, n1, "network", "add", "net-a", "--domain", "a.example", "--edge", "sip:127.0.0.2:5060")
+	mustHubctl(t, n1, "cluster", "join", "n3", n3.raft, "--admin-addr", n3.admin)
+	n3.waitReady(t, 30*time.Second)
+	eventually(t, 10*time.Second, "n3 has the network", func() error { return checkNetworks(t, n3, "net-a") })
+
 	// A node certificate from another CA is refused at start.
 	other, err := pki.NewCA("other", time.Hour)
 	if err != nil {

@@ -41,6 +41,11 @@ type Config struct {
 	Raft struct {
 		Addr      string `yaml:"addr"`
 		Advertise string `yaml:"advertise"`
+		// Bootstrap: "auto" makes a new single-node cluster on first start
+		// unless joining; "never" waits to be added by a member
+		// (hubctl cluster join), for nodes started with shared tls.*
+		// certificates instead of a join token.
+		Bootstrap string `yaml:"bootstrap"`
 	} `yaml:"raft"`
 
 	HTTP struct {
@@ -91,6 +96,7 @@ func DefaultConfig() Config {
 	c.SIP.TransactionTimeout = 4 * time.Second
 	c.Admin.Addr = "127.0.0.1:9443"
 	c.Raft.Addr = "127.0.0.1:9444"
+	c.Raft.Bootstrap = "auto"
 	c.HTTP.Addr = "127.0.0.1:9090"
 	c.Ledger.CheckpointEvery = 1000
 	c.Ledger.CheckpointInterval = 10 * time.Second
@@ -136,6 +142,11 @@ func (c *Config) Validate() error {
 	}
 	if host, _, _ := net.SplitHostPort(adv); host == "" || net.ParseIP(host).IsUnspecified() {
 		return fmt.Errorf("raft.advertise: %q is not routable; set an address peers can dial", adv)
+	}
+	switch c.Raft.Bootstrap {
+	case "auto", "never":
+	default:
+		return fmt.Errorf("raft.bootstrap %q: want auto or never", c.Raft.Bootstrap)
 	}
 	if (c.Join.Addr == "") != (c.Join.Token == "") {
 		return errors.New("join.token: --join and --join-token go together")
@@ -227,6 +238,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		admin      = fs.String("admin", "", "admin gRPC listen address (default 127.0.0.1:9443)")
 		raftAddr   = fs.String("raft", "", "raft listen address (default 127.0.0.1:9444)")
 		raftAdv    = fs.String("raft-advertise", "", "raft address peers dial (default: --raft)")
+		bootstrap  = fs.String("bootstrap", "", "auto (new cluster on first start unless --join) or never (wait for hubctl cluster join)")
 		httpAddr   = fs.String("http", "", "metrics and health HTTP address; empty disables (default 127.0.0.1:9090)")
 		join       = fs.String("join", "", "admin address of a cluster member to join")
 		joinToken  = fs.String("join-token", "", "join `token` printed by hubctl cluster token")
@@ -265,6 +277,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 			c.Raft.Addr = *raftAddr
 		case "raft-advertise":
 			c.Raft.Advertise = *raftAdv
+		case "bootstrap":
+			c.Raft.Bootstrap = *bootstrap
 		case "http":
 			c.HTTP.Addr = *httpAddr
 		case "join":

@@ -46,6 +46,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad segment size", args: []string{"--config", write("seg.yaml", "ledger:\n  segment_size: 1000\n")}, wantErr: "ledger.segment_size"},
 		{name: "ca cert without key", args: []string{"--config", write("tls1.yaml", "tls:\n  ca_cert: /x/ca.crt\n")}, wantErr: "tls.ca_key"},
 		{name: "node cert without ca", args: []string{"--config", write("tls2.yaml", "tls:\n  cert: /x/n.crt\n  key: /x/n.key\n")}, wantErr: "tls.ca_cert"},
+		{name: "bad bootstrap", args: []string{"--bootstrap", "sometimes"}, wantErr: "raft.bootstrap"},
 		{name: "bad node id", args: []string{"--node-id", "Bad_ID"}, wantErr: "node_id"},
 		{name: "bad address", args: []string{"--sip-tls", "nowhere"}, wantErr: "sip.tls"},
 		{name: "unroutable raft", args: []string{"--raft", "0.0.0.0:9444"}, wantErr: "raft.advertise"},

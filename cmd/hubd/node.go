@@ -121,7 +121,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *hubNode, err e
 	rcfg.Advertise = cfg.Raft.Advertise
 	rcfg.ServerTLS = peerTLS.server
 	rcfg.ClientTLS = peerTLS.client
-	rcfg.Bootstrap = cfg.Join.Addr == ""
+	rcfg.Bootstrap = cfg.Join.Addr == "" && cfg.Raft.Bootstrap == "auto"
 	rcfg.Logger = n.log.With("component", "raft")
 	if n.raft, err = raft.Open(ctx, rcfg); err != nil {
 		return nil, fmt.Errorf("raft: %w", err)
