@@ -76,7 +76,8 @@ func BenchmarkAppendDistinctUsers(b *testing.B) {
 // a fast way to build a big tree for benchmarks.
 func bulkLoad(b *testing.B, l *Ledger, n int) {
 	l.db.NoSync = true
-	defer func() { l.db.NoSync = false }()
+	l.wal.noSync.Store(true)
+	defer func() { l.db.NoSync = false; l.wal.noSync.Store(false) }()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range 512 {

@@ -51,20 +51,46 @@
 // No row spans a segment boundary (Options.SegmentSize). Every batch of
 // entries, its Merkle nodes, its index rows and (when due) its checkpoint
 // are written in one transaction, so a crash leaves either all or none of
-// them, and Append returns only after that transaction's fsync.
+// them in bbolt.
+//
+// # Write-ahead log
+//
+// Beside the bbolt file lie <Path>-wal-<n> files (wal.go). Append returns
+// once its batch is durable in the WAL: one frame (the batch's "entries"
+// values, length-prefixed, under one CRC-32C) written with one sequential
+// write and one fdatasync. The batch then goes to bbolt in an ordinary
+// synced transaction off the acknowledgement path (several WAL batches may
+// share one), so bbolt is always a consistent prefix of the log and may lag
+// the WAL by the batches in flight. A WAL file is deleted once a synced
+// bbolt commit covers its last record; Close, with everything applied,
+// deletes them all. Open replays the records beyond bbolt's last entry,
+// checking CRC, seq continuity, node, hash and prev_hash (a tampered or
+// missing record is a broken chain), drops a torn last frame (a write cut
+// short by a crash, whose Append never returned), commits them to bbolt
+// with fsync, and starts a fresh WAL.
+//
+// Reads see what bbolt holds. Size counts every acknowledged entry; Get,
+// Export, Verify, the proofs and RootAt first wait (briefly: at most one
+// bbolt commit) until bbolt holds the entries they are asked for, so an
+// acknowledged entry is always readable. Tail delivers entries once they are
+// in bbolt, and a checkpoint is published (LatestCheckpoint, Checkpoint's
+// reply) only once it is stored there. If bbolt fails to take a batch the
+// WAL already holds, the ledger stops accepting entries (errors wrap the
+// cause) and keeps its WAL; reopening replays it.
 //
 // # Write path
 //
 // Callers encode their entry (canonical form with placeholders for seq and
 // prev_hash); one writer goroutine stamps seq and prev_hash, hashes and
-// pushes Merkle leaves as requests arrive; a committer goroutine runs one
-// batch's bbolt transaction at a time. While batch N is being committed,
+// pushes Merkle leaves as requests arrive; a WAL goroutine makes one batch
+// at a time durable in the WAL, and an applier goroutine writes durable
+// batches to bbolt behind it. While batch N is being committed,
 // batch N+1 gathers and is already hashed against the state N leaves; nobody
 // is acknowledged before their own batch is durable, and a failed batch
-// rolls the writer back and re-stamps what gathered behind it. After a large
-// batch the writer waits briefly (at most half a commit, 1 ms) for the
-// writers it just acknowledged, so concurrent writers share one commit
-// instead of splitting into alternating half-size batches.
+// rolls the writer back and re-stamps what gathered behind it. A batch is
+// sealed as soon as the WAL is free (no group-commit linger, see writer.go),
+// and applied to bbolt at most every 5 ms (applyEvery) in one transaction
+// per group of batches.
 //
 // # Retention
 //

@@ -72,6 +72,9 @@ const exportChunk = 1024
 // Append.
 func (l *Ledger) Export(ctx context.Context, f Filter, fn func(*Entry) error) error {
 	size := l.Size()
+	if err := l.waitApplied(ctx, size); err != nil {
+		return err
+	}
 	lo := max(f.FromSeq, l.FirstSeq())
 	hi := size
 	if f.ToSeq != 0 && f.ToSeq < hi {
@@ -155,13 +158,14 @@ func (l *Ledger) Export(ctx context.Context, f Filter, fn func(*Entry) error) er
 }
 
 // Tail calls fn for every entry from fromSeq on, in order, then follows new
-// entries as they become durable, until ctx ends, fn fails or the ledger
+// entries as they become durable and land in bbolt, until ctx ends, fn fails or the ledger
 // closes (ErrClosed).
 func (l *Ledger) Tail(ctx context.Context, fromSeq uint64, fn func(*Entry) error) error {
 	next := max(fromSeq, 1)
 	for {
 		l.pubMu.Lock()
-		ch, size := l.notify, l.size
+		// Follow bbolt, not the WAL: Export reads bbolt.
+		ch, size := l.notify, l.appliedSize
 		l.pubMu.Unlock()
 		if ch == nil {
 			return ErrClosed

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -51,7 +52,7 @@ type Options struct {
 	// CheckpointInterval signs a checkpoint this often when the tree grew
 	// (default 10s; negative disables). A checkpoint is also signed on Close.
 	CheckpointInterval time.Duration
-	// MaxBatch caps the entries written in one bbolt transaction (default 1024).
+	// MaxBatch caps the entries of one group commit (default 1024).
 	MaxBatch int
 	// VerifyTail is how many trailing entries Open re-verifies (default 4096;
 	// negative means all).
@@ -77,8 +78,10 @@ type Options struct {
 // counters and histograms in the operator plane. Calls come from the writer
 // goroutine and must not block.
 type Metrics interface {
-	// Committed reports one bbolt transaction of n entries that took d
-	// (including fsync); err is non-nil when it failed.
+	// Committed reports one group commit of n entries, i.e. the WAL write
+	// and fdatasync that acknowledged them, which took d; err is non-nil
+	// when it failed. (The bbolt transaction behind it is off the
+	// acknowledgement path and not reported.)
 	Committed(n int, d time.Duration, err error)
 	// Checkpointed reports a newly signed checkpoint.
 	Checkpointed(size uint64)
@@ -187,21 +190,32 @@ type Ledger struct {
 	bgDone chan struct{}
 	// pruneMu serialises Prune calls (background pass and explicit).
 	pruneMu sync.Mutex
-	// commitHook, set by tests before any Append, runs inside every batch
-	// transaction; an error fails the batch.
-	commitHook func(*bolt.Tx) error
+	// commitHook, set by tests before any Append, runs before every
+	// batch's WAL write; an error fails the batch.
+	commitHook func() error
 	done       chan struct{} // closed when the writer exits
+	// wal is the write-ahead log (wal.go), written by the WAL stage.
+	wal *wal
+	// replayed counts the entries Open replayed from the WAL (for tests).
+	replayed int
+	// applyHook, set by tests, runs before every bbolt apply; an error
+	// fails the apply.
+	applyHook atomic.Pointer[func() error]
 
 	// w is owned by the writer goroutine.
 	w writerState
 
 	// pubMu guards the state published after each commit.
-	pubMu  sync.Mutex
-	size   uint64
-	latest *Checkpoint
-	first  uint64        // first retained seq (1 unless pruned)
-	anchor *Anchor       // newest retention anchor, or nil
-	notify chan struct{} // closed and replaced after each commit
+	pubMu sync.Mutex
+	// size counts the durable (acknowledged) entries; appliedSize those
+	// bbolt holds, which readers wait for. applyErr is a failed apply.
+	size        uint64
+	appliedSize uint64
+	applyErr    error
+	latest      *Checkpoint
+	first       uint64        // first retained seq (1 unless pruned)
+	anchor      *Anchor       // newest retention anchor, or nil
+	notify      chan struct{} // closed and replaced after each commit
 }
 
 // Open opens (creating if needed) the ledger at o.Path, verifies the tail of
@@ -233,6 +247,11 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := l.replayWAL(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	l.size, l.appliedSize = l.w.tree.size, l.w.tree.size
 	go l.run()
 	l.startRetention()
 	return l, nil
@@ -356,6 +375,9 @@ func (l *Ledger) Verify(ctx context.Context, fromSeq uint64) error {
 	// Read the size first: the snapshot the View opens then holds at least
 	// that many entries (size is published only after a commit).
 	size := l.Size()
+	if err := l.waitApplied(ctx, size); err != nil {
+		return err
+	}
 	return l.db.View(func(tx *bolt.Tx) error {
 		a, err := loadAnchor(tx, l.opts.KeyName, l.pub, size)
 		if err != nil {
@@ -511,8 +533,8 @@ func storedSubtree(tx *bolt.Tx) subtreeFunc {
 	return st
 }
 
-// Append hands e to the writer and returns once it is durable (fsync'd) with
-// its sequence number. The canonical encoding and index keys are built here,
+// Append hands e to the writer and returns once it is durable (in the
+// write-ahead log, fdatasync'd) with its sequence number. The canonical encoding and index keys are built here,
 // in the caller's goroutine, so the single writer only stamps seq and
 // prev_hash, hashes, and commits. Append works on a copy of e; on success it writes the
 // assigned Seq, Node, Time (when it was zero), BodySHA256 (when computed),
@@ -601,7 +623,8 @@ func prepare(e *Entry) error {
 	return nil
 }
 
-// Size is the number of durable entries (the current tree size).
+// Size is the number of durable (acknowledged) entries, the current tree
+// size. Readers asked about them wait until bbolt holds them.
 func (l *Ledger) Size() uint64 {
 	l.pubMu.Lock()
 	defer l.pubMu.Unlock()
@@ -617,7 +640,8 @@ func (l *Ledger) KeyName() string { return l.opts.KeyName }
 func (l *Ledger) NodeID() string  { return l.opts.NodeID }
 
 // Close stops accepting entries, lets the writer commit what it was handed,
-// signs a final checkpoint and closes the file.
+// signs a final checkpoint, closes the file and, everything being in bbolt,
+// deletes the WAL.
 func (l *Ledger) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -637,9 +661,16 @@ func (l *Ledger) Close() error {
 	l.pubMu.Lock()
 	close(l.notify) // wake Tail followers; they see ErrClosed
 	l.notify = nil
+	applyErr := l.applyErr
 	l.pubMu.Unlock()
+	// The writer exits with everything acknowledged applied to bbolt and
+	// synced, unless an apply failed: then the WAL must stay for Open.
+	werr := l.wal.close(applyErr == nil)
 	if err := l.db.Close(); err != nil {
 		return fmt.Errorf("ledger: close %s: %w", l.opts.Path, err)
+	}
+	if werr != nil {
+		return fmt.Errorf("ledger: close wal: %w", werr)
 	}
 	return nil
 }
@@ -727,6 +758,9 @@ func (l *Ledger) InclusionProof(seq, treeSize uint64) ([][]byte, error) {
 	if seq < l.FirstSeq() {
 		return nil, prunedErr("inclusion proof of entry", seq)
 	}
+	if err := l.waitApplied(context.Background(), treeSize); err != nil {
+		return nil, err
+	}
 	var p [][]byte
 	err := l.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -745,6 +779,9 @@ func (l *Ledger) ConsistencyProof(oldSize, newSize uint64) ([][]byte, error) {
 	if oldSize == newSize {
 		return nil, nil
 	}
+	if err := l.waitApplied(context.Background(), newSize); err != nil {
+		return nil, err
+	}
 	var p [][]byte
 	err := l.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -759,6 +796,9 @@ func (l *Ledger) RootAt(size uint64) ([]byte, error) {
 	if size > l.Size() {
 		return nil, fmt.Errorf("%w: root at %d beyond size %d", ErrInvalid, size, l.Size())
 	}
+	if err := l.waitApplied(context.Background(), size); err != nil {
+		return nil, err
+	}
 	var r []byte
 	err := l.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -772,6 +812,11 @@ func (l *Ledger) RootAt(size uint64) ([]byte, error) {
 func (l *Ledger) Get(seq uint64) (*Entry, error) {
 	if seq != 0 && seq < l.FirstSeq() {
 		return nil, prunedErr("entry", seq)
+	}
+	if seq <= l.Size() {
+		if err := l.waitApplied(context.Background(), seq); err != nil {
+			return nil, err
+		}
 	}
 	var e *Entry
 	err := l.db.View(func(tx *bolt.Tx) error {

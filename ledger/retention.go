@@ -216,6 +216,9 @@ func recTime(v []byte) (int64, bool) {
 // wholly older segments from first on.
 func (l *Ledger) findCut(ctx context.Context, first uint64, before time.Time) (uint64, error) {
 	seg, size, cutoff := l.opts.SegmentSize, l.Size(), before.UnixNano()
+	if err := l.waitApplied(ctx, size); err != nil {
+		return 0, err
+	}
 	cut := first
 	for {
 		end := ((cut-1)/seg + 1) * seg // last seq of the segment holding cut

@@ -23,7 +23,7 @@ func TestCommitFailureRollsBack(t *testing.T) {
 	l := openTest(t, o)
 	var commits atomic.Int64
 	errBoom := errors.New("boom")
-	l.commitHook = func(*bolt.Tx) error {
+	l.commitHook = func() error {
 		if commits.Add(1)%3 == 0 {
 			return errBoom
 		}

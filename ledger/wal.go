@@ -1,0 +1,511 @@
+package ledger
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The write-ahead log makes an Append durable with one sequential write and
+// one fdatasync, instead of a bbolt commit's two fsyncs over ~50 scattered
+// pages. The writer appends each sealed batch to the WAL as one frame,
+// syncs it, acknowledges the callers, and hands the batch to the applier,
+// which writes it to bbolt (entries, Merkle nodes, index rows, checkpoint)
+// in an ordinary synced transaction off the acknowledgement path. bbolt is
+// therefore always a consistent, fsync'd prefix of the log, and the WAL
+// holds at most the batches beyond it.
+//
+// Files are <Path>-wal-<16 hex digits>, numbered upwards. A frame is
+//
+//	"CLW2" | u64 file number | u32 payload length | u32 CRC-32C | payload
+//	payload = u64 first seq | u32 count | count x (u32 length | record)
+//
+// where the CRC covers file number, length and payload, and a record is
+// exactly the "entries" bucket value (Canonical(e) || Hash). The frame is
+// the commit unit: a batch is acknowledged only after its whole frame is
+// synced, so a frame that is short or fails its CRC is a write torn by a
+// crash, was never acknowledged, and ends the log. One CRC over the frame
+// detects a torn or corrupt record as well as a per-record CRC would, and
+// rejects the batch as the unit it was written in.
+//
+// Preallocation: fdatasync of a file that grew must commit the file
+// system's journal, which (ext4, data=ordered) also flushes every other
+// file's newly allocated blocks, bbolt's included; overwriting blocks that
+// already exist needs no journal commit. So once a WAL file has taken
+// preallocAfter bytes (there is real traffic), a background goroutine
+// zero-fills a spare file of fileSize bytes, and the WAL switches to it;
+// full files are sealed and, once bbolt has durably absorbed them, recycled
+// as the next spare instead of deleted. A recycled file still holds old
+// frames: they carry an older file number and end the log like zeros do.
+// Spares never outlive the process (Open deletes them), so a file number is
+// never reused within a spare's contents.
+//
+// The applier releases a sealed file once a synced bbolt commit covers its
+// last record. Open replays the records beyond bbolt's last seq (checking
+// CRCs, seq continuity, node, hashes and the chain), commits them to bbolt
+// with fsync, then deletes every WAL file and starts a fresh one.
+
+const (
+	walMagic  = "CLW2"
+	walHeader = 20
+	// Defaults of wal.fileSize and wal.preallocAfter.
+	walFileSize      = 16 << 20
+	walPreallocAfter = 1 << 20
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+type walFile struct {
+	name     string
+	lastSeq  uint64 // newest record in the file (0: none)
+	prealloc bool   // at least fileSize bytes of written blocks: recyclable
+}
+
+// wal is owned by the WAL stage goroutine; mu guards what the applier
+// (release) and the spare preparer share with it.
+type wal struct {
+	base   string // Path; files are base-wal-<n>
+	dir    string
+	noSync atomic.Bool // benchmarks' bulk loads only
+	// fileSize is a preallocated file's size and the point where a file is
+	// sealed; preallocAfter the bytes a growing file takes before a spare
+	// is prepared. Tests shrink them before the first Append.
+	fileSize, preallocAfter int64
+
+	f        *os.File
+	name     string
+	num      uint64
+	off      int64
+	lastSeq  uint64
+	prealloc bool
+	buf      []byte
+	broken   error // sticky: the file could not be restored after a failed write
+
+	mu        sync.Mutex
+	sealed    []walFile
+	spare     bool // spareName holds a zero-filled or recycled file
+	preparing bool
+	noSpare   bool // preparing one failed; stay with growing files
+	prep      sync.WaitGroup
+	closing   atomic.Bool // stops the preparer
+	recycled  int         // sealed files turned into spares (for tests)
+}
+
+func walName(base string, n uint64) string {
+	return fmt.Sprintf("%s-wal-%016x", base, n)
+}
+
+func (w *wal) spareName() string { return w.base + "-wal-spare" }
+
+// walFiles lists the WAL files of base, oldest first.
+func walFiles(base string) ([]string, []uint64, error) {
+	m, err := filepath.Glob(base + "-wal-*")
+	if err != nil {
+		return nil, nil, err
+	}
+	type f struct {
+		name string
+		n    uint64
+	}
+	var fs []f
+	for _, name := range m {
+		hex := strings.TrimPrefix(name, base+"-wal-")
+		n, err := strconv.ParseUint(hex, 16, 64)
+		if err != nil || len(hex) != 16 {
+			continue // a spare, or not ours
+		}
+		fs = append(fs, f{name, n})
+	}
+	slices.SortFunc(fs, func(a, b f) int { return cmpU64(a.n, b.n) })
+	names, nums := make([]string, len(fs)), make([]uint64, len(fs))
+	for i, x := range fs {
+		names[i], nums[i] = x.name, x.n
+	}
+	return names, nums, nil
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// openWAL starts a fresh WAL file numbered num, deleting any spare left by
+// an earlier process.
+func openWAL(base string, num uint64) (*wal, error) {
+	w := &wal{base: base, dir: filepath.Dir(base), num: num, fileSize: walFileSize, preallocAfter: walPreallocAfter}
+	for _, name := range []string{w.spareName(), w.spareName() + ".tmp"} {
+		if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("ledger: wal: %w", err)
+		}
+	}
+	f, err := os.OpenFile(walName(base, num), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: create wal: %w", err)
+	}
+	if err := w.start(f, walName(base, num), false); err != nil {
+		f.Close()
+		os.Remove(walName(base, num))
+		return nil, err
+	}
+	return w, nil
+}
+
+// start makes f (already named name) the current file.
+func (w *wal) start(f *os.File, name string, prealloc bool) error {
+	// The name must survive a crash before any record in it counts.
+	if err := syncDir(w.dir); err != nil {
+		return fmt.Errorf("ledger: wal: %w", err)
+	}
+	w.f, w.name, w.off, w.lastSeq, w.prealloc = f, name, 0, 0, prealloc
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// append writes b's records as one frame and syncs it. On failure the file
+// is cut back to its last good frame so the next frame follows it directly
+// (a preallocated file is zeroed there instead); if that fails too the WAL
+// stays broken (every later append fails) until the ledger is reopened.
+func (w *wal) append(b *batch) error {
+	if w.broken != nil {
+		return w.broken
+	}
+	if len(b.reqs) == 0 {
+		return nil
+	}
+	buf := append(w.buf[:0], walMagic...)
+	buf = binary.BigEndian.AppendUint64(buf, w.num)
+	buf = append(buf, make([]byte, 8)...)
+	buf = binary.BigEndian.AppendUint64(buf, b.reqs[0].e.Seq)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(b.reqs)))
+	for _, r := range b.reqs {
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(r.rec)))
+		buf = append(buf, r.rec...)
+	}
+	binary.BigEndian.PutUint32(buf[12:], uint32(len(buf)-walHeader))
+	binary.BigEndian.PutUint32(buf[16:], frameCRC(buf))
+	w.buf = buf
+	_, err := w.f.WriteAt(buf, w.off)
+	if err == nil && !w.noSync.Load() {
+		err = fdatasync(w.f)
+	}
+	if err != nil {
+		// After a failed write or fsync the file's tail is unknown: erase
+		// it, so no half-acknowledged frame can precede the re-stamped one.
+		var rerr error
+		if w.prealloc {
+			_, rerr = w.f.WriteAt(make([]byte, walHeader), w.off)
+		} else {
+			rerr = w.f.Truncate(w.off)
+		}
+		if rerr == nil {
+			rerr = w.f.Sync()
+		}
+		if rerr != nil {
+			w.broken = fmt.Errorf("ledger: wal unusable after failed write (%v): %w", err, rerr)
+		}
+		return fmt.Errorf("ledger: wal write: %w", err)
+	}
+	w.off += int64(len(buf))
+	w.lastSeq = b.reqs[len(b.reqs)-1].e.Seq
+	if len(buf) > 1<<20 {
+		w.buf = nil // do not pin a bulk load's buffer
+	}
+	w.maybeRotate()
+	return nil
+}
+
+func frameCRC(frame []byte) uint32 {
+	return crc32.Update(crc32.Checksum(frame[4:16], crcTable), crcTable, frame[walHeader:])
+}
+
+// maybeRotate seals the current file when it is full, or when a growing
+// file can give way to a preallocated spare, and starts a spare when one
+// will be wanted.
+func (w *wal) maybeRotate() {
+	w.mu.Lock()
+	spare := w.spare
+	if !spare && !w.preparing && !w.noSpare &&
+		((w.prealloc && w.off >= w.fileSize/2) || (!w.prealloc && w.off >= w.preallocAfter)) {
+		w.preparing = true
+		w.prep.Add(1)
+		go w.prepareSpare()
+	}
+	w.mu.Unlock()
+	if w.off < w.fileSize && (w.prealloc || !spare) {
+		return
+	}
+	next := walName(w.base, w.num+1)
+	var f *os.File
+	var err error
+	prealloc := false
+	if spare {
+		if err = os.Rename(w.spareName(), next); err == nil {
+			w.mu.Lock()
+			w.spare = false
+			w.mu.Unlock()
+			prealloc = true
+			f, err = os.OpenFile(next, os.O_WRONLY, 0)
+		}
+	} else {
+		f, err = os.OpenFile(next, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	}
+	if err == nil {
+		old := walFile{w.name, w.lastSeq, w.prealloc || w.off >= w.fileSize}
+		cur := w.f
+		if err = w.start(f, next, prealloc); err == nil {
+			w.num++
+			cur.Close()
+			w.mu.Lock()
+			w.sealed = append(w.sealed, old)
+			w.mu.Unlock()
+			return
+		}
+		f.Close()
+	}
+	// Keep writing to the current file; the next batch tries again. A
+	// half-done rotation leaves a file that Open ignores (a spare) or
+	// reads as empty (its frames would carry its number).
+	os.Remove(next)
+}
+
+// prepareSpare zero-fills the spare in the background, a chunk at a time
+// so the device keeps serving the WAL's syncs in between.
+func (w *wal) prepareSpare() {
+	defer w.prep.Done()
+	tmp := w.spareName() + ".tmp"
+	err := func() error {
+		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		zero := make([]byte, 1<<20)
+		for off := int64(0); off < w.fileSize; off += int64(len(zero)) {
+			if w.closing.Load() {
+				return errors.New("closing")
+			}
+			n := min(int64(len(zero)), w.fileSize-off)
+			if _, err := f.WriteAt(zero[:n], off); err != nil {
+				return err
+			}
+			if err := fdatasync(f); err != nil {
+				return err
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		return os.Rename(tmp, w.spareName())
+	}()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.preparing = false
+	if err != nil {
+		os.Remove(tmp)
+		w.noSpare = true
+		return
+	}
+	w.spare = true
+}
+
+// release deletes, or recycles as the next spare, the sealed files whose
+// records bbolt has durably absorbed (seq <= applied). The applier calls
+// it after a synced commit.
+func (w *wal) release(applied uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	i := 0
+	for ; i < len(w.sealed) && w.sealed[i].lastSeq <= applied; i++ {
+		s := w.sealed[i]
+		if s.prealloc && !w.spare && !w.preparing && os.Rename(s.name, w.spareName()) == nil {
+			w.spare = true
+			w.recycled++
+			continue
+		}
+		os.Remove(s.name)
+	}
+	w.sealed = w.sealed[i:]
+}
+
+// close closes the current file; with drop (bbolt holds everything) it
+// deletes every WAL file. Spares go either way.
+func (w *wal) close(drop bool) error {
+	w.closing.Store(true)
+	w.prep.Wait()
+	err := w.f.Close()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	os.Remove(w.spareName())
+	if drop {
+		for _, s := range w.sealed {
+			os.Remove(s.name)
+		}
+		w.sealed = nil
+		if rerr := os.Remove(w.name); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	return err
+}
+
+// walRecords reads the records of WAL file num in order, up to the first
+// frame that is not a complete frame of this file (zeros, a torn write, or
+// a recycled file's old frames). torn reports a frame of this file cut
+// short or failing its CRC.
+func walRecords(data []byte, num uint64, fn func(rec []byte) error) (torn bool, err error) {
+	for len(data) >= walHeader && string(data[:4]) == walMagic && binary.BigEndian.Uint64(data[4:]) == num {
+		n := int(binary.BigEndian.Uint32(data[12:]))
+		if n < 12 || n > len(data)-walHeader || frameCRC(data[:walHeader+n]) != binary.BigEndian.Uint32(data[16:]) {
+			return true, nil
+		}
+		payload := data[walHeader : walHeader+n]
+		first, count := binary.BigEndian.Uint64(payload), binary.BigEndian.Uint32(payload[8:])
+		p := payload[12:]
+		for i := range count {
+			if len(p) < 4 || int(binary.BigEndian.Uint32(p)) > len(p)-4 {
+				return false, fmt.Errorf("frame at seq %d: record %d overruns the frame", first, i)
+			}
+			rn := int(binary.BigEndian.Uint32(p))
+			rec := p[4 : 4+rn]
+			if len(rec) < seqOffset+8+HashSize || binary.BigEndian.Uint64(rec[seqOffset:]) != first+uint64(i) {
+				return false, fmt.Errorf("frame at seq %d: record %d out of sequence", first, i)
+			}
+			if err := fn(rec); err != nil {
+				return false, err
+			}
+			p = p[4+rn:]
+		}
+		if len(p) != 0 {
+			return false, fmt.Errorf("frame at seq %d: %d trailing bytes", first, len(p))
+		}
+		data = data[walHeader+n:]
+	}
+	return false, nil
+}
+
+// replayWAL commits to bbolt every WAL record beyond the stored log, after
+// checking each links onto l.w (seq, prev_hash, hash, node), then deletes
+// the WAL files and starts a fresh one. Open calls it after load.
+func (l *Ledger) replayWAL() error {
+	base := l.opts.Path
+	names, nums, err := walFiles(base)
+	if err != nil {
+		return fmt.Errorf("ledger: wal: %w", err)
+	}
+	next := uint64(1)
+	if len(nums) > 0 {
+		next = nums[len(nums)-1] + 1
+	}
+	st := l.w.clone()
+	var b *batch
+	replayed := 0
+	flush := func() error {
+		if b == nil {
+			return nil
+		}
+		b.after = st.clone()
+		b.rows = buildRows(b.reqs, l.opts.SegmentSize)
+		if err := l.db.Update(b.write); err != nil {
+			return fmt.Errorf("ledger: wal replay: %w", err)
+		}
+		l.w = b.after
+		replayed += len(b.reqs)
+		b = nil
+		return nil
+	}
+	for i, name := range names {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return fmt.Errorf("ledger: wal: %w", err)
+		}
+		torn, err := walRecords(data, nums[i], func(rec []byte) error {
+			seq := binary.BigEndian.Uint64(rec[seqOffset:])
+			if seq <= st.tree.size {
+				return nil // already in bbolt
+			}
+			if seq != st.tree.size+1 {
+				return &ChainError{Seq: st.tree.size + 1, Reason: fmt.Sprintf("missing entry: the wal continues at seq %d", seq)}
+			}
+			e, err := decodeRecord(rec)
+			if err != nil {
+				return &ChainError{Seq: seq, Reason: "wal record: " + err.Error()}
+			}
+			h := sha256.Sum256(rec[:len(rec)-HashSize])
+			switch {
+			case e.Node != l.opts.NodeID:
+				return &ChainError{Seq: seq, Reason: fmt.Sprintf("wal record carries node %q", e.Node)}
+			case !bytes.Equal(h[:], e.Hash):
+				return &ChainError{Seq: seq, Reason: "wal record: hash does not match contents"}
+			case !bytes.Equal(e.PrevHash, st.lastHash):
+				return &ChainError{Seq: seq, Reason: "wal record: prev_hash does not link to the previous entry"}
+			}
+			if b == nil {
+				b = &batch{}
+			}
+			r := &appendReq{e: e, rec: rec}
+			r.users[0] = NormalizeUser(e.From)
+			if u := NormalizeUser(e.To); u != r.users[0] {
+				r.users[1] = u
+			}
+			b.reqs = append(b.reqs, r)
+			st.lastHash = e.Hash
+			b.nodes = st.tree.push(leafHashOf(rec), b.nodes)
+			if len(b.reqs) >= l.opts.MaxBatch {
+				return flush()
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("ledger: wal %s: %w", name, err)
+		}
+		if torn {
+			l.log.Warn("ledger wal: dropped a torn tail (a write interrupted by a crash, never acknowledged)", "file", name, "size", st.tree.size)
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	l.replayed = replayed
+	if replayed > 0 {
+		l.log.Info("ledger wal replayed", "entries", replayed, "size", l.w.tree.size)
+	}
+	// Every record is now in bbolt, synced: the old files can go.
+	for _, name := range names {
+		if err := os.Remove(name); err != nil {
+			return fmt.Errorf("ledger: wal: %w", err)
+		}
+	}
+	w, err := openWAL(base, next)
+	if err != nil {
+		return err
+	}
+	l.wal = w
+	return nil
+}
+
+var errApplyFailed = errors.New("ledger: bbolt apply failed; reopen the ledger to replay the wal")
