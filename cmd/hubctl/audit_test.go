@@ -69,18 +69,7 @@ func openAuditLedger(t *testing.T, seed byte) *ledger.Ledger {
 
 func newAuditEnv(t *testing.T) *auditEnv {
 	t.Helper()
-	data := t.TempDir()
-	pkiDir := filepath.Join(data, "pki")
-	ca, err := pki.LoadOrCreateCA(pkiDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opPair, opCert, opKey, err := ca.IssueKeyPair(pki.RoleOperator, "operator", nil, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(pkiDir, "operator.crt"), opCert, 0o644)
-	writeFile(t, filepath.Join(pkiDir, "operator.key"), opKey, 0o600)
+	data, ca, opPair := newDataDir(t)
 	nodeCert, _, _, err := ca.IssueKeyPair(pki.RoleNode, "n1", []string{"127.0.0.1", "localhost"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)

@@ -209,22 +209,30 @@ type testEnv struct {
 	addr string
 }
 
-// newTestEnv starts a fake AdminService over mutual TLS on 127.0.0.1:0
-// whose certificate carries serverRole, and writes DATA/admin.addr.
-func newTestEnv(t *testing.T, serverRole pki.Role) *testEnv {
+// newDataDir lays out a dev hub's data directory: DATA/pki with a fresh CA
+// and an operator certificate, as hubd writes them.
+func newDataDir(t *testing.T) (data string, ca *pki.CA, operator tls.Certificate) {
 	t.Helper()
-	data := t.TempDir()
+	data = t.TempDir()
 	pkiDir := filepath.Join(data, "pki")
 	ca, err := pki.LoadOrCreateCA(pkiDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, opCert, opKey, err := ca.IssueKeyPair(pki.RoleOperator, "operator", nil, time.Hour)
+	operator, opCert, opKey, err := ca.IssueKeyPair(pki.RoleOperator, "operator", nil, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(pkiDir, "operator.crt"), opCert, 0o644)
 	writeFile(t, filepath.Join(pkiDir, "operator.key"), opKey, 0o600)
+	return data, ca, operator
+}
+
+// newTestEnv starts a fake AdminService over mutual TLS on 127.0.0.1:0
+// whose certificate carries serverRole, and writes DATA/admin.addr.
+func newTestEnv(t *testing.T, serverRole pki.Role) *testEnv {
+	t.Helper()
+	data, ca, _ := newDataDir(t)
 	serverPair, _, _, err := ca.IssueKeyPair(serverRole, "n1", []string{"127.0.0.1", "localhost"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)

@@ -88,16 +88,7 @@ func startAuditNode(t *testing.T, ca *pki.CA, cl *fakeCluster, id string, l Audi
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := n.srv.NewGRPCServer(ServerTLSConfig(ca, nodeCert))
-	done := make(chan struct{})
-	go func() { defer close(done); _ = g.Serve(lis) }()
-	t.Cleanup(func() {
-		g.Stop()
-		<-done
-		if err := n.srv.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	n.serve(t, lis, ServerTLSConfig(ca, nodeCert))
 	cl.mu.Lock()
 	if cl.leaderID == "" {
 		cl.leaderID = id

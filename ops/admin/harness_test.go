@@ -71,6 +71,21 @@ type testNode struct {
 	clock *testClock
 }
 
+// serve runs n's server on lis until cleanup, then closes it.
+func (n *testNode) serve(t *testing.T, lis net.Listener, tlsCfg *tls.Config) {
+	t.Helper()
+	g := n.srv.NewGRPCServer(tlsCfg)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = g.Serve(lis) }()
+	t.Cleanup(func() {
+		g.Stop()
+		<-done
+		if err := n.srv.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
 // startNode serves a Server for node id of cluster on 127.0.0.1 with real
 // TLS, records it as a configured voter with its admin address, and stops
 // it at cleanup.
@@ -90,16 +105,7 @@ func startNode(t *testing.T, ca *pki.CA, cl *fakeCluster, id string) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := n.srv.NewGRPCServer(ServerTLSConfig(ca, nodeCert))
-	done := make(chan struct{})
-	go func() { defer close(done); _ = g.Serve(lis) }()
-	t.Cleanup(func() {
-		g.Stop()
-		<-done
-		if err := n.srv.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	n.serve(t, lis, ServerTLSConfig(ca, nodeCert))
 
 	raftAddr := "127.0.0.1:7000" // never dialled: the fake store has no transport
 	cl.mu.Lock()
