@@ -1923,6 +1923,146 @@ func (x *AuditRecord) GetJson() []byte {
 	return nil
 }
 
+type ScrubAuditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScrubAuditRequest) Reset() {
+	*x = ScrubAuditRequest{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScrubAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScrubAuditRequest) ProtoMessage() {}
+
+func (x *ScrubAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScrubAuditRequest.ProtoReflect.Descriptor instead.
+func (*ScrubAuditRequest) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+// ScrubAuditResponse is the result of one full pass over a node's ledger.
+type ScrubAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// Entries whose canonical hash and chain link were re-computed.
+	EntriesChecked uint64 `protobuf:"varint,2,opt,name=entries_checked,json=entriesChecked,proto3" json:"entries_checked,omitempty"`
+	// Stored Merkle tree nodes re-computed from the leaves.
+	TreeNodesChecked uint64 `protobuf:"varint,3,opt,name=tree_nodes_checked,json=treeNodesChecked,proto3" json:"tree_nodes_checked,omitempty"`
+	Ok               bool   `protobuf:"varint,4,opt,name=ok,proto3" json:"ok,omitempty"`
+	// When not ok: the first break found, naming the entry (or tree node).
+	FirstBadSeq      uint64 `protobuf:"varint,5,opt,name=first_bad_seq,json=firstBadSeq,proto3" json:"first_bad_seq,omitempty"`
+	Error            string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	StartedUnixNano  int64  `protobuf:"varint,7,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
+	FinishedUnixNano int64  `protobuf:"varint,8,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ScrubAuditResponse) Reset() {
+	*x = ScrubAuditResponse{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScrubAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScrubAuditResponse) ProtoMessage() {}
+
+func (x *ScrubAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScrubAuditResponse.ProtoReflect.Descriptor instead.
+func (*ScrubAuditResponse) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ScrubAuditResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ScrubAuditResponse) GetEntriesChecked() uint64 {
+	if x != nil {
+		return x.EntriesChecked
+	}
+	return 0
+}
+
+func (x *ScrubAuditResponse) GetTreeNodesChecked() uint64 {
+	if x != nil {
+		return x.TreeNodesChecked
+	}
+	return 0
+}
+
+func (x *ScrubAuditResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *ScrubAuditResponse) GetFirstBadSeq() uint64 {
+	if x != nil {
+		return x.FirstBadSeq
+	}
+	return 0
+}
+
+func (x *ScrubAuditResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ScrubAuditResponse) GetStartedUnixNano() int64 {
+	if x != nil {
+		return x.StartedUnixNano
+	}
+	return 0
+}
+
+func (x *ScrubAuditResponse) GetFinishedUnixNano() int64 {
+	if x != nil {
+		return x.FinishedUnixNano
+	}
+	return 0
+}
+
 var File_clearhub_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearhub_v1_admin_proto_rawDesc = "" +
@@ -2067,7 +2207,17 @@ const file_clearhub_v1_admin_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12$\n" +
 	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\x12\x12\n" +
-	"\x04json\x18\x04 \x01(\fR\x04json2\xbd\v\n" +
+	"\x04json\x18\x04 \x01(\fR\x04json\"\x13\n" +
+	"\x11ScrubAuditRequest\"\xa3\x02\n" +
+	"\x12ScrubAuditResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12'\n" +
+	"\x0fentries_checked\x18\x02 \x01(\x04R\x0eentriesChecked\x12,\n" +
+	"\x12tree_nodes_checked\x18\x03 \x01(\x04R\x10treeNodesChecked\x12\x0e\n" +
+	"\x02ok\x18\x04 \x01(\bR\x02ok\x12\"\n" +
+	"\rfirst_bad_seq\x18\x05 \x01(\x04R\vfirstBadSeq\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12*\n" +
+	"\x11started_unix_nano\x18\a \x01(\x03R\x0fstartedUnixNano\x12,\n" +
+	"\x12finished_unix_nano\x18\b \x01(\x03R\x10finishedUnixNano2\x8c\f\n" +
 	"\fAdminService\x12B\n" +
 	"\n" +
 	"AddNetwork\x12\x1e.clearhub.v1.AddNetworkRequest\x1a\x14.clearhub.v1.Network\x12B\n" +
@@ -2091,7 +2241,9 @@ const file_clearhub_v1_admin_proto_rawDesc = "" +
 	"\x11GetInclusionProof\x12\".clearhub.v1.InclusionProofRequest\x1a\x1b.clearhub.v1.InclusionProof\x12Z\n" +
 	"\x13GetConsistencyProof\x12$.clearhub.v1.ConsistencyProofRequest\x1a\x1d.clearhub.v1.ConsistencyProof\x12J\n" +
 	"\vExportAudit\x12\x1f.clearhub.v1.ExportAuditRequest\x1a\x18.clearhub.v1.AuditRecord0\x01\x12F\n" +
-	"\tTailAudit\x12\x1d.clearhub.v1.TailAuditRequest\x1a\x18.clearhub.v1.AuditRecord0\x012J\n" +
+	"\tTailAudit\x12\x1d.clearhub.v1.TailAuditRequest\x1a\x18.clearhub.v1.AuditRecord0\x01\x12M\n" +
+	"\n" +
+	"ScrubAudit\x12\x1e.clearhub.v1.ScrubAuditRequest\x1a\x1f.clearhub.v1.ScrubAuditResponse2J\n" +
 	"\vJoinService\x12;\n" +
 	"\x04Join\x12\x18.clearhub.v1.JoinRequest\x1a\x19.clearhub.v1.JoinResponse2\x87\x03\n" +
 	"\x0fClusterInternal\x12D\n" +
@@ -2113,7 +2265,7 @@ func file_clearhub_v1_admin_proto_rawDescGZIP() []byte {
 	return file_clearhub_v1_admin_proto_rawDescData
 }
 
-var file_clearhub_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_clearhub_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_clearhub_v1_admin_proto_goTypes = []any{
 	(*AddNetworkRequest)(nil),       // 0: clearhub.v1.AddNetworkRequest
 	(*GetNetworkRequest)(nil),       // 1: clearhub.v1.GetNetworkRequest
@@ -2147,16 +2299,18 @@ var file_clearhub_v1_admin_proto_goTypes = []any{
 	(*ExportAuditRequest)(nil),      // 29: clearhub.v1.ExportAuditRequest
 	(*TailAuditRequest)(nil),        // 30: clearhub.v1.TailAuditRequest
 	(*AuditRecord)(nil),             // 31: clearhub.v1.AuditRecord
-	(*Network)(nil),                 // 32: clearhub.v1.Network
-	(Service)(0),                    // 33: clearhub.v1.Service
-	(*Policy)(nil),                  // 34: clearhub.v1.Policy
+	(*ScrubAuditRequest)(nil),       // 32: clearhub.v1.ScrubAuditRequest
+	(*ScrubAuditResponse)(nil),      // 33: clearhub.v1.ScrubAuditResponse
+	(*Network)(nil),                 // 34: clearhub.v1.Network
+	(Service)(0),                    // 35: clearhub.v1.Service
+	(*Policy)(nil),                  // 36: clearhub.v1.Policy
 }
 var file_clearhub_v1_admin_proto_depIdxs = []int32{
-	32, // 0: clearhub.v1.AddNetworkRequest.network:type_name -> clearhub.v1.Network
-	32, // 1: clearhub.v1.ListNetworksResponse.networks:type_name -> clearhub.v1.Network
-	32, // 2: clearhub.v1.UpdateNetworkRequest.network:type_name -> clearhub.v1.Network
-	33, // 3: clearhub.v1.PolicyChangeRequest.services:type_name -> clearhub.v1.Service
-	34, // 4: clearhub.v1.ListPoliciesResponse.policies:type_name -> clearhub.v1.Policy
+	34, // 0: clearhub.v1.AddNetworkRequest.network:type_name -> clearhub.v1.Network
+	34, // 1: clearhub.v1.ListNetworksResponse.networks:type_name -> clearhub.v1.Network
+	34, // 2: clearhub.v1.UpdateNetworkRequest.network:type_name -> clearhub.v1.Network
+	35, // 3: clearhub.v1.PolicyChangeRequest.services:type_name -> clearhub.v1.Service
+	36, // 4: clearhub.v1.ListPoliciesResponse.policies:type_name -> clearhub.v1.Policy
 	16, // 5: clearhub.v1.ClusterStatusResponse.nodes:type_name -> clearhub.v1.NodeStatus
 	31, // 6: clearhub.v1.InclusionProof.entry:type_name -> clearhub.v1.AuditRecord
 	24, // 7: clearhub.v1.InclusionProof.checkpoint:type_name -> clearhub.v1.Checkpoint
@@ -2181,39 +2335,41 @@ var file_clearhub_v1_admin_proto_depIdxs = []int32{
 	27, // 26: clearhub.v1.AdminService.GetConsistencyProof:input_type -> clearhub.v1.ConsistencyProofRequest
 	29, // 27: clearhub.v1.AdminService.ExportAudit:input_type -> clearhub.v1.ExportAuditRequest
 	30, // 28: clearhub.v1.AdminService.TailAudit:input_type -> clearhub.v1.TailAuditRequest
-	18, // 29: clearhub.v1.JoinService.Join:input_type -> clearhub.v1.JoinRequest
-	20, // 30: clearhub.v1.ClusterInternal.Propose:input_type -> clearhub.v1.ProposeRequest
-	22, // 31: clearhub.v1.ClusterInternal.AddVoter:input_type -> clearhub.v1.AddVoterRequest
-	13, // 32: clearhub.v1.ClusterInternal.RemoveServer:input_type -> clearhub.v1.RemoveNodeRequest
-	15, // 33: clearhub.v1.ClusterInternal.LocalStatus:input_type -> clearhub.v1.LocalStatusRequest
-	29, // 34: clearhub.v1.ClusterInternal.ExportLocalAudit:input_type -> clearhub.v1.ExportAuditRequest
-	32, // 35: clearhub.v1.AdminService.AddNetwork:output_type -> clearhub.v1.Network
-	32, // 36: clearhub.v1.AdminService.GetNetwork:output_type -> clearhub.v1.Network
-	3,  // 37: clearhub.v1.AdminService.ListNetworks:output_type -> clearhub.v1.ListNetworksResponse
-	32, // 38: clearhub.v1.AdminService.UpdateNetwork:output_type -> clearhub.v1.Network
-	32, // 39: clearhub.v1.AdminService.SuspendNetwork:output_type -> clearhub.v1.Network
-	32, // 40: clearhub.v1.AdminService.ResumeNetwork:output_type -> clearhub.v1.Network
-	6,  // 41: clearhub.v1.AdminService.RemoveNetwork:output_type -> clearhub.v1.RemoveNetworkResponse
-	34, // 42: clearhub.v1.AdminService.AllowPolicy:output_type -> clearhub.v1.Policy
-	34, // 43: clearhub.v1.AdminService.DenyPolicy:output_type -> clearhub.v1.Policy
-	9,  // 44: clearhub.v1.AdminService.ListPolicies:output_type -> clearhub.v1.ListPoliciesResponse
-	11, // 45: clearhub.v1.AdminService.CreateJoinToken:output_type -> clearhub.v1.JoinToken
-	17, // 46: clearhub.v1.AdminService.AddNode:output_type -> clearhub.v1.ClusterStatusResponse
-	17, // 47: clearhub.v1.AdminService.RemoveNode:output_type -> clearhub.v1.ClusterStatusResponse
-	17, // 48: clearhub.v1.AdminService.ClusterStatus:output_type -> clearhub.v1.ClusterStatusResponse
-	24, // 49: clearhub.v1.AdminService.GetCheckpoint:output_type -> clearhub.v1.Checkpoint
-	26, // 50: clearhub.v1.AdminService.GetInclusionProof:output_type -> clearhub.v1.InclusionProof
-	28, // 51: clearhub.v1.AdminService.GetConsistencyProof:output_type -> clearhub.v1.ConsistencyProof
-	31, // 52: clearhub.v1.AdminService.ExportAudit:output_type -> clearhub.v1.AuditRecord
-	31, // 53: clearhub.v1.AdminService.TailAudit:output_type -> clearhub.v1.AuditRecord
-	19, // 54: clearhub.v1.JoinService.Join:output_type -> clearhub.v1.JoinResponse
-	21, // 55: clearhub.v1.ClusterInternal.Propose:output_type -> clearhub.v1.ProposeResponse
-	21, // 56: clearhub.v1.ClusterInternal.AddVoter:output_type -> clearhub.v1.ProposeResponse
-	21, // 57: clearhub.v1.ClusterInternal.RemoveServer:output_type -> clearhub.v1.ProposeResponse
-	16, // 58: clearhub.v1.ClusterInternal.LocalStatus:output_type -> clearhub.v1.NodeStatus
-	31, // 59: clearhub.v1.ClusterInternal.ExportLocalAudit:output_type -> clearhub.v1.AuditRecord
-	35, // [35:60] is the sub-list for method output_type
-	10, // [10:35] is the sub-list for method input_type
+	32, // 29: clearhub.v1.AdminService.ScrubAudit:input_type -> clearhub.v1.ScrubAuditRequest
+	18, // 30: clearhub.v1.JoinService.Join:input_type -> clearhub.v1.JoinRequest
+	20, // 31: clearhub.v1.ClusterInternal.Propose:input_type -> clearhub.v1.ProposeRequest
+	22, // 32: clearhub.v1.ClusterInternal.AddVoter:input_type -> clearhub.v1.AddVoterRequest
+	13, // 33: clearhub.v1.ClusterInternal.RemoveServer:input_type -> clearhub.v1.RemoveNodeRequest
+	15, // 34: clearhub.v1.ClusterInternal.LocalStatus:input_type -> clearhub.v1.LocalStatusRequest
+	29, // 35: clearhub.v1.ClusterInternal.ExportLocalAudit:input_type -> clearhub.v1.ExportAuditRequest
+	34, // 36: clearhub.v1.AdminService.AddNetwork:output_type -> clearhub.v1.Network
+	34, // 37: clearhub.v1.AdminService.GetNetwork:output_type -> clearhub.v1.Network
+	3,  // 38: clearhub.v1.AdminService.ListNetworks:output_type -> clearhub.v1.ListNetworksResponse
+	34, // 39: clearhub.v1.AdminService.UpdateNetwork:output_type -> clearhub.v1.Network
+	34, // 40: clearhub.v1.AdminService.SuspendNetwork:output_type -> clearhub.v1.Network
+	34, // 41: clearhub.v1.AdminService.ResumeNetwork:output_type -> clearhub.v1.Network
+	6,  // 42: clearhub.v1.AdminService.RemoveNetwork:output_type -> clearhub.v1.RemoveNetworkResponse
+	36, // 43: clearhub.v1.AdminService.AllowPolicy:output_type -> clearhub.v1.Policy
+	36, // 44: clearhub.v1.AdminService.DenyPolicy:output_type -> clearhub.v1.Policy
+	9,  // 45: clearhub.v1.AdminService.ListPolicies:output_type -> clearhub.v1.ListPoliciesResponse
+	11, // 46: clearhub.v1.AdminService.CreateJoinToken:output_type -> clearhub.v1.JoinToken
+	17, // 47: clearhub.v1.AdminService.AddNode:output_type -> clearhub.v1.ClusterStatusResponse
+	17, // 48: clearhub.v1.AdminService.RemoveNode:output_type -> clearhub.v1.ClusterStatusResponse
+	17, // 49: clearhub.v1.AdminService.ClusterStatus:output_type -> clearhub.v1.ClusterStatusResponse
+	24, // 50: clearhub.v1.AdminService.GetCheckpoint:output_type -> clearhub.v1.Checkpoint
+	26, // 51: clearhub.v1.AdminService.GetInclusionProof:output_type -> clearhub.v1.InclusionProof
+	28, // 52: clearhub.v1.AdminService.GetConsistencyProof:output_type -> clearhub.v1.ConsistencyProof
+	31, // 53: clearhub.v1.AdminService.ExportAudit:output_type -> clearhub.v1.AuditRecord
+	31, // 54: clearhub.v1.AdminService.TailAudit:output_type -> clearhub.v1.AuditRecord
+	33, // 55: clearhub.v1.AdminService.ScrubAudit:output_type -> clearhub.v1.ScrubAuditResponse
+	19, // 56: clearhub.v1.JoinService.Join:output_type -> clearhub.v1.JoinResponse
+	21, // 57: clearhub.v1.ClusterInternal.Propose:output_type -> clearhub.v1.ProposeResponse
+	21, // 58: clearhub.v1.ClusterInternal.AddVoter:output_type -> clearhub.v1.ProposeResponse
+	21, // 59: clearhub.v1.ClusterInternal.RemoveServer:output_type -> clearhub.v1.ProposeResponse
+	16, // 60: clearhub.v1.ClusterInternal.LocalStatus:output_type -> clearhub.v1.NodeStatus
+	31, // 61: clearhub.v1.ClusterInternal.ExportLocalAudit:output_type -> clearhub.v1.AuditRecord
+	36, // [36:62] is the sub-list for method output_type
+	10, // [10:36] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -2231,7 +2387,7 @@ func file_clearhub_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearhub_v1_admin_proto_rawDesc), len(file_clearhub_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -43,6 +43,7 @@ const (
 	AdminService_GetConsistencyProof_FullMethodName = "/clearhub.v1.AdminService/GetConsistencyProof"
 	AdminService_ExportAudit_FullMethodName         = "/clearhub.v1.AdminService/ExportAudit"
 	AdminService_TailAudit_FullMethodName           = "/clearhub.v1.AdminService/TailAudit"
+	AdminService_ScrubAudit_FullMethodName          = "/clearhub.v1.AdminService/ScrubAudit"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -72,6 +73,10 @@ type AdminServiceClient interface {
 	GetConsistencyProof(ctx context.Context, in *ConsistencyProofRequest, opts ...grpc.CallOption) (*ConsistencyProof, error)
 	ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AuditRecord], error)
 	TailAudit(ctx context.Context, in *TailAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AuditRecord], error)
+	// ScrubAudit re-verifies the answering node's whole ledger now (hash
+	// chain and stored Merkle tree) and returns the result; the same check
+	// runs in the background at a bounded rate.
+	ScrubAudit(ctx context.Context, in *ScrubAuditRequest, opts ...grpc.CallOption) (*ScrubAuditResponse, error)
 }
 
 type adminServiceClient struct {
@@ -290,6 +295,16 @@ func (c *adminServiceClient) TailAudit(ctx context.Context, in *TailAuditRequest
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_TailAuditClient = grpc.ServerStreamingClient[AuditRecord]
 
+func (c *adminServiceClient) ScrubAudit(ctx context.Context, in *ScrubAuditRequest, opts ...grpc.CallOption) (*ScrubAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ScrubAuditResponse)
+	err := c.cc.Invoke(ctx, AdminService_ScrubAudit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -317,6 +332,10 @@ type AdminServiceServer interface {
 	GetConsistencyProof(context.Context, *ConsistencyProofRequest) (*ConsistencyProof, error)
 	ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[AuditRecord]) error
 	TailAudit(*TailAuditRequest, grpc.ServerStreamingServer[AuditRecord]) error
+	// ScrubAudit re-verifies the answering node's whole ledger now (hash
+	// chain and stored Merkle tree) and returns the result; the same check
+	// runs in the background at a bounded rate.
+	ScrubAudit(context.Context, *ScrubAuditRequest) (*ScrubAuditResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -383,6 +402,9 @@ func (UnimplementedAdminServiceServer) ExportAudit(*ExportAuditRequest, grpc.Ser
 }
 func (UnimplementedAdminServiceServer) TailAudit(*TailAuditRequest, grpc.ServerStreamingServer[AuditRecord]) error {
 	return status.Error(codes.Unimplemented, "method TailAudit not implemented")
+}
+func (UnimplementedAdminServiceServer) ScrubAudit(context.Context, *ScrubAuditRequest) (*ScrubAuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ScrubAudit not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -733,6 +755,24 @@ func _AdminService_TailAudit_Handler(srv interface{}, stream grpc.ServerStream) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_TailAuditServer = grpc.ServerStreamingServer[AuditRecord]
 
+func _AdminService_ScrubAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScrubAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ScrubAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ScrubAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ScrubAudit(ctx, req.(*ScrubAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -807,6 +847,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetConsistencyProof",
 			Handler:    _AdminService_GetConsistencyProof_Handler,
+		},
+		{
+			MethodName: "ScrubAudit",
+			Handler:    _AdminService_ScrubAudit_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -140,7 +140,11 @@ type Identity struct {
 	// Lower-case hex SHA-256 of a pinned certificate's DER encoding.
 	Pins []string `protobuf:"bytes,2,rep,name=pins,proto3" json:"pins,omitempty"`
 	// Lab mode: source prefixes (CIDR) attributed to this network over UDP/TCP.
-	Cidrs         []string `protobuf:"bytes,3,rep,name=cidrs,proto3" json:"cidrs,omitempty"`
+	Cidrs []string `protobuf:"bytes,3,rep,name=cidrs,proto3" json:"cidrs,omitempty"`
+	// Optional defence in depth for TLS: when set, a connection presenting
+	// this network's certificate must also come from one of these source
+	// prefixes (CIDR), so a stolen key alone is not enough.
+	TlsCidrs      []string `protobuf:"bytes,4,rep,name=tls_cidrs,json=tlsCidrs,proto3" json:"tls_cidrs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -192,6 +196,13 @@ func (x *Identity) GetPins() []string {
 func (x *Identity) GetCidrs() []string {
 	if x != nil {
 		return x.Cidrs
+	}
+	return nil
+}
+
+func (x *Identity) GetTlsCidrs() []string {
+	if x != nil {
+		return x.TlsCidrs
 	}
 	return nil
 }
@@ -1215,11 +1226,12 @@ var File_clearhub_v1_state_proto protoreflect.FileDescriptor
 
 const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x17clearhub/v1/state.proto\x12\vclearhub.v1\"K\n" +
+	"\x17clearhub/v1/state.proto\x12\vclearhub.v1\"h\n" +
 	"\bIdentity\x12\x15\n" +
 	"\x06ca_pem\x18\x01 \x03(\tR\x05caPem\x12\x12\n" +
 	"\x04pins\x18\x02 \x03(\tR\x04pins\x12\x14\n" +
-	"\x05cidrs\x18\x03 \x03(\tR\x05cidrs\"\xfe\x02\n" +
+	"\x05cidrs\x18\x03 \x03(\tR\x05cidrs\x12\x1b\n" +
+	"\ttls_cidrs\x18\x04 \x03(\tR\btlsCidrs\"\xfe\x02\n" +
 	"\aNetwork\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x18\n" +
