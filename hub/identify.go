@@ -143,6 +143,14 @@ func (h *Hub) attributeTLS(st *raft.State, c net.Conn) (*raft.NetworkView, strin
 			return lookupActive(st, id)
 		}
 		v, reason := identifyCert(st, c.tls.ConnectionState().PeerCertificates, x509.ExtKeyUsageClientAuth)
+		if v != nil {
+			// Optional source binding (Identity.tls_cidrs): a stolen key
+			// alone does not make a connection the network's.
+			if ap, err := netip.ParseAddrPort(remoteOf(c)); err != nil || !v.TLSSourceAllowed(ap.Addr()) {
+				reason = "certificate of network " + v.GetId() + " presented from " + remoteOf(c) + ", outside its tls_cidrs"
+				v = nil
+			}
+		}
 		id := &identity{index: st.Index, reason: reason}
 		if v != nil {
 			id.netID = v.GetId()

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -168,6 +169,8 @@ func testNetwork(id string, domains ...string) *hubv1.Network {
 		Domains:     domains,
 		Edges:       []string{"sips:edge." + domains[0] + ":5061;transport=tls"},
 		Services:    []hubv1.Service{hubv1.Service_SERVICE_IM, hubv1.Service_SERVICE_PRESENCE},
+		// A pin unique to the id: proposals must name some identity.
+		Identity: &hubv1.Identity{Pins: []string{fmt.Sprintf("%x", sha256.Sum256([]byte(id)))}},
 	}
 }
 

@@ -449,7 +449,7 @@ func (n *Node) notLeader() error {
 
 // Apply proposes cmd and waits until it is committed and applied on this
 // node. Leader only: on a follower it returns a *NotLeaderError (wrapping
-// ErrNotLeader). It runs CheckCommand against the local state first and
+// ErrNotLeader). It runs AdmitCommand against the local state first and
 // returns its error without proposing; otherwise it returns the index and
 // the FSM's (deterministic) verdict, which may differ if a concurrent
 // command won. Called by admin handlers, from their own goroutines.
@@ -460,7 +460,7 @@ func (n *Node) Apply(ctx context.Context, cmd *hubv1.Command) (uint64, error) {
 	if !n.IsLeader() {
 		return 0, n.notLeader()
 	}
-	if err := CheckCommand(n.State(), cmd); err != nil {
+	if err := AdmitCommand(n.State(), cmd); err != nil {
 		return 0, err
 	}
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(cmd)

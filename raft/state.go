@@ -40,6 +40,10 @@ type NetworkView struct {
 	Pins map[string]bool
 	// CIDRs are the lab-mode source prefixes.
 	CIDRs []netip.Prefix
+	// TLSPrefixes, when not empty, bind the network's certificate to these
+	// source prefixes: a TLS connection presenting it from elsewhere is not
+	// attributed to the network.
+	TLSPrefixes []netip.Prefix
 	// Hosts are the lower-case domains and edge hosts a certificate's
 	// subjectAltName DNS names may match.
 	Hosts map[string]bool
@@ -48,6 +52,21 @@ type NetworkView struct {
 type cidrOwner struct {
 	prefix netip.Prefix
 	net    *NetworkView
+}
+
+// TLSSourceAllowed reports whether a TLS connection from addr may be
+// attributed to the network: always when no TLS prefixes are set.
+func (n *NetworkView) TLSSourceAllowed(addr netip.Addr) bool {
+	if len(n.TLSPrefixes) == 0 {
+		return true
+	}
+	addr = addr.Unmap()
+	for _, p := range n.TLSPrefixes {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // Active reports whether the network may send and receive traffic.
@@ -100,6 +119,11 @@ func newNetworkView(n *hubv1.Network) *NetworkView {
 	for _, c := range n.GetIdentity().GetCidrs() {
 		if p, err := netip.ParsePrefix(c); err == nil {
 			v.CIDRs = append(v.CIDRs, p.Masked())
+		}
+	}
+	for _, c := range n.GetIdentity().GetTlsCidrs() {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			v.TLSPrefixes = append(v.TLSPrefixes, p.Masked())
 		}
 	}
 	for _, caPEM := range n.GetIdentity().GetCaPem() {

@@ -14,6 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/net/idna"
 	"google.golang.org/protobuf/proto"
 
 	"clearhub/proto/hubv1"
@@ -99,7 +100,7 @@ func ValidateNetwork(n *hubv1.Network) error {
 		f := fmt.Sprintf("network.domains[%d]", i)
 		ld := strings.ToLower(d)
 		if !ValidDNSName(ld) {
-			return invalid(f, d, "not a valid DNS name")
+			return invalid(f, d, DNSNameProblem(ld))
 		}
 		if seen[ld] {
 			return invalid(f, d, "duplicate domain")
@@ -150,6 +151,11 @@ func NormalizeNetwork(n *hubv1.Network) *hubv1.Network {
 				id.Cidrs[i] = p.Masked().String()
 			}
 		}
+		for i, s := range id.TlsCidrs {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				id.TlsCidrs[i] = p.Masked().String()
+			}
+		}
 	}
 	c.Services = normServices(c.Services)
 	return c
@@ -177,6 +183,20 @@ func validDisplayName(s string) string {
 		}
 	}
 	return ""
+}
+
+// DNSNameProblem says why s is not a valid DNS name, with the punycode form
+// to use instead when s is an internationalised name.
+func DNSNameProblem(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			if a, err := idna.Lookup.ToASCII(s); err == nil && ValidDNSName(a) {
+				return fmt.Sprintf("not a valid DNS name: internationalised names are given in their ASCII (punycode) form, here %q", a)
+			}
+			return "not a valid DNS name: internationalised names are given in their ASCII (punycode, xn--) form"
+		}
+	}
+	return "not a valid DNS name (letters, digits and hyphens in dot-separated labels)"
 }
 
 // ValidDNSName reports whether s is a lower-case DNS host name (RFC 1123
@@ -327,12 +347,21 @@ func validateIdentity(id *hubv1.Identity) error {
 		}
 		seen[lp] = true
 	}
-	seen = map[string]bool{}
-	for i, c := range id.GetCidrs() {
-		f := fmt.Sprintf("network.identity.cidrs[%d]", i)
+	if err := validPrefixes("network.identity.cidrs", id.GetCidrs()); err != nil {
+		return err
+	}
+	// tls_cidrs is newer than every logged command, so checking it on apply
+	// cannot change how an old log replays.
+	return validPrefixes("network.identity.tls_cidrs", id.GetTlsCidrs())
+}
+
+func validPrefixes(field string, prefixes []string) error {
+	seen := map[string]bool{}
+	for i, c := range prefixes {
+		f := fmt.Sprintf("%s[%d]", field, i)
 		p, err := netip.ParsePrefix(c)
 		if err != nil {
-			return invalid(f, c, "not a CIDR prefix")
+			return invalid(f, c, "not a CIDR prefix (e.g. 192.0.2.0/24 or 2001:db8::/32)")
 		}
 		k := p.Masked().String()
 		if seen[k] {
