@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin
 
-.PHONY: all build run test test-short vet proto cluster interop bench clean fmt
+.PHONY: all build run test test-short vet proto cluster interop bench clean fmt install
 
 all: build
 
@@ -58,6 +58,17 @@ bench: build
 	$(GO) test -run '^$$' -bench . ./ledger/
 	$(GO) test -run '^$$' -bench Apply3NodeTLS -benchtime 200x ./raft/
 	./tests/interop/bench.sh
+
+# Installs the binaries, the systemd unit and (if none exists) the example
+# configuration; DESTDIR and PREFIX work as usual for packaging.
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 $(BIN)/hubd $(DESTDIR)$(PREFIX)/bin/hubd
+	install -D -m 0755 $(BIN)/hubctl $(DESTDIR)$(PREFIX)/bin/hubctl
+	install -D -m 0644 ops/systemd/hubd.service $(DESTDIR)/etc/systemd/system/hubd.service
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/clearhub/README.md
+	test -e $(DESTDIR)/etc/clearhub/hubd.yaml || install -D -m 0640 ops/hubd.example.yaml $(DESTDIR)/etc/clearhub/hubd.yaml
+	@echo "installed; edit /etc/clearhub/hubd.yaml, then: systemctl daemon-reload && systemctl enable --now hubd"
 
 clean:
 	rm -rf $(BIN)
