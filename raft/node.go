@@ -78,6 +78,17 @@ type Config struct {
 	// ApplyTimeout bounds how long Apply, AddVoter, RemoveServer and
 	// Barrier wait to enqueue when their context has no deadline.
 	ApplyTimeout time.Duration
+	// LeaderWait is how long those leader-only calls wait for a leader to
+	// be known (right after start, during an election) before answering
+	// ErrNoLeader; at most half the context's remaining time is spent on it.
+	LeaderWait time.Duration
+	// RestoreTimeout bounds the wait for the restore target (see
+	// Node.WaitRestored) in one case only: once a leader is known and
+	// everything this node knows committed is applied, the target may be an
+	// uncommitted tail that the new leader discarded, so after this long the
+	// node counts as restored anyway (with a warning). Without a leader the
+	// wait does not end: stale state is what the wait exists to prevent.
+	RestoreTimeout time.Duration
 }
 
 // DefaultConfig returns production defaults; fill in ID, Dir, addresses
@@ -93,6 +104,8 @@ func DefaultConfig() Config {
 		LeaderLeaseTimeout: 500 * time.Millisecond,
 		CommitTimeout:      50 * time.Millisecond,
 		ApplyTimeout:       10 * time.Second,
+		LeaderWait:         5 * time.Second,
+		RestoreTimeout:     30 * time.Second,
 	}
 }
 
@@ -160,6 +173,10 @@ func (c *Config) Validate() error {
 		return bad("CommitTimeout", "must be at least 1ms")
 	case c.ApplyTimeout <= 0:
 		return bad("ApplyTimeout", "must be positive")
+	case c.LeaderWait < 0:
+		return bad("LeaderWait", "must not be negative")
+	case c.RestoreTimeout <= 0:
+		return bad("RestoreTimeout", "must be positive")
 	}
 	return nil
 }
@@ -219,6 +236,14 @@ type Node struct {
 	mu       sync.Mutex
 	closed   bool
 	leaderCh map[chan LeaderInfo]struct{}
+
+	// restoreTarget is the index of the last command in the log store
+	// when the node opened: the FSM has applied at least this much before
+	// the node is restored (restored closed). See WaitRestored.
+	restoreTarget uint64
+	restored      chan struct{}
+	removedOnce   sync.Once
+	removed       chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -315,16 +340,26 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 		logger.Info("raft state exists; not bootstrapping")
 	}
 
+	// Read before Raft starts: afterwards a leader may append to the log.
+	target, err := lastCommandIndex(store)
+	if err != nil {
+		return nil, fmt.Errorf("raft: reading the log store: %w", err)
+	}
 	fsm := NewFSM(logger, cfg.OnApply)
+	// NewRaft restores the latest snapshot into fsm before it returns; the
+	// log after it is applied only once a leader says it is committed.
 	r, err := hraft.NewRaft(rc, fsm, logs, store, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("raft: starting: %w", err)
 	}
 	n = &Node{
 		cfg: cfg, logger: logger, fsm: fsm, raft: r, trans: trans, store: store,
-		obsCh:    make(chan hraft.Observation, 64),
-		stop:     make(chan struct{}),
-		leaderCh: map[chan LeaderInfo]struct{}{},
+		obsCh:         make(chan hraft.Observation, 64),
+		stop:          make(chan struct{}),
+		leaderCh:      map[chan LeaderInfo]struct{}{},
+		restoreTarget: target,
+		restored:      make(chan struct{}),
+		removed:       make(chan struct{}),
 	}
 	// Observers, not LeaderCh: LeaderCh has a single consumer and drops
 	// transitions. A non-blocking observer cannot stall Raft; the buffer is
@@ -334,8 +369,9 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 		return ok
 	})
 	r.RegisterObserver(n.observer)
-	n.watchWG.Add(1)
+	n.watchWG.Add(2)
 	go n.watchLeader()
+	go n.watchRestore()
 	return n, nil
 }
 
@@ -457,6 +493,7 @@ func (n *Node) notLeader() error {
 // If ctx ends first Apply returns ctx.Err(), but the command may still be
 // applied later.
 func (n *Node) Apply(ctx context.Context, cmd *hubv1.Command) (uint64, error) {
+	n.awaitLeader(ctx)
 	if !n.IsLeader() {
 		return 0, n.notLeader()
 	}
@@ -498,6 +535,7 @@ func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
 	if err := CheckAdvertiseAddr(addr); err != nil {
 		return err
 	}
+	n.awaitLeader(ctx)
 	if !n.IsLeader() {
 		return n.notLeader()
 	}
@@ -512,6 +550,7 @@ func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
 // removed node shuts its Raft down; to come back it needs an empty Dir and
 // a new id.
 func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	n.awaitLeader(ctx)
 	if !n.IsLeader() {
 		return n.notLeader()
 	}
@@ -526,6 +565,7 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 // node, the leader. Leader only: use it before a read that must see every
 // acknowledged write.
 func (n *Node) Barrier(ctx context.Context) error {
+	n.awaitLeader(ctx)
 	if !n.IsLeader() {
 		return n.notLeader()
 	}
@@ -538,6 +578,26 @@ func (n *Node) Barrier(ctx context.Context) error {
 // admin service calls it after a forwarded write to read its own write.
 func (n *Node) WaitForApplied(ctx context.Context, index uint64) error {
 	return n.fsm.waitIndex(ctx, index)
+}
+
+// awaitLeader gives a node that knows no leader (just started, or in an
+// election) up to cfg.LeaderWait, and at most half of ctx's remaining time,
+// to learn one, so a write right after start is not refused outright. The
+// caller then checks leadership as usual.
+func (n *Node) awaitLeader(ctx context.Context) {
+	if id, _ := n.Leader(); id != "" || n.cfg.LeaderWait <= 0 {
+		return
+	}
+	wait := n.cfg.LeaderWait
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d)/2)
+	}
+	if wait <= 0 {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	_ = n.WaitForLeader(wctx) // on timeout the caller reports ErrNoLeader
 }
 
 // WaitForLeader waits until this node knows a leader (possibly itself).
@@ -565,14 +625,18 @@ func (n *Node) Status() Status {
 	u := func(k string) uint64 { v, _ := strconv.ParseUint(st[k], 10, 64); return v }
 	id, addr := n.Leader()
 	s := Status{
-		NodeID:       n.cfg.ID,
-		State:        n.raft.State().String(),
-		LeaderID:     id,
-		LeaderAddr:   addr,
-		Term:         u("term"),
-		CommitIndex:  u("commit_index"),
-		AppliedIndex: u("applied_index"),
-		LastIndex:    u("last_log_index"),
+		NodeID:        n.cfg.ID,
+		State:         n.raft.State().String(),
+		LeaderID:      id,
+		LeaderAddr:    addr,
+		Term:          u("term"),
+		CommitIndex:   u("commit_index"),
+		AppliedIndex:  u("applied_index"),
+		LastIndex:     u("last_log_index"),
+		StateIndex:    n.fsm.State().Index,
+		RestoreTarget: n.restoreTarget,
+		Restored:      n.Restored(),
+		Removed:       n.Removed(),
 	}
 	f := n.raft.GetConfiguration()
 	if f.Error() == nil {

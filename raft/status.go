@@ -10,7 +10,17 @@ type Status struct {
 	CommitIndex  uint64
 	AppliedIndex uint64
 	LastIndex    uint64
-	Servers      []Server
+	// StateIndex is the index of the last command the FSM applied (the
+	// State's Index); RestoreTarget is the last command index in the log
+	// when the node opened. Restored is set once StateIndex reached it (see
+	// Node.WaitRestored): before that the node serves nothing.
+	StateIndex    uint64
+	RestoreTarget uint64
+	Restored      bool
+	// Removed is set once this node, having been a member, is no longer in
+	// the Raft configuration: its state is frozen.
+	Removed bool
+	Servers []Server
 }
 
 // Server is one member of the Raft configuration.
