@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"clearhub/proto/hubv1"
@@ -10,7 +11,8 @@ import (
 )
 
 // AllowPolicy lets source (or every member, with all) reach destination for
-// services (every service when empty).
+// services (every service when empty). An empty list is refused with
+// FailedPrecondition when it would widen a narrower existing grant.
 func (s *Server) AllowPolicy(ctx context.Context, req *hubv1.PolicyChangeRequest) (*hubv1.Policy, error) {
 	return s.changePolicy(ctx, "AllowPolicy", req, true)
 }
@@ -44,6 +46,11 @@ func (s *Server) changePolicy(ctx context.Context, method string, req *hubv1.Pol
 			return nil, fieldErr(fmt.Sprintf("services[%d]", i), fmt.Sprintf("unknown service %d", sv))
 		}
 	}
+	if allow && len(svcs) == 0 {
+		if err := s.refuseWidening(req); err != nil {
+			return nil, err
+		}
+	}
 	cmd := s.command(c.Name)
 	if allow {
 		cmd.Op = &hubv1.Command_PolicyAllow{PolicyAllow: &hubv1.PolicyAllow{
@@ -69,6 +76,52 @@ func (s *Server) changePolicy(ctx context.Context, method string, req *hubv1.Pol
 	}
 	return &hubv1.Policy{Destination: dst}, nil
 }
+
+// refuseWidening refuses an allow without services (which means every
+// service) when source already holds a narrower grant on the destination:
+// an operator who forgot the services would otherwise silently open every
+// service to it. Listing every service widens on purpose (hubctl: --services
+// all). The check reads this node's state; the window until the write
+// applies is that of any read-then-write admin call.
+func (s *Server) refuseWidening(req *hubv1.PolicyChangeRequest) error {
+	p := s.store.State().Policy(req.GetDestination())
+	if p == nil {
+		return nil
+	}
+	var have []hubv1.Service
+	who := fmt.Sprintf("source %q", req.GetSource())
+	if req.GetAll() {
+		if !p.GetAllowAll() {
+			return nil
+		}
+		have, who = p.GetAllServices(), "every member (all)"
+	} else {
+		i := slices.IndexFunc(p.GetRules(), func(r *hubv1.PolicyRule) bool { return r.GetSource() == req.GetSource() })
+		if i < 0 {
+			return nil
+		}
+		have = p.GetRules()[i].GetServices()
+	}
+	if len(have) == 0 || len(have) >= len(raft.AllServices()) {
+		return nil // nothing granted, or already every service: no widening
+	}
+	return &policyErr{
+		msg: fmt.Sprintf("services: required: %s already has %s on %q, and an empty services list means every service; "+
+			"list the services to add, or list every service to widen the grant on purpose (hubctl: --services all)",
+			who, serviceList(have), req.GetDestination()),
+		kind: raft.ErrFailedPrecondition,
+	}
+}
+
+// policyErr is an error with an exact message that maps through toStatus
+// like the sentinel it wraps.
+type policyErr struct {
+	msg  string
+	kind error
+}
+
+func (e *policyErr) Error() string { return e.msg }
+func (e *policyErr) Unwrap() error { return e.kind }
 
 func serviceList(svcs []hubv1.Service) string {
 	if len(svcs) == 0 {
