@@ -554,6 +554,7 @@ type JoinToken struct {
 	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	ExpiresUnix   int64                  `protobuf:"varint,2,opt,name=expires_unix,json=expiresUnix,proto3" json:"expires_unix,omitempty"`
 	CaFingerprint string                 `protobuf:"bytes,3,opt,name=ca_fingerprint,json=caFingerprint,proto3" json:"ca_fingerprint,omitempty"`
+	Id            string                 `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"` // the token's public id (hubctl cluster token list|revoke)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -605,6 +606,13 @@ func (x *JoinToken) GetExpiresUnix() int64 {
 func (x *JoinToken) GetCaFingerprint() string {
 	if x != nil {
 		return x.CaFingerprint
+	}
+	return ""
+}
+
+func (x *JoinToken) GetId() string {
+	if x != nil {
+		return x.Id
 	}
 	return ""
 }
@@ -2063,6 +2071,392 @@ func (x *ScrubAuditResponse) GetFinishedUnixNano() int64 {
 	return 0
 }
 
+// RevokeCertificateRequest names exactly one of serial (hex, colons
+// allowed, as openssl prints it) and name (certificate common name).
+type RevokeCertificateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCertificateRequest) Reset() {
+	*x = RevokeCertificateRequest{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCertificateRequest) ProtoMessage() {}
+
+func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RevokeCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RevokeCertificateRequest) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RevokeCertificateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RevokeCertificateRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ListRevocationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRevocationsRequest) Reset() {
+	*x = ListRevocationsRequest{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRevocationsRequest) ProtoMessage() {}
+
+func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
+func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+type ListRevocationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revocations   []*Revocation          `protobuf:"bytes,1,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRevocationsResponse) Reset() {
+	*x = ListRevocationsResponse{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRevocationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRevocationsResponse) ProtoMessage() {}
+
+func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
+func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
+type ListJoinTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensRequest) Reset() {
+	*x = ListJoinTokensRequest{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensRequest) ProtoMessage() {}
+
+func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+type ListJoinTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*JoinTokenRecord     `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensResponse) Reset() {
+	*x = ListJoinTokensResponse{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensResponse) ProtoMessage() {}
+
+func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListJoinTokensResponse) GetTokens() []*JoinTokenRecord {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type RevokeJoinTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeJoinTokenRequest) Reset() {
+	*x = RevokeJoinTokenRequest{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeJoinTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeJoinTokenRequest) ProtoMessage() {}
+
+func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeJoinTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeJoinTokenRequest) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RevokeJoinTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RevokeJoinTokenRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type WhoAmIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIRequest) Reset() {
+	*x = WhoAmIRequest{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIRequest) ProtoMessage() {}
+
+func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
+func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+type WhoAmIResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Serial        string                 `protobuf:"bytes,2,opt,name=serial,proto3" json:"serial,omitempty"`
+	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"` // certificate role: operator, node, member
+	Role          string                 `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"` // admin role of an operator certificate
+	NotAfterUnix  int64                  `protobuf:"varint,5,opt,name=not_after_unix,json=notAfterUnix,proto3" json:"not_after_unix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIResponse) Reset() {
+	*x = WhoAmIResponse{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIResponse) ProtoMessage() {}
+
+func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
+func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *WhoAmIResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetNotAfterUnix() int64 {
+	if x != nil {
+		return x.NotAfterUnix
+	}
+	return 0
+}
+
 var File_clearhub_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearhub_v1_admin_proto_rawDesc = "" +
@@ -2096,11 +2490,12 @@ const file_clearhub_v1_admin_proto_rawDesc = "" +
 	"\bpolicies\x18\x01 \x03(\v2\x13.clearhub.v1.PolicyR\bpolicies\"9\n" +
 	"\x16CreateJoinTokenRequest\x12\x1f\n" +
 	"\vttl_seconds\x18\x01 \x01(\x03R\n" +
-	"ttlSeconds\"k\n" +
+	"ttlSeconds\"{\n" +
 	"\tJoinToken\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12!\n" +
 	"\fexpires_unix\x18\x02 \x01(\x03R\vexpiresUnix\x12%\n" +
-	"\x0eca_fingerprint\x18\x03 \x01(\tR\rcaFingerprint\"\\\n" +
+	"\x0eca_fingerprint\x18\x03 \x01(\tR\rcaFingerprint\x12\x0e\n" +
+	"\x02id\x18\x04 \x01(\tR\x02id\"\\\n" +
 	"\x0eAddNodeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1d\n" +
@@ -2217,7 +2612,27 @@ const file_clearhub_v1_admin_proto_rawDesc = "" +
 	"\rfirst_bad_seq\x18\x05 \x01(\x04R\vfirstBadSeq\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x12*\n" +
 	"\x11started_unix_nano\x18\a \x01(\x03R\x0fstartedUnixNano\x12,\n" +
-	"\x12finished_unix_nano\x18\b \x01(\x03R\x10finishedUnixNano2\x8c\f\n" +
+	"\x12finished_unix_nano\x18\b \x01(\x03R\x10finishedUnixNano\"^\n" +
+	"\x18RevokeCertificateRequest\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x18\n" +
+	"\x16ListRevocationsRequest\"T\n" +
+	"\x17ListRevocationsResponse\x129\n" +
+	"\vrevocations\x18\x01 \x03(\v2\x17.clearhub.v1.RevocationR\vrevocations\"\x17\n" +
+	"\x15ListJoinTokensRequest\"N\n" +
+	"\x16ListJoinTokensResponse\x124\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x1c.clearhub.v1.JoinTokenRecordR\x06tokens\"@\n" +
+	"\x16RevokeJoinTokenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x0f\n" +
+	"\rWhoAmIRequest\"\x8a\x01\n" +
+	"\x0eWhoAmIResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06serial\x18\x02 \x01(\tR\x06serial\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12$\n" +
+	"\x0enot_after_unix\x18\x05 \x01(\x03R\fnotAfterUnix2\xb3\x0f\n" +
 	"\fAdminService\x12B\n" +
 	"\n" +
 	"AddNetwork\x12\x1e.clearhub.v1.AddNetworkRequest\x1a\x14.clearhub.v1.Network\x12B\n" +
@@ -2243,7 +2658,12 @@ const file_clearhub_v1_admin_proto_rawDesc = "" +
 	"\vExportAudit\x12\x1f.clearhub.v1.ExportAuditRequest\x1a\x18.clearhub.v1.AuditRecord0\x01\x12F\n" +
 	"\tTailAudit\x12\x1d.clearhub.v1.TailAuditRequest\x1a\x18.clearhub.v1.AuditRecord0\x01\x12M\n" +
 	"\n" +
-	"ScrubAudit\x12\x1e.clearhub.v1.ScrubAuditRequest\x1a\x1f.clearhub.v1.ScrubAuditResponse2J\n" +
+	"ScrubAudit\x12\x1e.clearhub.v1.ScrubAuditRequest\x1a\x1f.clearhub.v1.ScrubAuditResponse\x12S\n" +
+	"\x11RevokeCertificate\x12%.clearhub.v1.RevokeCertificateRequest\x1a\x17.clearhub.v1.Revocation\x12\\\n" +
+	"\x0fListRevocations\x12#.clearhub.v1.ListRevocationsRequest\x1a$.clearhub.v1.ListRevocationsResponse\x12Y\n" +
+	"\x0eListJoinTokens\x12\".clearhub.v1.ListJoinTokensRequest\x1a#.clearhub.v1.ListJoinTokensResponse\x12T\n" +
+	"\x0fRevokeJoinToken\x12#.clearhub.v1.RevokeJoinTokenRequest\x1a\x1c.clearhub.v1.JoinTokenRecord\x12A\n" +
+	"\x06WhoAmI\x12\x1a.clearhub.v1.WhoAmIRequest\x1a\x1b.clearhub.v1.WhoAmIResponse2J\n" +
 	"\vJoinService\x12;\n" +
 	"\x04Join\x12\x18.clearhub.v1.JoinRequest\x1a\x19.clearhub.v1.JoinResponse2\x87\x03\n" +
 	"\x0fClusterInternal\x12D\n" +
@@ -2265,114 +2685,136 @@ func file_clearhub_v1_admin_proto_rawDescGZIP() []byte {
 	return file_clearhub_v1_admin_proto_rawDescData
 }
 
-var file_clearhub_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_clearhub_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_clearhub_v1_admin_proto_goTypes = []any{
-	(*AddNetworkRequest)(nil),       // 0: clearhub.v1.AddNetworkRequest
-	(*GetNetworkRequest)(nil),       // 1: clearhub.v1.GetNetworkRequest
-	(*ListNetworksRequest)(nil),     // 2: clearhub.v1.ListNetworksRequest
-	(*ListNetworksResponse)(nil),    // 3: clearhub.v1.ListNetworksResponse
-	(*UpdateNetworkRequest)(nil),    // 4: clearhub.v1.UpdateNetworkRequest
-	(*NetworkRef)(nil),              // 5: clearhub.v1.NetworkRef
-	(*RemoveNetworkResponse)(nil),   // 6: clearhub.v1.RemoveNetworkResponse
-	(*PolicyChangeRequest)(nil),     // 7: clearhub.v1.PolicyChangeRequest
-	(*ListPoliciesRequest)(nil),     // 8: clearhub.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),    // 9: clearhub.v1.ListPoliciesResponse
-	(*CreateJoinTokenRequest)(nil),  // 10: clearhub.v1.CreateJoinTokenRequest
-	(*JoinToken)(nil),               // 11: clearhub.v1.JoinToken
-	(*AddNodeRequest)(nil),          // 12: clearhub.v1.AddNodeRequest
-	(*RemoveNodeRequest)(nil),       // 13: clearhub.v1.RemoveNodeRequest
-	(*ClusterStatusRequest)(nil),    // 14: clearhub.v1.ClusterStatusRequest
-	(*LocalStatusRequest)(nil),      // 15: clearhub.v1.LocalStatusRequest
-	(*NodeStatus)(nil),              // 16: clearhub.v1.NodeStatus
-	(*ClusterStatusResponse)(nil),   // 17: clearhub.v1.ClusterStatusResponse
-	(*JoinRequest)(nil),             // 18: clearhub.v1.JoinRequest
-	(*JoinResponse)(nil),            // 19: clearhub.v1.JoinResponse
-	(*ProposeRequest)(nil),          // 20: clearhub.v1.ProposeRequest
-	(*ProposeResponse)(nil),         // 21: clearhub.v1.ProposeResponse
-	(*AddVoterRequest)(nil),         // 22: clearhub.v1.AddVoterRequest
-	(*GetCheckpointRequest)(nil),    // 23: clearhub.v1.GetCheckpointRequest
-	(*Checkpoint)(nil),              // 24: clearhub.v1.Checkpoint
-	(*InclusionProofRequest)(nil),   // 25: clearhub.v1.InclusionProofRequest
-	(*InclusionProof)(nil),          // 26: clearhub.v1.InclusionProof
-	(*ConsistencyProofRequest)(nil), // 27: clearhub.v1.ConsistencyProofRequest
-	(*ConsistencyProof)(nil),        // 28: clearhub.v1.ConsistencyProof
-	(*ExportAuditRequest)(nil),      // 29: clearhub.v1.ExportAuditRequest
-	(*TailAuditRequest)(nil),        // 30: clearhub.v1.TailAuditRequest
-	(*AuditRecord)(nil),             // 31: clearhub.v1.AuditRecord
-	(*ScrubAuditRequest)(nil),       // 32: clearhub.v1.ScrubAuditRequest
-	(*ScrubAuditResponse)(nil),      // 33: clearhub.v1.ScrubAuditResponse
-	(*Network)(nil),                 // 34: clearhub.v1.Network
-	(Service)(0),                    // 35: clearhub.v1.Service
-	(*Policy)(nil),                  // 36: clearhub.v1.Policy
+	(*AddNetworkRequest)(nil),        // 0: clearhub.v1.AddNetworkRequest
+	(*GetNetworkRequest)(nil),        // 1: clearhub.v1.GetNetworkRequest
+	(*ListNetworksRequest)(nil),      // 2: clearhub.v1.ListNetworksRequest
+	(*ListNetworksResponse)(nil),     // 3: clearhub.v1.ListNetworksResponse
+	(*UpdateNetworkRequest)(nil),     // 4: clearhub.v1.UpdateNetworkRequest
+	(*NetworkRef)(nil),               // 5: clearhub.v1.NetworkRef
+	(*RemoveNetworkResponse)(nil),    // 6: clearhub.v1.RemoveNetworkResponse
+	(*PolicyChangeRequest)(nil),      // 7: clearhub.v1.PolicyChangeRequest
+	(*ListPoliciesRequest)(nil),      // 8: clearhub.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),     // 9: clearhub.v1.ListPoliciesResponse
+	(*CreateJoinTokenRequest)(nil),   // 10: clearhub.v1.CreateJoinTokenRequest
+	(*JoinToken)(nil),                // 11: clearhub.v1.JoinToken
+	(*AddNodeRequest)(nil),           // 12: clearhub.v1.AddNodeRequest
+	(*RemoveNodeRequest)(nil),        // 13: clearhub.v1.RemoveNodeRequest
+	(*ClusterStatusRequest)(nil),     // 14: clearhub.v1.ClusterStatusRequest
+	(*LocalStatusRequest)(nil),       // 15: clearhub.v1.LocalStatusRequest
+	(*NodeStatus)(nil),               // 16: clearhub.v1.NodeStatus
+	(*ClusterStatusResponse)(nil),    // 17: clearhub.v1.ClusterStatusResponse
+	(*JoinRequest)(nil),              // 18: clearhub.v1.JoinRequest
+	(*JoinResponse)(nil),             // 19: clearhub.v1.JoinResponse
+	(*ProposeRequest)(nil),           // 20: clearhub.v1.ProposeRequest
+	(*ProposeResponse)(nil),          // 21: clearhub.v1.ProposeResponse
+	(*AddVoterRequest)(nil),          // 22: clearhub.v1.AddVoterRequest
+	(*GetCheckpointRequest)(nil),     // 23: clearhub.v1.GetCheckpointRequest
+	(*Checkpoint)(nil),               // 24: clearhub.v1.Checkpoint
+	(*InclusionProofRequest)(nil),    // 25: clearhub.v1.InclusionProofRequest
+	(*InclusionProof)(nil),           // 26: clearhub.v1.InclusionProof
+	(*ConsistencyProofRequest)(nil),  // 27: clearhub.v1.ConsistencyProofRequest
+	(*ConsistencyProof)(nil),         // 28: clearhub.v1.ConsistencyProof
+	(*ExportAuditRequest)(nil),       // 29: clearhub.v1.ExportAuditRequest
+	(*TailAuditRequest)(nil),         // 30: clearhub.v1.TailAuditRequest
+	(*AuditRecord)(nil),              // 31: clearhub.v1.AuditRecord
+	(*ScrubAuditRequest)(nil),        // 32: clearhub.v1.ScrubAuditRequest
+	(*ScrubAuditResponse)(nil),       // 33: clearhub.v1.ScrubAuditResponse
+	(*RevokeCertificateRequest)(nil), // 34: clearhub.v1.RevokeCertificateRequest
+	(*ListRevocationsRequest)(nil),   // 35: clearhub.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),  // 36: clearhub.v1.ListRevocationsResponse
+	(*ListJoinTokensRequest)(nil),    // 37: clearhub.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),   // 38: clearhub.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),   // 39: clearhub.v1.RevokeJoinTokenRequest
+	(*WhoAmIRequest)(nil),            // 40: clearhub.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),           // 41: clearhub.v1.WhoAmIResponse
+	(*Network)(nil),                  // 42: clearhub.v1.Network
+	(Service)(0),                     // 43: clearhub.v1.Service
+	(*Policy)(nil),                   // 44: clearhub.v1.Policy
+	(*Revocation)(nil),               // 45: clearhub.v1.Revocation
+	(*JoinTokenRecord)(nil),          // 46: clearhub.v1.JoinTokenRecord
 }
 var file_clearhub_v1_admin_proto_depIdxs = []int32{
-	34, // 0: clearhub.v1.AddNetworkRequest.network:type_name -> clearhub.v1.Network
-	34, // 1: clearhub.v1.ListNetworksResponse.networks:type_name -> clearhub.v1.Network
-	34, // 2: clearhub.v1.UpdateNetworkRequest.network:type_name -> clearhub.v1.Network
-	35, // 3: clearhub.v1.PolicyChangeRequest.services:type_name -> clearhub.v1.Service
-	36, // 4: clearhub.v1.ListPoliciesResponse.policies:type_name -> clearhub.v1.Policy
+	42, // 0: clearhub.v1.AddNetworkRequest.network:type_name -> clearhub.v1.Network
+	42, // 1: clearhub.v1.ListNetworksResponse.networks:type_name -> clearhub.v1.Network
+	42, // 2: clearhub.v1.UpdateNetworkRequest.network:type_name -> clearhub.v1.Network
+	43, // 3: clearhub.v1.PolicyChangeRequest.services:type_name -> clearhub.v1.Service
+	44, // 4: clearhub.v1.ListPoliciesResponse.policies:type_name -> clearhub.v1.Policy
 	16, // 5: clearhub.v1.ClusterStatusResponse.nodes:type_name -> clearhub.v1.NodeStatus
 	31, // 6: clearhub.v1.InclusionProof.entry:type_name -> clearhub.v1.AuditRecord
 	24, // 7: clearhub.v1.InclusionProof.checkpoint:type_name -> clearhub.v1.Checkpoint
 	24, // 8: clearhub.v1.ConsistencyProof.old_checkpoint:type_name -> clearhub.v1.Checkpoint
 	24, // 9: clearhub.v1.ConsistencyProof.new_checkpoint:type_name -> clearhub.v1.Checkpoint
-	0,  // 10: clearhub.v1.AdminService.AddNetwork:input_type -> clearhub.v1.AddNetworkRequest
-	1,  // 11: clearhub.v1.AdminService.GetNetwork:input_type -> clearhub.v1.GetNetworkRequest
-	2,  // 12: clearhub.v1.AdminService.ListNetworks:input_type -> clearhub.v1.ListNetworksRequest
-	4,  // 13: clearhub.v1.AdminService.UpdateNetwork:input_type -> clearhub.v1.UpdateNetworkRequest
-	5,  // 14: clearhub.v1.AdminService.SuspendNetwork:input_type -> clearhub.v1.NetworkRef
-	5,  // 15: clearhub.v1.AdminService.ResumeNetwork:input_type -> clearhub.v1.NetworkRef
-	5,  // 16: clearhub.v1.AdminService.RemoveNetwork:input_type -> clearhub.v1.NetworkRef
-	7,  // 17: clearhub.v1.AdminService.AllowPolicy:input_type -> clearhub.v1.PolicyChangeRequest
-	7,  // 18: clearhub.v1.AdminService.DenyPolicy:input_type -> clearhub.v1.PolicyChangeRequest
-	8,  // 19: clearhub.v1.AdminService.ListPolicies:input_type -> clearhub.v1.ListPoliciesRequest
-	10, // 20: clearhub.v1.AdminService.CreateJoinToken:input_type -> clearhub.v1.CreateJoinTokenRequest
-	12, // 21: clearhub.v1.AdminService.AddNode:input_type -> clearhub.v1.AddNodeRequest
-	13, // 22: clearhub.v1.AdminService.RemoveNode:input_type -> clearhub.v1.RemoveNodeRequest
-	14, // 23: clearhub.v1.AdminService.ClusterStatus:input_type -> clearhub.v1.ClusterStatusRequest
-	23, // 24: clearhub.v1.AdminService.GetCheckpoint:input_type -> clearhub.v1.GetCheckpointRequest
-	25, // 25: clearhub.v1.AdminService.GetInclusionProof:input_type -> clearhub.v1.InclusionProofRequest
-	27, // 26: clearhub.v1.AdminService.GetConsistencyProof:input_type -> clearhub.v1.ConsistencyProofRequest
-	29, // 27: clearhub.v1.AdminService.ExportAudit:input_type -> clearhub.v1.ExportAuditRequest
-	30, // 28: clearhub.v1.AdminService.TailAudit:input_type -> clearhub.v1.TailAuditRequest
-	32, // 29: clearhub.v1.AdminService.ScrubAudit:input_type -> clearhub.v1.ScrubAuditRequest
-	18, // 30: clearhub.v1.JoinService.Join:input_type -> clearhub.v1.JoinRequest
-	20, // 31: clearhub.v1.ClusterInternal.Propose:input_type -> clearhub.v1.ProposeRequest
-	22, // 32: clearhub.v1.ClusterInternal.AddVoter:input_type -> clearhub.v1.AddVoterRequest
-	13, // 33: clearhub.v1.ClusterInternal.RemoveServer:input_type -> clearhub.v1.RemoveNodeRequest
-	15, // 34: clearhub.v1.ClusterInternal.LocalStatus:input_type -> clearhub.v1.LocalStatusRequest
-	29, // 35: clearhub.v1.ClusterInternal.ExportLocalAudit:input_type -> clearhub.v1.ExportAuditRequest
-	34, // 36: clearhub.v1.AdminService.AddNetwork:output_type -> clearhub.v1.Network
-	34, // 37: clearhub.v1.AdminService.GetNetwork:output_type -> clearhub.v1.Network
-	3,  // 38: clearhub.v1.AdminService.ListNetworks:output_type -> clearhub.v1.ListNetworksResponse
-	34, // 39: clearhub.v1.AdminService.UpdateNetwork:output_type -> clearhub.v1.Network
-	34, // 40: clearhub.v1.AdminService.SuspendNetwork:output_type -> clearhub.v1.Network
-	34, // 41: clearhub.v1.AdminService.ResumeNetwork:output_type -> clearhub.v1.Network
-	6,  // 42: clearhub.v1.AdminService.RemoveNetwork:output_type -> clearhub.v1.RemoveNetworkResponse
-	36, // 43: clearhub.v1.AdminService.AllowPolicy:output_type -> clearhub.v1.Policy
-	36, // 44: clearhub.v1.AdminService.DenyPolicy:output_type -> clearhub.v1.Policy
-	9,  // 45: clearhub.v1.AdminService.ListPolicies:output_type -> clearhub.v1.ListPoliciesResponse
-	11, // 46: clearhub.v1.AdminService.CreateJoinToken:output_type -> clearhub.v1.JoinToken
-	17, // 47: clearhub.v1.AdminService.AddNode:output_type -> clearhub.v1.ClusterStatusResponse
-	17, // 48: clearhub.v1.AdminService.RemoveNode:output_type -> clearhub.v1.ClusterStatusResponse
-	17, // 49: clearhub.v1.AdminService.ClusterStatus:output_type -> clearhub.v1.ClusterStatusResponse
-	24, // 50: clearhub.v1.AdminService.GetCheckpoint:output_type -> clearhub.v1.Checkpoint
-	26, // 51: clearhub.v1.AdminService.GetInclusionProof:output_type -> clearhub.v1.InclusionProof
-	28, // 52: clearhub.v1.AdminService.GetConsistencyProof:output_type -> clearhub.v1.ConsistencyProof
-	31, // 53: clearhub.v1.AdminService.ExportAudit:output_type -> clearhub.v1.AuditRecord
-	31, // 54: clearhub.v1.AdminService.TailAudit:output_type -> clearhub.v1.AuditRecord
-	33, // 55: clearhub.v1.AdminService.ScrubAudit:output_type -> clearhub.v1.ScrubAuditResponse
-	19, // 56: clearhub.v1.JoinService.Join:output_type -> clearhub.v1.JoinResponse
-	21, // 57: clearhub.v1.ClusterInternal.Propose:output_type -> clearhub.v1.ProposeResponse
-	21, // 58: clearhub.v1.ClusterInternal.AddVoter:output_type -> clearhub.v1.ProposeResponse
-	21, // 59: clearhub.v1.ClusterInternal.RemoveServer:output_type -> clearhub.v1.ProposeResponse
-	16, // 60: clearhub.v1.ClusterInternal.LocalStatus:output_type -> clearhub.v1.NodeStatus
-	31, // 61: clearhub.v1.ClusterInternal.ExportLocalAudit:output_type -> clearhub.v1.AuditRecord
-	36, // [36:62] is the sub-list for method output_type
-	10, // [10:36] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	45, // 10: clearhub.v1.ListRevocationsResponse.revocations:type_name -> clearhub.v1.Revocation
+	46, // 11: clearhub.v1.ListJoinTokensResponse.tokens:type_name -> clearhub.v1.JoinTokenRecord
+	0,  // 12: clearhub.v1.AdminService.AddNetwork:input_type -> clearhub.v1.AddNetworkRequest
+	1,  // 13: clearhub.v1.AdminService.GetNetwork:input_type -> clearhub.v1.GetNetworkRequest
+	2,  // 14: clearhub.v1.AdminService.ListNetworks:input_type -> clearhub.v1.ListNetworksRequest
+	4,  // 15: clearhub.v1.AdminService.UpdateNetwork:input_type -> clearhub.v1.UpdateNetworkRequest
+	5,  // 16: clearhub.v1.AdminService.SuspendNetwork:input_type -> clearhub.v1.NetworkRef
+	5,  // 17: clearhub.v1.AdminService.ResumeNetwork:input_type -> clearhub.v1.NetworkRef
+	5,  // 18: clearhub.v1.AdminService.RemoveNetwork:input_type -> clearhub.v1.NetworkRef
+	7,  // 19: clearhub.v1.AdminService.AllowPolicy:input_type -> clearhub.v1.PolicyChangeRequest
+	7,  // 20: clearhub.v1.AdminService.DenyPolicy:input_type -> clearhub.v1.PolicyChangeRequest
+	8,  // 21: clearhub.v1.AdminService.ListPolicies:input_type -> clearhub.v1.ListPoliciesRequest
+	10, // 22: clearhub.v1.AdminService.CreateJoinToken:input_type -> clearhub.v1.CreateJoinTokenRequest
+	12, // 23: clearhub.v1.AdminService.AddNode:input_type -> clearhub.v1.AddNodeRequest
+	13, // 24: clearhub.v1.AdminService.RemoveNode:input_type -> clearhub.v1.RemoveNodeRequest
+	14, // 25: clearhub.v1.AdminService.ClusterStatus:input_type -> clearhub.v1.ClusterStatusRequest
+	23, // 26: clearhub.v1.AdminService.GetCheckpoint:input_type -> clearhub.v1.GetCheckpointRequest
+	25, // 27: clearhub.v1.AdminService.GetInclusionProof:input_type -> clearhub.v1.InclusionProofRequest
+	27, // 28: clearhub.v1.AdminService.GetConsistencyProof:input_type -> clearhub.v1.ConsistencyProofRequest
+	29, // 29: clearhub.v1.AdminService.ExportAudit:input_type -> clearhub.v1.ExportAuditRequest
+	30, // 30: clearhub.v1.AdminService.TailAudit:input_type -> clearhub.v1.TailAuditRequest
+	32, // 31: clearhub.v1.AdminService.ScrubAudit:input_type -> clearhub.v1.ScrubAuditRequest
+	34, // 32: clearhub.v1.AdminService.RevokeCertificate:input_type -> clearhub.v1.RevokeCertificateRequest
+	35, // 33: clearhub.v1.AdminService.ListRevocations:input_type -> clearhub.v1.ListRevocationsRequest
+	37, // 34: clearhub.v1.AdminService.ListJoinTokens:input_type -> clearhub.v1.ListJoinTokensRequest
+	39, // 35: clearhub.v1.AdminService.RevokeJoinToken:input_type -> clearhub.v1.RevokeJoinTokenRequest
+	40, // 36: clearhub.v1.AdminService.WhoAmI:input_type -> clearhub.v1.WhoAmIRequest
+	18, // 37: clearhub.v1.JoinService.Join:input_type -> clearhub.v1.JoinRequest
+	20, // 38: clearhub.v1.ClusterInternal.Propose:input_type -> clearhub.v1.ProposeRequest
+	22, // 39: clearhub.v1.ClusterInternal.AddVoter:input_type -> clearhub.v1.AddVoterRequest
+	13, // 40: clearhub.v1.ClusterInternal.RemoveServer:input_type -> clearhub.v1.RemoveNodeRequest
+	15, // 41: clearhub.v1.ClusterInternal.LocalStatus:input_type -> clearhub.v1.LocalStatusRequest
+	29, // 42: clearhub.v1.ClusterInternal.ExportLocalAudit:input_type -> clearhub.v1.ExportAuditRequest
+	42, // 43: clearhub.v1.AdminService.AddNetwork:output_type -> clearhub.v1.Network
+	42, // 44: clearhub.v1.AdminService.GetNetwork:output_type -> clearhub.v1.Network
+	3,  // 45: clearhub.v1.AdminService.ListNetworks:output_type -> clearhub.v1.ListNetworksResponse
+	42, // 46: clearhub.v1.AdminService.UpdateNetwork:output_type -> clearhub.v1.Network
+	42, // 47: clearhub.v1.AdminService.SuspendNetwork:output_type -> clearhub.v1.Network
+	42, // 48: clearhub.v1.AdminService.ResumeNetwork:output_type -> clearhub.v1.Network
+	6,  // 49: clearhub.v1.AdminService.RemoveNetwork:output_type -> clearhub.v1.RemoveNetworkResponse
+	44, // 50: clearhub.v1.AdminService.AllowPolicy:output_type -> clearhub.v1.Policy
+	44, // 51: clearhub.v1.AdminService.DenyPolicy:output_type -> clearhub.v1.Policy
+	9,  // 52: clearhub.v1.AdminService.ListPolicies:output_type -> clearhub.v1.ListPoliciesResponse
+	11, // 53: clearhub.v1.AdminService.CreateJoinToken:output_type -> clearhub.v1.JoinToken
+	17, // 54: clearhub.v1.AdminService.AddNode:output_type -> clearhub.v1.ClusterStatusResponse
+	17, // 55: clearhub.v1.AdminService.RemoveNode:output_type -> clearhub.v1.ClusterStatusResponse
+	17, // 56: clearhub.v1.AdminService.ClusterStatus:output_type -> clearhub.v1.ClusterStatusResponse
+	24, // 57: clearhub.v1.AdminService.GetCheckpoint:output_type -> clearhub.v1.Checkpoint
+	26, // 58: clearhub.v1.AdminService.GetInclusionProof:output_type -> clearhub.v1.InclusionProof
+	28, // 59: clearhub.v1.AdminService.GetConsistencyProof:output_type -> clearhub.v1.ConsistencyProof
+	31, // 60: clearhub.v1.AdminService.ExportAudit:output_type -> clearhub.v1.AuditRecord
+	31, // 61: clearhub.v1.AdminService.TailAudit:output_type -> clearhub.v1.AuditRecord
+	33, // 62: clearhub.v1.AdminService.ScrubAudit:output_type -> clearhub.v1.ScrubAuditResponse
+	45, // 63: clearhub.v1.AdminService.RevokeCertificate:output_type -> clearhub.v1.Revocation
+	36, // 64: clearhub.v1.AdminService.ListRevocations:output_type -> clearhub.v1.ListRevocationsResponse
+	38, // 65: clearhub.v1.AdminService.ListJoinTokens:output_type -> clearhub.v1.ListJoinTokensResponse
+	46, // 66: clearhub.v1.AdminService.RevokeJoinToken:output_type -> clearhub.v1.JoinTokenRecord
+	41, // 67: clearhub.v1.AdminService.WhoAmI:output_type -> clearhub.v1.WhoAmIResponse
+	19, // 68: clearhub.v1.JoinService.Join:output_type -> clearhub.v1.JoinResponse
+	21, // 69: clearhub.v1.ClusterInternal.Propose:output_type -> clearhub.v1.ProposeResponse
+	21, // 70: clearhub.v1.ClusterInternal.AddVoter:output_type -> clearhub.v1.ProposeResponse
+	21, // 71: clearhub.v1.ClusterInternal.RemoveServer:output_type -> clearhub.v1.ProposeResponse
+	16, // 72: clearhub.v1.ClusterInternal.LocalStatus:output_type -> clearhub.v1.NodeStatus
+	31, // 73: clearhub.v1.ClusterInternal.ExportLocalAudit:output_type -> clearhub.v1.AuditRecord
+	43, // [43:74] is the sub-list for method output_type
+	12, // [12:43] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_clearhub_v1_admin_proto_init() }
@@ -2387,7 +2829,7 @@ func file_clearhub_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearhub_v1_admin_proto_rawDesc), len(file_clearhub_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -531,10 +531,16 @@ func (x *Node) GetPublicKey() []byte {
 
 // ClusterState is the whole FSM: what a snapshot holds.
 type ClusterState struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Networks      []*Network             `protobuf:"bytes,1,rep,name=networks,proto3" json:"networks,omitempty"`
-	Policies      []*Policy              `protobuf:"bytes,2,rep,name=policies,proto3" json:"policies,omitempty"`
-	Nodes         []*Node                `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Networks []*Network             `protobuf:"bytes,1,rep,name=networks,proto3" json:"networks,omitempty"`
+	Policies []*Policy              `protobuf:"bytes,2,rep,name=policies,proto3" json:"policies,omitempty"`
+	Nodes    []*Node                `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// Certificates refused on the admin API of every node, sorted by serial
+	// then name.
+	Revocations []*Revocation `protobuf:"bytes,4,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	// Join tokens issued (never their MAC), sorted by id; pruned a day after
+	// they expire.
+	JoinTokens    []*JoinTokenRecord `protobuf:"bytes,5,rep,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -590,6 +596,204 @@ func (x *ClusterState) GetNodes() []*Node {
 	return nil
 }
 
+func (x *ClusterState) GetRevocations() []*Revocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
+func (x *ClusterState) GetJoinTokens() []*JoinTokenRecord {
+	if x != nil {
+		return x.JoinTokens
+	}
+	return nil
+}
+
+// Revocation refuses client certificates: by serial, exactly that
+// certificate; by name, every certificate with that subject common name
+// whose validity starts (NotBefore) before revoked_unix_nano, so a new
+// certificate minted for the same person afterwards works.
+type Revocation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Lower-case hex serial number without leading zeros; "" for a name.
+	Serial string `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// Certificate subject common name; "" for a serial.
+	Name            string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Reason          string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	RevokedUnixNano int64  `protobuf:"varint,4,opt,name=revoked_unix_nano,json=revokedUnixNano,proto3" json:"revoked_unix_nano,omitempty"` // the proposing command's time
+	RevokedBy       string `protobuf:"bytes,5,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`                      // the proposing command's actor
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Revocation) Reset() {
+	*x = Revocation{}
+	mi := &file_clearhub_v1_state_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revocation) ProtoMessage() {}
+
+func (x *Revocation) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_state_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
+func (*Revocation) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Revocation) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *Revocation) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Revocation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Revocation) GetRevokedUnixNano() int64 {
+	if x != nil {
+		return x.RevokedUnixNano
+	}
+	return 0
+}
+
+func (x *Revocation) GetRevokedBy() string {
+	if x != nil {
+		return x.RevokedBy
+	}
+	return ""
+}
+
+// JoinTokenRecord is the public part of an issued join token: enough to
+// list and revoke it, not enough to use it.
+type JoinTokenRecord struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // 16 lower-case hex characters
+	ExpiresUnix     int64                  `protobuf:"varint,2,opt,name=expires_unix,json=expiresUnix,proto3" json:"expires_unix,omitempty"`
+	CreatedBy       string                 `protobuf:"bytes,3,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	CreatedUnixNano int64                  `protobuf:"varint,4,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	Revoked         bool                   `protobuf:"varint,5,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	RevokedUnixNano int64                  `protobuf:"varint,6,opt,name=revoked_unix_nano,json=revokedUnixNano,proto3" json:"revoked_unix_nano,omitempty"`
+	RevokedBy       string                 `protobuf:"bytes,7,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
+	Reason          string                 `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *JoinTokenRecord) Reset() {
+	*x = JoinTokenRecord{}
+	mi := &file_clearhub_v1_state_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinTokenRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinTokenRecord) ProtoMessage() {}
+
+func (x *JoinTokenRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_state_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinTokenRecord.ProtoReflect.Descriptor instead.
+func (*JoinTokenRecord) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *JoinTokenRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *JoinTokenRecord) GetExpiresUnix() int64 {
+	if x != nil {
+		return x.ExpiresUnix
+	}
+	return 0
+}
+
+func (x *JoinTokenRecord) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *JoinTokenRecord) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *JoinTokenRecord) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+func (x *JoinTokenRecord) GetRevokedUnixNano() int64 {
+	if x != nil {
+		return x.RevokedUnixNano
+	}
+	return 0
+}
+
+func (x *JoinTokenRecord) GetRevokedBy() string {
+	if x != nil {
+		return x.RevokedBy
+	}
+	return ""
+}
+
+func (x *JoinTokenRecord) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // Command is one replicated change. version is the encoding version
 // (currently 1); an FSM refuses versions it does not know.
 type Command struct {
@@ -610,6 +814,9 @@ type Command struct {
 	//	*Command_PolicyDeny
 	//	*Command_PutNode
 	//	*Command_RemoveNode
+	//	*Command_RevokeCertificate
+	//	*Command_RecordJoinToken
+	//	*Command_RevokeJoinToken
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -617,7 +824,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[6]
+	mi := &file_clearhub_v1_state_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +836,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[6]
+	mi := &file_clearhub_v1_state_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +849,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{6}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Command) GetVersion() uint32 {
@@ -745,6 +952,33 @@ func (x *Command) GetRemoveNode() *RemoveNode {
 	return nil
 }
 
+func (x *Command) GetRevokeCertificate() *RevokeCertificate {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RevokeCertificate); ok {
+			return x.RevokeCertificate
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRecordJoinToken() *RecordJoinToken {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RecordJoinToken); ok {
+			return x.RecordJoinToken
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRevokeJoinToken() *RevokeJoinToken {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RevokeJoinToken); ok {
+			return x.RevokeJoinToken
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -781,6 +1015,18 @@ type Command_RemoveNode struct {
 	RemoveNode *RemoveNode `protobuf:"bytes,17,opt,name=remove_node,json=removeNode,proto3,oneof"`
 }
 
+type Command_RevokeCertificate struct {
+	RevokeCertificate *RevokeCertificate `protobuf:"bytes,18,opt,name=revoke_certificate,json=revokeCertificate,proto3,oneof"`
+}
+
+type Command_RecordJoinToken struct {
+	RecordJoinToken *RecordJoinToken `protobuf:"bytes,19,opt,name=record_join_token,json=recordJoinToken,proto3,oneof"`
+}
+
+type Command_RevokeJoinToken struct {
+	RevokeJoinToken *RevokeJoinToken `protobuf:"bytes,20,opt,name=revoke_join_token,json=revokeJoinToken,proto3,oneof"`
+}
+
 func (*Command_AddNetwork) isCommand_Op() {}
 
 func (*Command_UpdateNetwork) isCommand_Op() {}
@@ -797,6 +1043,12 @@ func (*Command_PutNode) isCommand_Op() {}
 
 func (*Command_RemoveNode) isCommand_Op() {}
 
+func (*Command_RevokeCertificate) isCommand_Op() {}
+
+func (*Command_RecordJoinToken) isCommand_Op() {}
+
+func (*Command_RevokeJoinToken) isCommand_Op() {}
+
 type AddNetwork struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Network       *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
@@ -806,7 +1058,7 @@ type AddNetwork struct {
 
 func (x *AddNetwork) Reset() {
 	*x = AddNetwork{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[7]
+	mi := &file_clearhub_v1_state_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +1070,7 @@ func (x *AddNetwork) String() string {
 func (*AddNetwork) ProtoMessage() {}
 
 func (x *AddNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[7]
+	mi := &file_clearhub_v1_state_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +1083,7 @@ func (x *AddNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddNetwork.ProtoReflect.Descriptor instead.
 func (*AddNetwork) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{7}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AddNetwork) GetNetwork() *Network {
@@ -855,7 +1107,7 @@ type UpdateNetwork struct {
 
 func (x *UpdateNetwork) Reset() {
 	*x = UpdateNetwork{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[8]
+	mi := &file_clearhub_v1_state_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +1119,7 @@ func (x *UpdateNetwork) String() string {
 func (*UpdateNetwork) ProtoMessage() {}
 
 func (x *UpdateNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[8]
+	mi := &file_clearhub_v1_state_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +1132,7 @@ func (x *UpdateNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNetwork.ProtoReflect.Descriptor instead.
 func (*UpdateNetwork) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{8}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateNetwork) GetNetwork() *Network {
@@ -907,7 +1159,7 @@ type SetNetworkStatus struct {
 
 func (x *SetNetworkStatus) Reset() {
 	*x = SetNetworkStatus{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[9]
+	mi := &file_clearhub_v1_state_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +1171,7 @@ func (x *SetNetworkStatus) String() string {
 func (*SetNetworkStatus) ProtoMessage() {}
 
 func (x *SetNetworkStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[9]
+	mi := &file_clearhub_v1_state_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1184,7 @@ func (x *SetNetworkStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNetworkStatus.ProtoReflect.Descriptor instead.
 func (*SetNetworkStatus) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{9}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetNetworkStatus) GetId() string {
@@ -958,7 +1210,7 @@ type RemoveNetwork struct {
 
 func (x *RemoveNetwork) Reset() {
 	*x = RemoveNetwork{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[10]
+	mi := &file_clearhub_v1_state_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1222,7 @@ func (x *RemoveNetwork) String() string {
 func (*RemoveNetwork) ProtoMessage() {}
 
 func (x *RemoveNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[10]
+	mi := &file_clearhub_v1_state_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1235,7 @@ func (x *RemoveNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNetwork.ProtoReflect.Descriptor instead.
 func (*RemoveNetwork) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{10}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RemoveNetwork) GetId() string {
@@ -1008,7 +1260,7 @@ type PolicyAllow struct {
 
 func (x *PolicyAllow) Reset() {
 	*x = PolicyAllow{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[11]
+	mi := &file_clearhub_v1_state_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1272,7 @@ func (x *PolicyAllow) String() string {
 func (*PolicyAllow) ProtoMessage() {}
 
 func (x *PolicyAllow) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[11]
+	mi := &file_clearhub_v1_state_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1285,7 @@ func (x *PolicyAllow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyAllow.ProtoReflect.Descriptor instead.
 func (*PolicyAllow) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{11}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PolicyAllow) GetDestination() string {
@@ -1078,7 +1330,7 @@ type PolicyDeny struct {
 
 func (x *PolicyDeny) Reset() {
 	*x = PolicyDeny{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[12]
+	mi := &file_clearhub_v1_state_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1342,7 @@ func (x *PolicyDeny) String() string {
 func (*PolicyDeny) ProtoMessage() {}
 
 func (x *PolicyDeny) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[12]
+	mi := &file_clearhub_v1_state_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1355,7 @@ func (x *PolicyDeny) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyDeny.ProtoReflect.Descriptor instead.
 func (*PolicyDeny) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{12}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PolicyDeny) GetDestination() string {
@@ -1143,7 +1395,7 @@ type PutNode struct {
 
 func (x *PutNode) Reset() {
 	*x = PutNode{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[13]
+	mi := &file_clearhub_v1_state_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1407,7 @@ func (x *PutNode) String() string {
 func (*PutNode) ProtoMessage() {}
 
 func (x *PutNode) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[13]
+	mi := &file_clearhub_v1_state_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1420,7 @@ func (x *PutNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutNode.ProtoReflect.Descriptor instead.
 func (*PutNode) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{13}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PutNode) GetNode() *Node {
@@ -1187,7 +1439,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[14]
+	mi := &file_clearhub_v1_state_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1451,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[14]
+	mi := &file_clearhub_v1_state_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,12 +1464,181 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{14}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RemoveNode) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+// RevokeCertificate adds a revocation: exactly one of serial and name.
+// Revoking a serial twice fails with AlreadyExists; revoking a name again
+// moves its time forward (it then covers certificates minted in between).
+type RevokeCertificate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCertificate) Reset() {
+	*x = RevokeCertificate{}
+	mi := &file_clearhub_v1_state_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCertificate) ProtoMessage() {}
+
+func (x *RevokeCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_state_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCertificate.ProtoReflect.Descriptor instead.
+func (*RevokeCertificate) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RevokeCertificate) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RevokeCertificate) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RevokeCertificate) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RecordJoinToken records a token just issued (by id), so it can be listed
+// and revoked; Join refuses ids that are not recorded or are revoked.
+type RecordJoinToken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ExpiresUnix   int64                  `protobuf:"varint,2,opt,name=expires_unix,json=expiresUnix,proto3" json:"expires_unix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordJoinToken) Reset() {
+	*x = RecordJoinToken{}
+	mi := &file_clearhub_v1_state_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordJoinToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordJoinToken) ProtoMessage() {}
+
+func (x *RecordJoinToken) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_state_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordJoinToken.ProtoReflect.Descriptor instead.
+func (*RecordJoinToken) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RecordJoinToken) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RecordJoinToken) GetExpiresUnix() int64 {
+	if x != nil {
+		return x.ExpiresUnix
+	}
+	return 0
+}
+
+type RevokeJoinToken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeJoinToken) Reset() {
+	*x = RevokeJoinToken{}
+	mi := &file_clearhub_v1_state_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeJoinToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeJoinToken) ProtoMessage() {}
+
+func (x *RevokeJoinToken) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_state_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeJoinToken.ProtoReflect.Descriptor instead.
+func (*RevokeJoinToken) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RevokeJoinToken) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RevokeJoinToken) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -1261,11 +1682,33 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"admin_addr\x18\x03 \x01(\tR\tadminAddr\x12\x1b\n" +
 	"\tsip_addrs\x18\x04 \x03(\tR\bsipAddrs\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x05 \x01(\fR\tpublicKey\"\x9a\x01\n" +
+	"public_key\x18\x05 \x01(\fR\tpublicKey\"\x94\x02\n" +
 	"\fClusterState\x120\n" +
 	"\bnetworks\x18\x01 \x03(\v2\x14.clearhub.v1.NetworkR\bnetworks\x12/\n" +
 	"\bpolicies\x18\x02 \x03(\v2\x13.clearhub.v1.PolicyR\bpolicies\x12'\n" +
-	"\x05nodes\x18\x03 \x03(\v2\x11.clearhub.v1.NodeR\x05nodes\"\xe4\x04\n" +
+	"\x05nodes\x18\x03 \x03(\v2\x11.clearhub.v1.NodeR\x05nodes\x129\n" +
+	"\vrevocations\x18\x04 \x03(\v2\x17.clearhub.v1.RevocationR\vrevocations\x12=\n" +
+	"\vjoin_tokens\x18\x05 \x03(\v2\x1c.clearhub.v1.JoinTokenRecordR\n" +
+	"joinTokens\"\x9b\x01\n" +
+	"\n" +
+	"Revocation\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12*\n" +
+	"\x11revoked_unix_nano\x18\x04 \x01(\x03R\x0frevokedUnixNano\x12\x1d\n" +
+	"\n" +
+	"revoked_by\x18\x05 \x01(\tR\trevokedBy\"\x8c\x02\n" +
+	"\x0fJoinTokenRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fexpires_unix\x18\x02 \x01(\x03R\vexpiresUnix\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x03 \x01(\tR\tcreatedBy\x12*\n" +
+	"\x11created_unix_nano\x18\x04 \x01(\x03R\x0fcreatedUnixNano\x12\x18\n" +
+	"\arevoked\x18\x05 \x01(\bR\arevoked\x12*\n" +
+	"\x11revoked_unix_nano\x18\x06 \x01(\x03R\x0frevokedUnixNano\x12\x1d\n" +
+	"\n" +
+	"revoked_by\x18\a \x01(\tR\trevokedBy\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\"\xcd\x06\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12$\n" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12\x14\n" +
@@ -1281,7 +1724,10 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"policyDeny\x121\n" +
 	"\bput_node\x18\x10 \x01(\v2\x14.clearhub.v1.PutNodeH\x00R\aputNode\x12:\n" +
 	"\vremove_node\x18\x11 \x01(\v2\x17.clearhub.v1.RemoveNodeH\x00R\n" +
-	"removeNodeB\x04\n" +
+	"removeNode\x12O\n" +
+	"\x12revoke_certificate\x18\x12 \x01(\v2\x1e.clearhub.v1.RevokeCertificateH\x00R\x11revokeCertificate\x12J\n" +
+	"\x11record_join_token\x18\x13 \x01(\v2\x1c.clearhub.v1.RecordJoinTokenH\x00R\x0frecordJoinToken\x12J\n" +
+	"\x11revoke_join_token\x18\x14 \x01(\v2\x1c.clearhub.v1.RevokeJoinTokenH\x00R\x0frevokeJoinTokenB\x04\n" +
 	"\x02op\"<\n" +
 	"\n" +
 	"AddNetwork\x12.\n" +
@@ -1309,7 +1755,17 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\v2\x11.clearhub.v1.NodeR\x04node\"\x1c\n" +
 	"\n" +
 	"RemoveNode\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id*\x81\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"W\n" +
+	"\x11RevokeCertificate\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"D\n" +
+	"\x0fRecordJoinToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fexpires_unix\x18\x02 \x01(\x03R\vexpiresUnix\"9\n" +
+	"\x0fRevokeJoinToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason*\x81\x01\n" +
 	"\aService\x12\x17\n" +
 	"\x13SERVICE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10SERVICE_PRESENCE\x10\x01\x12\x0e\n" +
@@ -1336,25 +1792,30 @@ func file_clearhub_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_clearhub_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_clearhub_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_clearhub_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_clearhub_v1_state_proto_goTypes = []any{
-	(Service)(0),             // 0: clearhub.v1.Service
-	(NetworkStatus)(0),       // 1: clearhub.v1.NetworkStatus
-	(*Identity)(nil),         // 2: clearhub.v1.Identity
-	(*Network)(nil),          // 3: clearhub.v1.Network
-	(*PolicyRule)(nil),       // 4: clearhub.v1.PolicyRule
-	(*Policy)(nil),           // 5: clearhub.v1.Policy
-	(*Node)(nil),             // 6: clearhub.v1.Node
-	(*ClusterState)(nil),     // 7: clearhub.v1.ClusterState
-	(*Command)(nil),          // 8: clearhub.v1.Command
-	(*AddNetwork)(nil),       // 9: clearhub.v1.AddNetwork
-	(*UpdateNetwork)(nil),    // 10: clearhub.v1.UpdateNetwork
-	(*SetNetworkStatus)(nil), // 11: clearhub.v1.SetNetworkStatus
-	(*RemoveNetwork)(nil),    // 12: clearhub.v1.RemoveNetwork
-	(*PolicyAllow)(nil),      // 13: clearhub.v1.PolicyAllow
-	(*PolicyDeny)(nil),       // 14: clearhub.v1.PolicyDeny
-	(*PutNode)(nil),          // 15: clearhub.v1.PutNode
-	(*RemoveNode)(nil),       // 16: clearhub.v1.RemoveNode
+	(Service)(0),              // 0: clearhub.v1.Service
+	(NetworkStatus)(0),        // 1: clearhub.v1.NetworkStatus
+	(*Identity)(nil),          // 2: clearhub.v1.Identity
+	(*Network)(nil),           // 3: clearhub.v1.Network
+	(*PolicyRule)(nil),        // 4: clearhub.v1.PolicyRule
+	(*Policy)(nil),            // 5: clearhub.v1.Policy
+	(*Node)(nil),              // 6: clearhub.v1.Node
+	(*ClusterState)(nil),      // 7: clearhub.v1.ClusterState
+	(*Revocation)(nil),        // 8: clearhub.v1.Revocation
+	(*JoinTokenRecord)(nil),   // 9: clearhub.v1.JoinTokenRecord
+	(*Command)(nil),           // 10: clearhub.v1.Command
+	(*AddNetwork)(nil),        // 11: clearhub.v1.AddNetwork
+	(*UpdateNetwork)(nil),     // 12: clearhub.v1.UpdateNetwork
+	(*SetNetworkStatus)(nil),  // 13: clearhub.v1.SetNetworkStatus
+	(*RemoveNetwork)(nil),     // 14: clearhub.v1.RemoveNetwork
+	(*PolicyAllow)(nil),       // 15: clearhub.v1.PolicyAllow
+	(*PolicyDeny)(nil),        // 16: clearhub.v1.PolicyDeny
+	(*PutNode)(nil),           // 17: clearhub.v1.PutNode
+	(*RemoveNode)(nil),        // 18: clearhub.v1.RemoveNode
+	(*RevokeCertificate)(nil), // 19: clearhub.v1.RevokeCertificate
+	(*RecordJoinToken)(nil),   // 20: clearhub.v1.RecordJoinToken
+	(*RevokeJoinToken)(nil),   // 21: clearhub.v1.RevokeJoinToken
 }
 var file_clearhub_v1_state_proto_depIdxs = []int32{
 	2,  // 0: clearhub.v1.Network.identity:type_name -> clearhub.v1.Identity
@@ -1366,25 +1827,30 @@ var file_clearhub_v1_state_proto_depIdxs = []int32{
 	3,  // 6: clearhub.v1.ClusterState.networks:type_name -> clearhub.v1.Network
 	5,  // 7: clearhub.v1.ClusterState.policies:type_name -> clearhub.v1.Policy
 	6,  // 8: clearhub.v1.ClusterState.nodes:type_name -> clearhub.v1.Node
-	9,  // 9: clearhub.v1.Command.add_network:type_name -> clearhub.v1.AddNetwork
-	10, // 10: clearhub.v1.Command.update_network:type_name -> clearhub.v1.UpdateNetwork
-	11, // 11: clearhub.v1.Command.set_network_status:type_name -> clearhub.v1.SetNetworkStatus
-	12, // 12: clearhub.v1.Command.remove_network:type_name -> clearhub.v1.RemoveNetwork
-	13, // 13: clearhub.v1.Command.policy_allow:type_name -> clearhub.v1.PolicyAllow
-	14, // 14: clearhub.v1.Command.policy_deny:type_name -> clearhub.v1.PolicyDeny
-	15, // 15: clearhub.v1.Command.put_node:type_name -> clearhub.v1.PutNode
-	16, // 16: clearhub.v1.Command.remove_node:type_name -> clearhub.v1.RemoveNode
-	3,  // 17: clearhub.v1.AddNetwork.network:type_name -> clearhub.v1.Network
-	3,  // 18: clearhub.v1.UpdateNetwork.network:type_name -> clearhub.v1.Network
-	1,  // 19: clearhub.v1.SetNetworkStatus.status:type_name -> clearhub.v1.NetworkStatus
-	0,  // 20: clearhub.v1.PolicyAllow.services:type_name -> clearhub.v1.Service
-	0,  // 21: clearhub.v1.PolicyDeny.services:type_name -> clearhub.v1.Service
-	6,  // 22: clearhub.v1.PutNode.node:type_name -> clearhub.v1.Node
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	8,  // 9: clearhub.v1.ClusterState.revocations:type_name -> clearhub.v1.Revocation
+	9,  // 10: clearhub.v1.ClusterState.join_tokens:type_name -> clearhub.v1.JoinTokenRecord
+	11, // 11: clearhub.v1.Command.add_network:type_name -> clearhub.v1.AddNetwork
+	12, // 12: clearhub.v1.Command.update_network:type_name -> clearhub.v1.UpdateNetwork
+	13, // 13: clearhub.v1.Command.set_network_status:type_name -> clearhub.v1.SetNetworkStatus
+	14, // 14: clearhub.v1.Command.remove_network:type_name -> clearhub.v1.RemoveNetwork
+	15, // 15: clearhub.v1.Command.policy_allow:type_name -> clearhub.v1.PolicyAllow
+	16, // 16: clearhub.v1.Command.policy_deny:type_name -> clearhub.v1.PolicyDeny
+	17, // 17: clearhub.v1.Command.put_node:type_name -> clearhub.v1.PutNode
+	18, // 18: clearhub.v1.Command.remove_node:type_name -> clearhub.v1.RemoveNode
+	19, // 19: clearhub.v1.Command.revoke_certificate:type_name -> clearhub.v1.RevokeCertificate
+	20, // 20: clearhub.v1.Command.record_join_token:type_name -> clearhub.v1.RecordJoinToken
+	21, // 21: clearhub.v1.Command.revoke_join_token:type_name -> clearhub.v1.RevokeJoinToken
+	3,  // 22: clearhub.v1.AddNetwork.network:type_name -> clearhub.v1.Network
+	3,  // 23: clearhub.v1.UpdateNetwork.network:type_name -> clearhub.v1.Network
+	1,  // 24: clearhub.v1.SetNetworkStatus.status:type_name -> clearhub.v1.NetworkStatus
+	0,  // 25: clearhub.v1.PolicyAllow.services:type_name -> clearhub.v1.Service
+	0,  // 26: clearhub.v1.PolicyDeny.services:type_name -> clearhub.v1.Service
+	6,  // 27: clearhub.v1.PutNode.node:type_name -> clearhub.v1.Node
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_clearhub_v1_state_proto_init() }
@@ -1392,7 +1858,7 @@ func file_clearhub_v1_state_proto_init() {
 	if File_clearhub_v1_state_proto != nil {
 		return
 	}
-	file_clearhub_v1_state_proto_msgTypes[6].OneofWrappers = []any{
+	file_clearhub_v1_state_proto_msgTypes[8].OneofWrappers = []any{
 		(*Command_AddNetwork)(nil),
 		(*Command_UpdateNetwork)(nil),
 		(*Command_SetNetworkStatus)(nil),
@@ -1401,6 +1867,9 @@ func file_clearhub_v1_state_proto_init() {
 		(*Command_PolicyDeny)(nil),
 		(*Command_PutNode)(nil),
 		(*Command_RemoveNode)(nil),
+		(*Command_RevokeCertificate)(nil),
+		(*Command_RecordJoinToken)(nil),
+		(*Command_RevokeJoinToken)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1408,7 +1877,7 @@ func file_clearhub_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearhub_v1_state_proto_rawDesc), len(file_clearhub_v1_state_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
