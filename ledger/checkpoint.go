@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Checkpoints use the C2SP tlog-checkpoint body (origin, decimal tree size,
@@ -101,17 +103,61 @@ func SignCheckpoint(origin string, size uint64, root []byte, keyName string, key
 	return signNote(checkpointBody(origin, size, root), keyName, key)
 }
 
-// signNote signs body (which ends in a newline) as a C2SP signed note.
+// signNote signs body (which ends in a newline) as a C2SP signed note, with
+// golang.org/x/mod/sumdb/note (the reference implementation auditors use);
+// the key stays ours (noteSigner).
 func signNote(body []byte, keyName string, key ed25519.PrivateKey) ([]byte, error) {
 	if err := checkKeyName(keyName); err != nil {
 		return nil, err
 	}
-	sig := ed25519.Sign(key, body)
-	pub := key.Public().(ed25519.PublicKey)
-	kh := binary.BigEndian.AppendUint32(nil, KeyHash(keyName, pub))
-	note := append(body, '\n')
-	note = fmt.Appendf(note, "\u2014 %s %s\n", keyName, base64.StdEncoding.EncodeToString(append(kh, sig...)))
-	return note, nil
+	if err := checkNoteText(body); err != nil {
+		return nil, err
+	}
+	msg, err := note.Sign(&note.Note{Text: string(body)}, noteSigner{keyName, key})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: sign note: %w", err)
+	}
+	return msg, nil
+}
+
+// checkNoteText rejects what note.Open would refuse to open: a text that
+// is not UTF-8, holds control characters other than newline, or does not
+// end in a newline. Signing such a text would make a note nobody can verify.
+func checkNoteText(text []byte) error {
+	if !utf8.Valid(text) || !bytes.HasSuffix(text, []byte("\n")) {
+		return errors.New("ledger: note text must be UTF-8 ending in a newline")
+	}
+	if bytes.ContainsFunc(text, func(r rune) bool { return r < 0x20 && r != '\n' }) {
+		return errors.New("ledger: note text holds a control character")
+	}
+	return nil
+}
+
+// noteSigner is a note.Signer over our Ed25519 key.
+type noteSigner struct {
+	name string
+	key  ed25519.PrivateKey
+}
+
+func (s noteSigner) Name() string { return s.name }
+func (s noteSigner) KeyHash() uint32 {
+	return KeyHash(s.name, s.key.Public().(ed25519.PublicKey))
+}
+func (s noteSigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.key, msg), nil }
+
+// NoteVerifier returns the note.Verifier of the Ed25519 key (keyName, pub).
+func NoteVerifier(keyName string, pub ed25519.PublicKey) (note.Verifier, error) {
+	if len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("ledger: checkpoint key of %d bytes, want an Ed25519 key", len(pub))
+	}
+	if err := checkKeyName(keyName); err != nil {
+		return nil, err
+	}
+	v, err := note.NewVerifier(VerifierKey(keyName, pub))
+	if err != nil {
+		return nil, fmt.Errorf("ledger: verifier key %s: %w", keyName, err)
+	}
+	return v, nil
 }
 
 // ParseCheckpoint splits a signed note and parses its checkpoint body
@@ -157,12 +203,22 @@ func splitNote(note []byte) (body []byte, sigs []string, err error) {
 // VerifyCheckpoint checks that note carries a valid Ed25519 signature by the
 // key (keyName, pub) and returns the parsed checkpoint. Signatures by other
 // keys are ignored, as signed-note prescribes.
-func VerifyCheckpoint(note []byte, keyName string, pub ed25519.PublicKey) (*Checkpoint, error) {
-	cp, err := ParseCheckpoint(note)
+func VerifyCheckpoint(msg []byte, keyName string, pub ed25519.PublicKey) (*Checkpoint, error) {
+	v, err := NoteVerifier(keyName, pub)
 	if err != nil {
 		return nil, err
 	}
-	if err := verifyNoteSig(note, keyName, pub); err != nil {
+	return OpenCheckpoint(msg, v)
+}
+
+// OpenCheckpoint opens the signed note with note.Open, requiring a valid
+// signature by v, and parses the checkpoint it carries.
+func OpenCheckpoint(msg []byte, v note.Verifier) (*Checkpoint, error) {
+	cp, err := ParseCheckpoint(msg)
+	if err != nil {
+		return nil, err
+	}
+	if err := openNote(msg, v); err != nil {
 		return nil, fmt.Errorf("%w, checkpoint size %d", err, cp.Size)
 	}
 	return cp, nil
@@ -171,29 +227,28 @@ func VerifyCheckpoint(note []byte, keyName string, pub ed25519.PublicKey) (*Chec
 // verifyNoteSig checks that note carries a valid Ed25519 signature by the
 // key (keyName, pub). Signatures by other keys are ignored, as signed-note
 // prescribes.
-func verifyNoteSig(note []byte, keyName string, pub ed25519.PublicKey) error {
-	body, sigs, err := splitNote(note)
+func verifyNoteSig(msg []byte, keyName string, pub ed25519.PublicKey) error {
+	v, err := NoteVerifier(keyName, pub)
 	if err != nil {
 		return err
 	}
-	want := KeyHash(keyName, pub)
-	for _, line := range sigs {
-		rest, ok := strings.CutPrefix(line, "\u2014 ")
-		if !ok {
-			return fmt.Errorf("ledger: malformed signature line %q", line)
-		}
-		name, b64, ok := strings.Cut(rest, " ")
-		if !ok || name != keyName {
-			continue
-		}
-		raw, err := base64.StdEncoding.DecodeString(b64)
-		if err != nil || len(raw) < 4 || binary.BigEndian.Uint32(raw) != want {
-			continue
-		}
-		if len(raw) == 4+ed25519.SignatureSize && ed25519.Verify(pub, body, raw[4:]) {
-			return nil
-		}
-		return fmt.Errorf("%w: key %s", ErrSignature, keyName)
+	return openNote(msg, v)
+}
+
+// openNote runs note.Open with v as the only known key. Failures of the
+// signature itself wrap ErrSignature.
+func openNote(msg []byte, v note.Verifier) error {
+	_, err := note.Open(msg, note.VerifierList(v))
+	var unverified *note.UnverifiedNoteError
+	var invalid *note.InvalidSignatureError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &unverified):
+		return fmt.Errorf("%w: no signature by key %s", ErrSignature, v.Name())
+	case errors.As(err, &invalid):
+		return fmt.Errorf("%w: key %s", ErrSignature, v.Name())
+	default:
+		return fmt.Errorf("ledger: signed note: %w", err)
 	}
-	return fmt.Errorf("%w: no signature by key %s", ErrSignature, keyName)
 }

@@ -13,9 +13,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // ExportFormat names the JSON Lines export format; see doc.go.
@@ -338,27 +344,88 @@ type Report struct {
 	Entries     int
 	Checkpoints int
 	Proofs      int
-	// Proven counts entries committed to a signed checkpoint by a proof of
-	// their run; Unproven those in exports that carry no checkpoint.
+	// Proven counts entries committed to a signed checkpoint: an inclusion
+	// proof, checked against the root of a checkpoint whose signature
+	// verifies, covers the entry's leaf or that of a later entry of its run
+	// (whose hash chain reaches back to it). Unproven counts every other
+	// entry; they fail verification unless VerifyOptions.AllowUnproven.
 	Proven   int
 	Unproven int
+	// UnprovenRuns describes the first maxUnprovenRuns ranges of unproven
+	// entries, in the order they were found.
+	UnprovenRuns []UnprovenRun
 	// Nodes lists each node seen with whether its key came from trustedKeys
 	// ("trusted") or only from the export's own header ("self-asserted").
 	Nodes map[string]string
 }
 
+// UnprovenRun is a range of consecutive entries of one node that no proof
+// to a signed checkpoint covers.
+type UnprovenRun struct {
+	Node     string
+	From, To uint64
+	Line     int // line of entry From
+	Reason   string
+}
+
+const maxUnprovenRuns = 100
+
+// TrustedKey is a node's pinned checkpoint key.
+type TrustedKey struct {
+	// Name is the signed-note key name; "" takes the name the header gives
+	// (the key hash in each signature binds name and key, so a pinned Pub
+	// alone already rules out forged signatures).
+	Name string
+	Pub  ed25519.PublicKey
+}
+
+// TrustedKeys pins each node's public key, without key names.
+func TrustedKeys(m map[string]ed25519.PublicKey) map[string]TrustedKey {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]TrustedKey, len(m))
+	for node, pub := range m {
+		out[node] = TrustedKey{Pub: pub}
+	}
+	return out
+}
+
+// VerifyOptions are VerifyExportWith's settings.
+type VerifyOptions struct {
+	// Keys pins every node's checkpoint key (node id -> key); a node
+	// without one fails. With nil Keys the keys in the export headers are
+	// used and reported as self-asserted: integrity, not origin.
+	Keys map[string]TrustedKey
+	// AllowUnproven accepts entries that no proof to a signed checkpoint
+	// covers, counting them in Report.Unproven, instead of failing at the
+	// first one. Everything else (hashes, links, signatures, proofs that are
+	// present, header claims) must still check out.
+	AllowUnproven bool
+}
+
 type nodeVerify struct {
 	keyName, origin string
 	key             ed25519.PublicKey
-	treeSize        uint64
-	complete        bool
-	roots           map[uint64][]byte
-	last            *Entry
-	lastLeaf        []byte
-	runStart        uint64
-	runProven       bool
-	neighbour       *jNeighbour
-	anchor          *Anchor
+	verifier        note.Verifier
+	headerLine      int
+	// treeSize and complete are the header's claims: checked against the
+	// signed checkpoints, never trusted over them.
+	treeSize uint64
+	complete bool
+	roots    map[uint64][]byte // verified checkpoints: size -> root
+	// maxSigned is the largest verified checkpoint size (valid when
+	// len(roots) > 0).
+	maxSigned uint64
+	last      *Entry
+	lastLeaf  []byte
+	runStart  uint64
+	// pendFrom is the first entry of the current run that no verified
+	// proof covers yet (0: none), pendLine its line.
+	pendFrom  uint64
+	pendLine  int
+	neighbour *jNeighbour
+	anchor    *Anchor
 }
 
 type exportLine struct {
@@ -374,15 +441,37 @@ type exportLine struct {
 	Path      [][]byte `json:"path"`
 }
 
-var entryPrefix = []byte(`{"type":"entry",`)
+// proofReason words a transparency-dev/merkle proof failure for one line
+// of output (its RootMismatchError prints both roots as byte lists).
+func proofReason(err error) string {
+	var rm proof.RootMismatchError
+	if errors.As(err, &rm) {
+		return fmt.Sprintf("the path does not reconstruct the signed root (computed %s)", base64.StdEncoding.EncodeToString(rm.CalculatedRoot))
+	}
+	return err.Error()
+}
 
-// VerifyExport re-checks a JSON Lines export: every entry's hash and body
-// digest, chain links between consecutive seqs of each node, checkpoint
-// signatures, and the inclusion proof closing each run of entries. With
-// trustedKeys (node id -> key) every node's key must be there; with nil the
-// keys in the export headers are used and reported as self-asserted. The
-// first problem is returned as a *VerifyError.
+var (
+	entryPrefix = []byte(`{"type":"entry",`)
+	csvPrefix   = []byte(CSVHeader[0] + "," + CSVHeader[1] + "," + CSVHeader[2] + ",")
+)
+
+// VerifyExport is VerifyExportWith with the given node keys pinned (nil:
+// self-asserted header keys) and no unproven entry allowed.
 func VerifyExport(r io.Reader, trustedKeys map[string]ed25519.PublicKey) (Report, error) {
+	return VerifyExportWith(r, VerifyOptions{Keys: TrustedKeys(trustedKeys)})
+}
+
+// VerifyExportWith re-checks a JSON Lines export: every entry's hash and
+// body digest, chain links between consecutive seqs of each node, checkpoint
+// signatures (golang.org/x/mod/sumdb/note) and inclusion and consistency
+// proofs (github.com/transparency-dev/merkle, RFC 9162). Only what a signed
+// checkpoint commits counts as proven: an entry is proven when a verified
+// inclusion proof to a signed root covers it or a later entry of its run;
+// header claims (tree size, completeness) must agree with the signed
+// checkpoints and never prove anything. The first problem is returned as a
+// *VerifyError naming its line.
+func VerifyExportWith(r io.Reader, o VerifyOptions) (Report, error) {
 	rep := Report{Nodes: map[string]string{}}
 	nodes := map[string]*nodeVerify{}
 	sc := bufio.NewScanner(r)
@@ -391,19 +480,29 @@ func VerifyExport(r io.Reader, trustedKeys map[string]ed25519.PublicKey) (Report
 	fail := func(node string, seq uint64, format string, args ...any) error {
 		return &VerifyError{Line: line, Node: node, Seq: seq, Reason: fmt.Sprintf(format, args...)}
 	}
-	// endRun checks the run that ends at n.last before a new run or EOF.
+	// endRun settles the run that ends at n.last before a new run or EOF:
+	// what no proof covered is unproven.
 	endRun := func(node string, n *nodeVerify) error {
-		if n.last == nil {
+		if n.last == nil || n.pendFrom == 0 {
 			return nil
 		}
-		runLen := int(n.last.Seq - n.runStart + 1)
+		u := UnprovenRun{Node: node, From: n.pendFrom, To: n.last.Seq, Line: n.pendLine}
 		switch {
-		case n.runProven:
-			rep.Proven += runLen
 		case len(n.roots) == 0:
-			rep.Unproven += runLen
+			u.Reason = "the export carries no signed checkpoint of this node"
+		case u.From > n.maxSigned:
+			u.Reason = fmt.Sprintf("beyond the newest signed checkpoint (tree size %d)", n.maxSigned)
 		default:
-			return fail(node, n.last.Seq, "run of entries %d..%d is not closed by an inclusion proof (entry missing or moved?)", n.runStart, n.last.Seq)
+			u.Reason = "no inclusion proof to a signed checkpoint follows it or a later entry of its run"
+		}
+		n.pendFrom = 0
+		if !o.AllowUnproven {
+			return &VerifyError{Line: u.Line, Node: node, Seq: u.From,
+				Reason: fmt.Sprintf("unproven: entries %d..%d: %s", u.From, u.To, u.Reason)}
+		}
+		rep.Unproven += int(u.To - u.From + 1)
+		if len(rep.UnprovenRuns) < maxUnprovenRuns {
+			rep.UnprovenRuns = append(rep.UnprovenRuns, u)
 		}
 		return nil
 	}
@@ -413,6 +512,9 @@ func VerifyExport(r io.Reader, trustedKeys map[string]ed25519.PublicKey) (Report
 		raw := sc.Bytes()
 		if len(bytes.TrimSpace(raw)) == 0 {
 			continue
+		}
+		if line == 1 && bytes.HasPrefix(raw, csvPrefix) {
+			return rep, fail("", 0, "this is a CSV export: CSV carries no checkpoints or proofs and cannot be verified (export as JSON Lines)")
 		}
 		var err error
 		if bytes.HasPrefix(raw, entryPrefix) {
@@ -452,16 +554,20 @@ func VerifyExport(r io.Reader, trustedKeys map[string]ed25519.PublicKey) (Report
 			if ln.Format != ExportFormat {
 				return rep, fail(node, 0, "unknown format %q", ln.Format)
 			}
-			n = &nodeVerify{keyName: ln.KeyName, origin: ln.Origin, treeSize: ln.TreeSize, complete: ln.Complete, roots: map[uint64][]byte{}}
-			if trustedKeys != nil {
-				k, ok := trustedKeys[node]
+			n = &nodeVerify{keyName: ln.KeyName, origin: ln.Origin, headerLine: line, treeSize: ln.TreeSize,
+				complete: ln.Complete, roots: map[uint64][]byte{}}
+			if o.Keys != nil {
+				k, ok := o.Keys[node]
 				if !ok {
 					return rep, fail(node, 0, "no trusted key for node")
 				}
-				if len(ln.PublicKey) != 0 && !bytes.Equal(ln.PublicKey, k) {
+				if len(ln.PublicKey) != 0 && !bytes.Equal(ln.PublicKey, k.Pub) {
 					return rep, fail(node, 0, "header key differs from the trusted key")
 				}
-				n.key = k
+				n.key = k.Pub
+				if k.Name != "" {
+					n.keyName = k.Name
+				}
 				rep.Nodes[node] = "trusted"
 			} else {
 				if len(ln.PublicKey) != ed25519.PublicKeySize {
@@ -470,16 +576,24 @@ func VerifyExport(r io.Reader, trustedKeys map[string]ed25519.PublicKey) (Report
 				n.key = ed25519.PublicKey(bytes.Clone(ln.PublicKey))
 				rep.Nodes[node] = "self-asserted"
 			}
+			if n.verifier, err = NoteVerifier(n.keyName, n.key); err != nil {
+				return rep, fail(node, 0, "checkpoint key: %v", err)
+			}
 			nodes[node] = n
 		case LineCheckpoint:
-			cp, err := VerifyCheckpoint([]byte(ln.Note), n.keyName, n.key)
+			cp, err := OpenCheckpoint([]byte(ln.Note), n.verifier)
 			if err != nil {
 				return rep, fail(node, 0, "checkpoint: %v", err)
 			}
 			if cp.Origin != n.origin {
 				return rep, fail(node, 0, "checkpoint origin %q, header says %q", cp.Origin, n.origin)
 			}
+			if old, ok := n.roots[cp.Size]; ok && !bytes.Equal(old, cp.Root) {
+				// Two signed roots for one size: the key signed a fork.
+				return rep, fail(node, 0, "two signed checkpoints of tree size %d with different roots", cp.Size)
+			}
 			n.roots[cp.Size] = cp.Root
+			n.maxSigned = max(n.maxSigned, cp.Size)
 			rep.Checkpoints++
 		case LineAnchor:
 			if n.anchor != nil || n.last != nil {
@@ -496,8 +610,8 @@ func VerifyExport(r io.Reader, trustedKeys map[string]ed25519.PublicKey) (Report
 			if !ok {
 				return rep, fail(node, 0, "anchor proven against tree size %d with no signed checkpoint", ln.TreeSize)
 			}
-			if err := VerifyConsistency(a.TreeSize, ln.TreeSize, a.Root, root, ln.Path); err != nil {
-				return rep, fail(node, 0, "retention anchor tree: %v", err)
+			if err := proof.VerifyConsistency(rfc6962.DefaultHasher, a.TreeSize, ln.TreeSize, ln.Path, a.Root, root); err != nil {
+				return rep, fail(node, 0, "retention anchor tree %d is not consistent with the signed checkpoint of size %d: %v", a.TreeSize, ln.TreeSize, proofReason(err))
 			}
 			n.anchor = a
 		case LineNeighbour:
@@ -511,10 +625,15 @@ func VerifyExport(r io.Reader, trustedKeys map[string]ed25519.PublicKey) (Report
 			if !ok {
 				return rep, fail(node, ln.Seq, "proof against tree size %d with no signed checkpoint", ln.TreeSize)
 			}
-			if err := VerifyInclusion(ln.Seq-1, ln.TreeSize, n.lastLeaf, ln.Path, root); err != nil {
-				return rep, fail(node, ln.Seq, "inclusion proof: %v", err)
+			if err := proof.VerifyInclusion(rfc6962.DefaultHasher, ln.Seq-1, ln.TreeSize, n.lastLeaf, ln.Path, root); err != nil {
+				return rep, fail(node, ln.Seq, "inclusion proof in the signed tree of size %d: %v", ln.TreeSize, proofReason(err))
 			}
-			n.runProven = true
+			if n.pendFrom != 0 {
+				// The proof commits this entry's leaf, whose hash chain
+				// commits every entry back to pendFrom.
+				rep.Proven += int(ln.Seq - n.pendFrom + 1)
+				n.pendFrom = 0
+			}
 			rep.Proofs++
 		case LineEntry:
 			e := &ln.Entry
@@ -540,9 +659,6 @@ func VerifyExport(r io.Reader, trustedKeys map[string]ed25519.PublicKey) (Report
 				}
 			} else if len(e.Body) > 0 {
 				return rep, fail(node, e.Seq, "body present but body_kept false")
-			}
-			if n.treeSize != 0 && e.Seq > n.treeSize {
-				return rep, fail(node, e.Seq, "entry beyond the export's tree size %d", n.treeSize)
 			}
 			if n.last != nil && e.Seq <= n.last.Seq {
 				return rep, fail(node, e.Seq, "out of order: after seq %d", n.last.Seq)
@@ -584,7 +700,9 @@ func VerifyExport(r io.Reader, trustedKeys map[string]ed25519.PublicKey) (Report
 					}
 				}
 				n.runStart = e.Seq
-				n.runProven = false
+			}
+			if n.pendFrom == 0 {
+				n.pendFrom, n.pendLine = e.Seq, line
 			}
 			n.neighbour = nil
 			cp := *e
@@ -599,16 +717,23 @@ func VerifyExport(r io.Reader, trustedKeys map[string]ed25519.PublicKey) (Report
 	if err := sc.Err(); err != nil {
 		return rep, fmt.Errorf("ledger: read export: %w", err)
 	}
-	for node, n := range nodes {
+	for _, node := range slices.Sorted(maps.Keys(nodes)) {
+		n := nodes[node]
 		if err := endRun(node, n); err != nil {
 			return rep, err
+		}
+		if len(n.roots) > 0 && n.treeSize != n.maxSigned {
+			// The header is unsigned: it may only repeat what the newest
+			// signed checkpoint says.
+			return rep, &VerifyError{Line: n.headerLine, Node: node, Reason: fmt.Sprintf(
+				"header tree_size %d disagrees with the newest signed checkpoint (tree size %d)", n.treeSize, n.maxSigned)}
 		}
 		if n.complete {
 			got := uint64(0)
 			if n.last != nil {
 				got = n.last.Seq
 			}
-			if got != n.treeSize {
+			if got < n.treeSize {
 				return rep, fail(node, got+1, "missing from a complete export of %d entries", n.treeSize)
 			}
 		}

@@ -107,8 +107,9 @@ func (o *Options) validate() error {
 	if err := checkKeyName(o.KeyName); err != nil {
 		errs = append(errs, err)
 	}
-	if bytes.ContainsAny([]byte(o.Origin), "\n") {
-		errs = append(errs, errors.New("Origin must be one line"))
+	if bytes.ContainsFunc([]byte(o.Origin), func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		// One line, and no control character a signed note may not hold.
+		errs = append(errs, errors.New("Origin must be one line without control characters"))
 	}
 	if o.CheckpointEvery == 0 {
 		o.CheckpointEvery = 10000
@@ -198,6 +199,11 @@ type Ledger struct {
 	wal *wal
 	// replayed counts the entries Open replayed from the WAL (for tests).
 	replayed int
+	// recovery, set only by RecoverWAL, makes Open replay past damaged WAL
+	// frames as far as the chain goes, and receives the report.
+	recovery *WALReport
+	// scrub is the background and on-demand re-verification (scrub.go).
+	scrub scrubState
 	// applyHook, set by tests, runs before every bbolt apply; an error
 	// fails the apply.
 	applyHook atomic.Pointer[func() error]
@@ -219,8 +225,16 @@ type Ledger struct {
 }
 
 // Open opens (creating if needed) the ledger at o.Path, verifies the tail of
-// its chain and Merkle state, and starts the writer.
+// its chain and Merkle state, replays its write-ahead log, and starts the
+// writer. A WAL frame that is damaged but was, or may have been,
+// acknowledged fails Open with a *WALError and changes nothing (see
+// InspectWAL and RecoverWAL).
 func Open(ctx context.Context, o Options) (*Ledger, error) {
+	return open(ctx, o, nil)
+}
+
+// open is Open; with rec set it recovers the WAL (RecoverWAL).
+func open(ctx context.Context, o Options, rec *WALReport) (*Ledger, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
@@ -242,6 +256,7 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 		bgDone:   make(chan struct{}),
 		done:     make(chan struct{}),
 		notify:   make(chan struct{}),
+		recovery: rec,
 	}
 	if err := l.load(ctx); err != nil {
 		db.Close()
@@ -254,31 +269,49 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	l.size, l.appliedSize = l.w.tree.size, l.w.tree.size
 	go l.run()
 	l.startRetention()
+	l.startScrub()
 	return l, nil
 }
 
 func (l *Ledger) load(ctx context.Context) error {
-	err := l.db.Update(func(tx *bolt.Tx) error {
+	initFn := func(tx *bolt.Tx) error {
 		for _, b := range allBkts {
+			if !tx.Writable() {
+				// Read-only (InspectWAL): the buckets reads need must exist.
+				if tx.Bucket(b) == nil && (bytes.Equal(b, bMeta) || bytes.Equal(b, bEntries) || bytes.Equal(b, bMerkle) || bytes.Equal(b, bCkpt)) {
+					return fmt.Errorf("%w: %s is not a ledger (no %q bucket)", ErrInvalid, l.opts.Path, b)
+				}
+				continue
+			}
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
 		meta := tx.Bucket(bMeta)
 		if v := meta.Get(kVersion); v == nil {
-			if err := meta.Put(kVersion, []byte(formatVersion)); err != nil {
-				return err
+			if tx.Writable() {
+				if err := meta.Put(kVersion, []byte(formatVersion)); err != nil {
+					return err
+				}
 			}
 		} else if string(v) != formatVersion {
 			return fmt.Errorf("ledger: %s has format version %q, want %q", l.opts.Path, v, formatVersion)
 		}
 		if v := meta.Get(kNode); v == nil {
-			return meta.Put(kNode, []byte(l.opts.NodeID))
+			if tx.Writable() {
+				return meta.Put(kNode, []byte(l.opts.NodeID))
+			}
 		} else if string(v) != l.opts.NodeID {
 			return fmt.Errorf("%w: %s belongs to node %q, not %q", ErrInvalid, l.opts.Path, v, l.opts.NodeID)
 		}
 		return nil
-	})
+	}
+	var err error
+	if l.db.IsReadOnly() {
+		err = l.db.View(initFn)
+	} else {
+		err = l.db.Update(initFn)
+	}
 	if err != nil {
 		return fmt.Errorf("ledger: init %s: %w", l.opts.Path, err)
 	}
