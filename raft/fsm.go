@@ -106,6 +106,8 @@ func ApplyTo(s *State, index uint64, cmd *hubv1.Command) (*State, error) {
 		}
 	case *hubv1.Command_RemoveNode:
 		cs.Nodes = slices.DeleteFunc(cs.Nodes, func(x *hubv1.Node) bool { return x.GetId() == op.RemoveNode.GetId() })
+	default:
+		applyIdentity(cs, cmd) // revocations and join tokens (identity.go)
 	}
 	// A policy that admits nothing is the same as no policy (default deny);
 	// dropping it keeps the state canonical.

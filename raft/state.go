@@ -27,7 +27,8 @@ type State struct {
 	policies map[string]*hubv1.Policy // destination id -> policy
 	nodes    []*hubv1.Node            // sorted by id
 	nodeByID map[string]*hubv1.Node
-	labCIDRs []cidrOwner // every lab prefix, most specific first
+	labCIDRs []cidrOwner   // every lab prefix, most specific first
+	ident    identityIndex // revocations and join tokens (identity.go)
 }
 
 // NetworkView is one member network with its identity material pre-parsed
@@ -108,6 +109,7 @@ func NewState(index uint64, cs *hubv1.ClusterState) *State {
 	for _, n := range s.nodes {
 		s.nodeByID[n.GetId()] = n
 	}
+	s.ident = newIdentityIndex(cs)
 	return s
 }
 
@@ -263,5 +265,6 @@ func (s *State) Proto() *hubv1.ClusterState {
 	for _, n := range s.nodes {
 		cs.Nodes = append(cs.Nodes, proto.Clone(n).(*hubv1.Node))
 	}
+	s.identityProto(cs)
 	return cs
 }
