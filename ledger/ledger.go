@@ -69,9 +69,17 @@ type Options struct {
 	// PruneInterval is how often the background retention pass runs when
 	// Retention is set (default 1h).
 	PruneInterval time.Duration
-	Logger        *slog.Logger     // default discards
-	Now           func() time.Time // default time.Now
-	Metrics       Metrics          // optional
+	// ScrubInterval, when positive, runs the background scrub (scrub.go):
+	// a full re-verification of the stored chain and Merkle tree, started
+	// again this long after each pass ends; 0 disables it (Scrub still runs
+	// on demand).
+	ScrubInterval time.Duration
+	// ScrubRate bounds the background scrub in entries per second
+	// (default 2000).
+	ScrubRate int
+	Logger    *slog.Logger     // default discards
+	Now       func() time.Time // default time.Now
+	Metrics   Metrics          // optional
 }
 
 // Metrics receives the ledger's measurements; implement it with prometheus
@@ -136,6 +144,15 @@ func (o *Options) validate() error {
 	}
 	if o.PruneInterval <= 0 {
 		o.PruneInterval = time.Hour
+	}
+	if o.ScrubInterval < 0 {
+		errs = append(errs, fmt.Errorf("ScrubInterval %v must not be negative", o.ScrubInterval))
+	}
+	if o.ScrubRate == 0 {
+		o.ScrubRate = defaultScrubRate
+	}
+	if o.ScrubRate < 0 {
+		errs = append(errs, fmt.Errorf("ScrubRate %d must be positive", o.ScrubRate))
 	}
 	if o.VerifyTail == 0 {
 		o.VerifyTail = 4096
@@ -306,8 +323,18 @@ func (l *Ledger) load(ctx context.Context) error {
 		}
 		return nil
 	}
+	// Write only when something is missing: a refused Open (a damaged
+	// WAL) must leave the file as it found it.
+	complete := true
+	_ = l.db.View(func(tx *bolt.Tx) error {
+		for _, b := range allBkts {
+			complete = complete && tx.Bucket(b) != nil
+		}
+		complete = complete && tx.Bucket(bMeta).Get(kVersion) != nil && tx.Bucket(bMeta).Get(kNode) != nil
+		return nil
+	})
 	var err error
-	if l.db.IsReadOnly() {
+	if complete || l.db.IsReadOnly() {
 		err = l.db.View(initFn)
 	} else {
 		err = l.db.Update(initFn)
@@ -685,6 +712,7 @@ func (l *Ledger) Close() error {
 	l.closed = true
 	l.mu.Unlock()
 	// The retention pass may be waiting on the writer; stop it first.
+	l.stopScrub()
 	l.stopBg()
 	<-l.bgDone
 	l.mu.Lock()

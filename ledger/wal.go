@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -373,53 +372,269 @@ func (w *wal) close(drop bool) error {
 	return err
 }
 
-// walRecords reads the records of WAL file num in order, up to the first
-// frame that is not a complete frame of this file (zeros, a torn write, or
-// a recycled file's old frames). torn reports a frame of this file cut
-// short or failing its CRC.
-func walRecords(data []byte, num uint64, fn func(rec []byte) error) (torn bool, err error) {
-	for len(data) >= walHeader && string(data[:4]) == walMagic && binary.BigEndian.Uint64(data[4:]) == num {
-		n := int(binary.BigEndian.Uint32(data[12:]))
-		if n < 12 || n > len(data)-walHeader || frameCRC(data[:walHeader+n]) != binary.BigEndian.Uint32(data[16:]) {
-			return true, nil
-		}
-		payload := data[walHeader : walHeader+n]
-		first, count := binary.BigEndian.Uint64(payload), binary.BigEndian.Uint32(payload[8:])
-		p := payload[12:]
-		for i := range count {
-			if len(p) < 4 || int(binary.BigEndian.Uint32(p)) > len(p)-4 {
-				return false, fmt.Errorf("frame at seq %d: record %d overruns the frame", first, i)
-			}
-			rn := int(binary.BigEndian.Uint32(p))
-			rec := p[4 : 4+rn]
-			if len(rec) < seqOffset+8+HashSize || binary.BigEndian.Uint64(rec[seqOffset:]) != first+uint64(i) {
-				return false, fmt.Errorf("frame at seq %d: record %d out of sequence", first, i)
-			}
-			if err := fn(rec); err != nil {
-				return false, err
-			}
-			p = p[4+rn:]
-		}
-		if len(p) != 0 {
-			return false, fmt.Errorf("frame at seq %d: %d trailing bytes", first, len(p))
-		}
-		data = data[walHeader+n:]
+// Reading the log back. Where a file's log stops decides what may be
+// dropped, so a stop is one of three things, never guessed:
+//
+//   - the end: zeros (preallocation), nothing, or bytes that are not a frame
+//     of this file (a recycled file's older frames carry an older number);
+//   - a torn tail: a partial LAST frame, cut short by a crash while it was
+//     being written, whose Append never returned;
+//   - corruption: a bad frame that was acknowledged. A frame is written only
+//     after the one before it was synced, and a file only after the one
+//     before it was sealed, so a bad frame followed by any valid frame, or
+//     by any frame of a later file, was acknowledged; so was one whose
+//     entries bbolt holds (bbolt takes only WAL-durable batches), and one
+//     whose payload is complete and verifies (a torn write damages the
+//     payload; a flipped bit can hit just the header).
+//
+// Open replays through the end, drops a torn tail with a warning, and on
+// corruption refuses to open (WALError) with every file kept untouched, for
+// the offline recovery (InspectWAL, RecoverWAL) to report on and act on.
+
+// walFrame is one frame of a WAL file as read back, or one unreadable
+// stretch before a valid frame.
+type walFrame struct {
+	off, end int64  // end -1: extent unknown
+	first    uint64 // first seq the header claims (0: unreadable)
+	count    uint32 // entries the header claims
+	recs     [][]byte
+	ok       bool // CRC and structure check out
+	ourHdr   bool // starts with the magic and this file's number
+	why      string
+}
+
+// walFileScan is one WAL file read back.
+type walFileScan struct {
+	name   string
+	num    uint64
+	size   int64
+	frames []walFrame
+}
+
+// readWAL reads every WAL file of base and returns them oldest first, and
+// the number the next fresh file takes.
+func readWAL(base string) ([]walFileScan, uint64, error) {
+	names, nums, err := walFiles(base)
+	if err != nil {
+		return nil, 0, fmt.Errorf("ledger: wal: %w", err)
 	}
-	return false, nil
+	next := uint64(1)
+	files := make([]walFileScan, len(names))
+	for i, name := range names {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return nil, 0, fmt.Errorf("ledger: wal: %w", err)
+		}
+		files[i] = walFileScan{name: name, num: nums[i], size: int64(len(data)), frames: scanWALFile(data, nums[i])}
+		next = nums[i] + 1
+	}
+	return files, next, nil
+}
+
+// scanWALFile splits one file's data into frames (see above). It never
+// fails: whatever it cannot read becomes a frame that is not ok.
+func scanWALFile(data []byte, num uint64) []walFrame {
+	var frames []walFrame
+	off := 0
+	for off+walHeader <= len(data) {
+		hdr := data[off:]
+		ours := string(hdr[:4]) == walMagic && binary.BigEndian.Uint64(hdr[4:]) == num
+		n := int(binary.BigEndian.Uint32(hdr[12:]))
+		fits := n >= 12 && n <= len(hdr)-walHeader
+		if ours && fits && frameCRC(hdr[:walHeader+n]) == binary.BigEndian.Uint32(hdr[16:]) {
+			f := walFrame{off: int64(off), end: int64(off + walHeader + n), ourHdr: true}
+			first, recs, err := parsePayload(hdr[walHeader : walHeader+n])
+			f.first = first
+			if err != nil {
+				f.why = "the frame passes its CRC but " + err.Error()
+			} else {
+				f.ok, f.recs = true, recs
+			}
+			frames = append(frames, f)
+			off += walHeader + n
+			continue
+		}
+		in, intact := intactFrame(hdr, num)
+		if !ours && !intact {
+			// The end of this file's log, unless a frame of it follows.
+			next := findFrame(data, num, off+1)
+			if next < 0 {
+				break
+			}
+			frames = append(frames, walFrame{off: int64(off), end: int64(next),
+				why: fmt.Sprintf("%d unreadable bytes where a frame should start", next-off)})
+			off = next
+			continue
+		}
+		f := walFrame{off: int64(off), end: -1, ourHdr: ours}
+		if len(hdr) >= walHeader+12 {
+			f.first, f.count = binary.BigEndian.Uint64(hdr[walHeader:]), binary.BigEndian.Uint32(hdr[walHeader+8:])
+		}
+		switch {
+		case intact && !ours:
+			f.why = "frame header damaged (magic or file number)"
+		case intact:
+			f.why = fmt.Sprintf("frame length field damaged (%d, the payload has %d)", n, in)
+		case n < 12:
+			f.why = fmt.Sprintf("frame length %d is too short", n)
+		case !fits:
+			f.why = fmt.Sprintf("frame of %d bytes extends past the end of the file (%d bytes left)", walHeader+n, len(hdr))
+		default:
+			f.why = "CRC mismatch"
+		}
+		if intact {
+			n, fits = in, true
+		}
+		if fits {
+			f.end = int64(off + walHeader + n)
+			// The records of a bad frame, if its payload still parses, may
+			// prove it was written whole.
+			if _, recs, err := parsePayload(hdr[walHeader : walHeader+n]); err == nil {
+				f.recs = recs
+			}
+		}
+		frames = append(frames, f)
+		if fits {
+			off += walHeader + n
+			continue
+		}
+		next := findFrame(data, num, off+1)
+		if next < 0 {
+			break
+		}
+		off = next
+	}
+	return frames
+}
+
+// parsePayload splits a frame payload into its records, checking their
+// lengths and that their seqs run on from the frame's first seq.
+func parsePayload(payload []byte) (first uint64, recs [][]byte, err error) {
+	if len(payload) < 12 {
+		return 0, nil, fmt.Errorf("payload of %d bytes", len(payload))
+	}
+	first, count := binary.BigEndian.Uint64(payload), binary.BigEndian.Uint32(payload[8:])
+	p := payload[12:]
+	if uint64(count) > uint64(len(p))/4 {
+		return first, nil, fmt.Errorf("frame at seq %d: %d records cannot fit in %d bytes", first, count, len(p))
+	}
+	recs = make([][]byte, 0, count)
+	for i := range count {
+		if len(p) < 4 || uint64(binary.BigEndian.Uint32(p)) > uint64(len(p)-4) {
+			return first, nil, fmt.Errorf("frame at seq %d: record %d overruns the frame", first, i)
+		}
+		rn := int(binary.BigEndian.Uint32(p))
+		rec := p[4 : 4+rn]
+		if len(rec) < seqOffset+8+HashSize || binary.BigEndian.Uint64(rec[seqOffset:]) != first+uint64(i) {
+			return first, nil, fmt.Errorf("frame at seq %d: record %d out of sequence", first, i)
+		}
+		recs = append(recs, rec)
+		p = p[4+rn:]
+	}
+	if len(p) != 0 {
+		return first, nil, fmt.Errorf("frame at seq %d: %d trailing bytes", first, len(p))
+	}
+	return first, recs, nil
+}
+
+// payloadLen is the length a payload's own structure gives it (first seq,
+// count, length-prefixed records), if it has one within p.
+func payloadLen(p []byte) (int, bool) {
+	if len(p) < 12 {
+		return 0, false
+	}
+	count := binary.BigEndian.Uint32(p[8:])
+	n := 12
+	for range count {
+		if len(p)-n < 4 {
+			return 0, false
+		}
+		rn := uint64(binary.BigEndian.Uint32(p[n:]))
+		if rn > uint64(len(p)-n-4) {
+			return 0, false
+		}
+		n += 4 + int(rn)
+	}
+	return n, true
+}
+
+// intactFrame reports whether hdr starts a complete frame of file num whose
+// only damage is in its magic, file number or length field: the stored CRC,
+// computed with this file's number and the payload's own length, matches.
+// Such a frame was written whole; only a flipped bit explains it. n is the
+// payload length.
+func intactFrame(hdr []byte, num uint64) (n int, ok bool) {
+	if len(hdr) < walHeader {
+		return 0, false
+	}
+	stored := binary.BigEndian.Uint32(hdr[16:])
+	try := func(n int) bool {
+		if n < 12 || n > len(hdr)-walHeader {
+			return false
+		}
+		var h [12]byte
+		binary.BigEndian.PutUint64(h[:], num)
+		binary.BigEndian.PutUint32(h[8:], uint32(n))
+		return crc32.Update(crc32.Checksum(h[:], crcTable), crcTable, hdr[walHeader:walHeader+n]) == stored
+	}
+	if n := int(binary.BigEndian.Uint32(hdr[12:])); try(n) {
+		return n, true
+	}
+	if n, ok := payloadLen(hdr[walHeader:]); ok && try(n) {
+		return n, true
+	}
+	return 0, false
+}
+
+// findFrame returns the offset of the first valid frame of file num at or
+// after from, or -1.
+func findFrame(data []byte, num uint64, from int) int {
+	pat := binary.BigEndian.AppendUint64([]byte(walMagic), num)
+	for from < len(data) {
+		i := bytes.Index(data[from:], pat)
+		if i < 0 {
+			return -1
+		}
+		off := from + i
+		hdr := data[off:]
+		if len(hdr) >= walHeader {
+			n := int(binary.BigEndian.Uint32(hdr[12:]))
+			if n >= 12 && n <= len(hdr)-walHeader && frameCRC(hdr[:walHeader+n]) == binary.BigEndian.Uint32(hdr[16:]) {
+				if _, _, err := parsePayload(hdr[walHeader : walHeader+n]); err == nil {
+					return off
+				}
+			}
+		}
+		from = off + 1
+	}
+	return -1
 }
 
 // replayWAL commits to bbolt every WAL record beyond the stored log, after
 // checking each links onto l.w (seq, prev_hash, hash, node), then deletes
-// the WAL files and starts a fresh one. Open calls it after load.
+// the WAL files and starts a fresh one. Open calls it after load. On
+// corruption it changes nothing and returns a *WALError; in recovery
+// (l.recovery set) it replays what still chains on, moves every file
+// holding a damaged frame or an entry it could not replay aside, and
+// reports in l.recovery.
 func (l *Ledger) replayWAL() error {
 	base := l.opts.Path
-	names, nums, err := walFiles(base)
+	files, next, err := readWAL(base)
 	if err != nil {
-		return fmt.Errorf("ledger: wal: %w", err)
+		return err
 	}
-	next := uint64(1)
-	if len(nums) > 0 {
-		next = nums[len(nums)-1] + 1
+	rec := l.recovery
+	p, err := l.planWAL(files, rec != nil)
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		if len(p.problems) > 0 {
+			return &WALError{Path: base, Problems: p.problems}
+		}
+		if p.chainErr != nil {
+			return p.chainErr
+		}
 	}
 	st := l.w.clone()
 	var b *batch
@@ -438,53 +653,22 @@ func (l *Ledger) replayWAL() error {
 		b = nil
 		return nil
 	}
-	for i, name := range names {
-		data, err := os.ReadFile(name)
-		if err != nil {
-			return fmt.Errorf("ledger: wal: %w", err)
+	for _, wr := range p.recs {
+		if b == nil {
+			b = &batch{}
 		}
-		torn, err := walRecords(data, nums[i], func(rec []byte) error {
-			seq := binary.BigEndian.Uint64(rec[seqOffset:])
-			if seq <= st.tree.size {
-				return nil // already in bbolt
-			}
-			if seq != st.tree.size+1 {
-				return &ChainError{Seq: st.tree.size + 1, Reason: fmt.Sprintf("missing entry: the wal continues at seq %d", seq)}
-			}
-			e, err := decodeRecord(rec)
-			if err != nil {
-				return &ChainError{Seq: seq, Reason: "wal record: " + err.Error()}
-			}
-			h := sha256.Sum256(rec[:len(rec)-HashSize])
-			switch {
-			case e.Node != l.opts.NodeID:
-				return &ChainError{Seq: seq, Reason: fmt.Sprintf("wal record carries node %q", e.Node)}
-			case !bytes.Equal(h[:], e.Hash):
-				return &ChainError{Seq: seq, Reason: "wal record: hash does not match contents"}
-			case !bytes.Equal(e.PrevHash, st.lastHash):
-				return &ChainError{Seq: seq, Reason: "wal record: prev_hash does not link to the previous entry"}
-			}
-			if b == nil {
-				b = &batch{}
-			}
-			r := &appendReq{e: e, rec: rec}
-			r.users[0] = NormalizeUser(e.From)
-			if u := NormalizeUser(e.To); u != r.users[0] {
-				r.users[1] = u
-			}
-			b.reqs = append(b.reqs, r)
-			st.lastHash = e.Hash
-			b.nodes = st.tree.push(leafHashOf(rec), b.nodes)
-			if len(b.reqs) >= l.opts.MaxBatch {
-				return flush()
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("ledger: wal %s: %w", name, err)
+		r := &appendReq{e: wr.e, rec: wr.rec}
+		r.users[0] = NormalizeUser(wr.e.From)
+		if u := NormalizeUser(wr.e.To); u != r.users[0] {
+			r.users[1] = u
 		}
-		if torn {
-			l.log.Warn("ledger wal: dropped a torn tail (a write interrupted by a crash, never acknowledged)", "file", name, "size", st.tree.size)
+		b.reqs = append(b.reqs, r)
+		st.lastHash = wr.e.Hash
+		b.nodes = st.tree.push(leafHashOf(wr.rec), b.nodes)
+		if len(b.reqs) >= l.opts.MaxBatch {
+			if err := flush(); err != nil {
+				return err
+			}
 		}
 	}
 	if err := flush(); err != nil {
@@ -494,10 +678,38 @@ func (l *Ledger) replayWAL() error {
 	if replayed > 0 {
 		l.log.Info("ledger wal replayed", "entries", replayed, "size", l.w.tree.size)
 	}
-	// Every record is now in bbolt, synced: the old files can go.
-	for _, name := range names {
-		if err := os.Remove(name); err != nil {
+	for _, t := range p.torn {
+		l.log.Warn("ledger wal: dropped a torn tail (a partial last frame: a write cut short by a crash, never acknowledged)",
+			"file", t.File, "offset", t.Offset, "reason", t.Reason, "size", l.w.tree.size)
+	}
+	// Every record that can be replayed is now in bbolt, synced. A file
+	// holding anything else (a damaged frame, an entry past a gap) is only
+	// ever moved aside, by the recovery.
+	keep := map[string]bool{}
+	if rec != nil {
+		keep = p.keep(files, l.w.tree.size)
+	}
+	stamp := l.opts.Now().UTC().Format("20060102T150405Z")
+	for _, f := range files {
+		if keep[f.name] {
+			aside := f.name + ".corrupt-" + stamp
+			if err := os.Rename(f.name, aside); err != nil {
+				return fmt.Errorf("ledger: wal recovery: %w", err)
+			}
+			rec.MovedAside = append(rec.MovedAside, aside)
+			l.log.Warn("ledger wal recovery: moved a damaged wal file aside", "file", f.name, "to", aside)
+			continue
+		}
+		if err := os.Remove(f.name); err != nil {
 			return fmt.Errorf("ledger: wal: %w", err)
+		}
+	}
+	if rec != nil {
+		p.fill(rec, l, files, true)
+		if len(rec.MovedAside) > 0 {
+			if err := syncDir(filepath.Dir(base)); err != nil {
+				return fmt.Errorf("ledger: wal recovery: %w", err)
+			}
 		}
 	}
 	w, err := openWAL(base, next)
