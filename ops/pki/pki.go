@@ -162,8 +162,18 @@ func (ca *CA) Fingerprint() string { return Fingerprint(ca.Cert) }
 // subjectAltNames (IP addresses or DNS names). Node and member certificates
 // serve both as TLS servers and clients; operator certificates as clients.
 func (ca *CA) Issue(role Role, commonName string, hosts []string, pub crypto.PublicKey, ttl time.Duration) ([]byte, error) {
+	return ca.issue(role, "", commonName, hosts, pub, ttl, time.Hour)
+}
+
+// issue signs a certificate; adminRole, when set, adds its OU beside the
+// role's; backdate is how far NotBefore precedes now (clock skew).
+func (ca *CA) issue(role Role, adminRole AdminRole, commonName string, hosts []string, pub crypto.PublicKey, ttl, backdate time.Duration) ([]byte, error) {
 	if commonName == "" {
 		return nil, errors.New("issue certificate: common name required")
+	}
+	ous := []string{string(role)}
+	if adminRole != "" {
+		ous = append(ous, adminRoleOUPrefix+string(adminRole))
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -171,9 +181,9 @@ func (ca *CA) Issue(role Role, commonName string, hosts []string, pub crypto.Pub
 		Subject: pkix.Name{
 			CommonName:         commonName,
 			Organization:       []string{"clearhub"},
-			OrganizationalUnit: []string{string(role)},
+			OrganizationalUnit: ous,
 		},
-		NotBefore:   now.Add(-time.Hour),
+		NotBefore:   now.Add(-backdate),
 		NotAfter:    now.Add(ttl),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
@@ -200,11 +210,17 @@ func (ca *CA) Issue(role Role, commonName string, hosts []string, pub crypto.Pub
 
 // IssueKeyPair generates a P-256 key and issues a certificate for it.
 func (ca *CA) IssueKeyPair(role Role, commonName string, hosts []string, ttl time.Duration) (tls.Certificate, []byte, []byte, error) {
+	return ca.issueKeyPair(func(pub crypto.PublicKey) ([]byte, error) {
+		return ca.Issue(role, commonName, hosts, pub, ttl)
+	})
+}
+
+func (ca *CA) issueKeyPair(issue func(crypto.PublicKey) ([]byte, error)) (tls.Certificate, []byte, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, nil, nil, fmt.Errorf("generate key: %w", err)
 	}
-	der, err := ca.Issue(role, commonName, hosts, &key.PublicKey, ttl)
+	der, err := issue(&key.PublicKey)
 	if err != nil {
 		return tls.Certificate{}, nil, nil, err
 	}
