@@ -71,7 +71,7 @@ func TestScrub(t *testing.T) {
 			}
 			var logs bytes.Buffer
 			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-			o.VerifyTail = 16 // as in production: far less than the log
+			o.VerifyTail = 16  // as in production: far less than the log
 			l = openTest(t, o) // the tampering is too old for Open to see
 			res, err := l.Scrub(context.Background())
 			if err != nil {
