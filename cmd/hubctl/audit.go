@@ -23,8 +23,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"clearhub/ledger"
 	"clearhub/proto/hubv1"
@@ -54,7 +52,7 @@ Pin each node's checkpoint key (shown by 'hubctl audit checkpoint') where
 you keep your records; pass it as --node-key (verify: --key NODE=KEY) so a
 compromised node cannot vouch for itself.`,
 	}
-	c.AddCommand(newAuditCheckpointCmd(), newAuditExportCmd(), newAuditVerifyCmd(),
+	c.AddCommand(newAuditCheckpointCmd(), newAuditCheckpointsCmd(), newAuditExportCmd(), newAuditVerifyCmd(),
 		newAuditProveCmd(), newAuditConsistencyCmd(), newAuditTailCmd())
 	return c
 }
@@ -203,7 +201,7 @@ func newAuditCheckpointCmd() *cobra.Command {
 			if wasPinned {
 				sig = "verified with the pinned key"
 			}
-			return printOutput(cmd, cp, func(w io.Writer) {
+			return printOutput(cmd, checkpointViewOf(cp, wasPinned), func(w io.Writer) {
 				row(w, "origin", cp.GetOrigin())
 				row(w, "tree size", cp.GetTreeSize())
 				row(w, "root", b64(cp.GetRootHash()))
@@ -229,7 +227,7 @@ type exportOpts struct {
 	kind           string
 	cluster        bool
 	format         string
-	out            string
+	file           string // "-": stdout
 }
 
 // parseWhen reads RFC 3339 or a duration meaning that long before now.
@@ -278,7 +276,7 @@ func (o *exportOpts) request(now time.Time) (*hubv1.ExportAuditRequest, error) {
 func newAuditExportCmd() *cobra.Command {
 	var o exportOpts
 	c := &cobra.Command{
-		Use:   "export [--since T] [--until T] [--from-seq N] [--to-seq N] [--network ID] [--user user@host] [--kind K] [--cluster] [--format jsonl|csv] [-o FILE]",
+		Use:   "export [FILE | --file FILE] [--since T] [--until T] [--from-seq N] [--to-seq N] [--network ID] [--user user@host] [--kind K] [--cluster] [-o jsonl|csv]",
 		Short: "Export audit entries; the JSON Lines form verifies offline with 'hubctl audit verify'",
 		Long: `Export audit entries matching every given filter.
 
@@ -291,9 +289,21 @@ entries only and cannot be verified.
 
 --since and --until take RFC 3339 times or a duration meaning that long ago
 (--since 1h). The export is not bounded by the default --timeout; an
-explicit --timeout bounds it as a whole.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runExport(cmd, &o) },
+explicit --timeout bounds it as a whole.
+
+FILE (or --file) is written under a temporary name and renamed when
+complete; without one, or with -, the export goes to stdout. The format is
+-o jsonl (the default) or -o csv; --format says the same.`,
+		Example: `  hubctl audit export audit.jsonl
+  hubctl audit export --since 1h --network net-a -o csv > net-a.csv`,
+		Args:        cobra.MaximumNArgs(1),
+		Annotations: map[string]string{annotOwnOutput: "jsonl,csv"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.resolveTarget(cmd, args); err != nil {
+				return err
+			}
+			return runExport(cmd, &o)
+		},
 	}
 	f := c.Flags()
 	f.StringVar(&o.since, "since", "", "entries at or after this time (RFC 3339, or a duration ago like 1h)")
@@ -304,10 +314,8 @@ explicit --timeout bounds it as a whole.`,
 	f.StringVar(&o.user, "user", "", "entries from or to this user (user@host or SIP URI)")
 	f.StringVar(&o.kind, "kind", "", "request, response, chat, admin or anchor")
 	f.BoolVar(&o.cluster, "cluster", false, "export every node's ledger, not just the answering node's")
-	f.StringVar(&o.format, "format", "jsonl", "jsonl (verifiable) or csv")
-	// Shadows the global -o/--output (table|json|yaml), which means nothing
-	// for a file export.
-	f.StringVarP(&o.out, "output", "o", "-", "file to write; - for stdout")
+	f.StringVar(&o.format, "format", "jsonl", "jsonl (verifiable) or csv; the same as -o")
+	f.StringVar(&o.file, "file", "", "file to write (the same as FILE); - for stdout")
 	return c
 }
 
@@ -340,11 +348,11 @@ func runExport(cmd *cobra.Command, o *exportOpts) error {
 	var dst io.Writer = cmd.OutOrStdout()
 	where := "stdout"
 	var tmp *os.File
-	if o.out != "-" {
-		where = o.out
-		tmp, err = os.CreateTemp(filepath.Dir(o.out), "."+filepath.Base(o.out)+".tmp*")
+	if o.file != "-" {
+		where = o.file
+		tmp, err = os.CreateTemp(filepath.Dir(o.file), "."+filepath.Base(o.file)+".tmp*")
 		if err != nil {
-			return fmt.Errorf("-o: %w", err)
+			return fmt.Errorf("FILE: %w", err)
 		}
 		defer func() {
 			if tmp != nil {
@@ -398,7 +406,7 @@ func runExport(cmd *cobra.Command, o *exportOpts) error {
 			return fmt.Errorf("export stopped after %d entries: %w", total, err)
 		}
 		if err := sink.record(rec); err != nil {
-			return fmt.Errorf("-o %s: %w", where, err)
+			return fmt.Errorf("%s: %w", where, err)
 		}
 		if rec.GetSeq() != 0 {
 			total++
@@ -412,20 +420,20 @@ func runExport(cmd *cobra.Command, o *exportOpts) error {
 		bar.Finish()
 	}
 	if err := sink.close(); err != nil {
-		return fmt.Errorf("-o %s: %w", where, err)
+		return fmt.Errorf("%s: %w", where, err)
 	}
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("-o %s: %w", where, err)
+		return fmt.Errorf("%s: %w", where, err)
 	}
 	if tmp != nil {
 		if err := tmp.Sync(); err != nil {
-			return fmt.Errorf("-o %s: %w", where, err)
+			return fmt.Errorf("%s: %w", where, err)
 		}
 		if err := tmp.Close(); err != nil {
-			return fmt.Errorf("-o %s: %w", where, err)
+			return fmt.Errorf("%s: %w", where, err)
 		}
-		if err := os.Rename(tmp.Name(), o.out); err != nil {
-			return fmt.Errorf("-o %s: %w", where, err)
+		if err := os.Rename(tmp.Name(), o.file); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
 		}
 		tmp = nil
 	}
@@ -849,57 +857,4 @@ func checkConsistency(p *hubv1.ConsistencyProof, oldSize, newSize uint64, k node
 		NewSize: newCp.Size, NewRoot: b64(newCp.Root)}, nil
 }
 
-// --- tail ---
-
-func newAuditTailCmd() *cobra.Command {
-	var from uint64
-	c := &cobra.Command{
-		Use:   "tail [--from-seq N]",
-		Short: "Print audit entries as they are written, until Ctrl-C (-o json: one JSON entry per line)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := outputFormat(cmd)
-			if err != nil {
-				return err
-			}
-			if format == formatYAML {
-				return usagef("--output: audit tail prints table or json lines, not yaml")
-			}
-			c, cc, err := dialAdmin(cmd)
-			if err != nil {
-				return err
-			}
-			defer cc.Close()
-			ctx, cancel := streamContext(cmd)
-			defer cancel()
-			st, err := c.TailAudit(ctx, &hubv1.TailAuditRequest{FromSeq: from}, grpc.MaxCallRecvMsgSize(maxAuditRecord))
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			for {
-				rec, err := st.Recv()
-				if err != nil {
-					if cmd.Context() != nil && cmd.Context().Err() != nil && status.Code(err) == codes.Canceled {
-						return nil // Ctrl-C: the normal end of a tail
-					}
-					if errors.Is(err, io.EOF) {
-						return errors.New("the node ended the tail")
-					}
-					return err
-				}
-				if format == formatJSON {
-					fmt.Fprintf(out, "%s\n", rec.GetJson())
-					continue
-				}
-				var e ledger.Entry
-				if err := json.Unmarshal(rec.GetJson(), &e); err != nil {
-					return fmt.Errorf("node %s seq %d: unreadable entry: %w", rec.GetNode(), rec.GetSeq(), err)
-				}
-				fmt.Fprintln(out, entrySummary(&e))
-			}
-		},
-	}
-	c.Flags().Uint64Var(&from, "from-seq", 0, "start at this entry (0: only entries written from now on)")
-	return c
-}
+// --- tail --- (audit_tail.go)

@@ -137,7 +137,7 @@ func TestAuditExportVerify(t *testing.T) {
 	dir := t.TempDir()
 	all := filepath.Join(dir, "all.jsonl")
 
-	_, errOut, code := env.hubctl(t, "audit", "export", "-o", all)
+	_, errOut, code := env.hubctl(t, "audit", "export", all)
 	if code != 0 || !strings.Contains(errOut, "exported 30 entries to "+all) {
 		t.Fatalf("export: exit %d, stderr %q", code, errOut)
 	}
@@ -151,7 +151,7 @@ func TestAuditExportVerify(t *testing.T) {
 
 	// Filters: chat entries from seq 5 on are 6, 10, ..., 30.
 	chat := filepath.Join(dir, "chat.jsonl")
-	if _, errOut, code := env.hubctl(t, "audit", "export", "--kind", "chat", "--from-seq", "5", "-o", chat); code != 0 ||
+	if _, errOut, code := env.hubctl(t, "audit", "export", "--kind", "chat", "--from-seq", "5", "--file", chat); code != 0 ||
 		!strings.Contains(errOut, "exported 7 entries") {
 		t.Fatalf("filtered export: exit %d %q", code, errOut)
 	}
@@ -224,7 +224,7 @@ func TestAuditExportCSV(t *testing.T) {
 	env := newAuditEnv(t)
 	env.appendN(t, 1, 12)
 	file := filepath.Join(t.TempDir(), "x.csv")
-	if _, errOut, code := env.hubctl(t, "audit", "export", "--format", "csv", "--network", "netb", "-o", file); code != 0 {
+	if _, errOut, code := env.hubctl(t, "audit", "export", "-o", "csv", "--network", "netb", file); code != 0 {
 		t.Fatalf("csv export: exit %d %q", code, errOut)
 	}
 	got, err := os.ReadFile(file)

@@ -7,14 +7,18 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/net/idna"
 
 	"clearhub/ops/pki"
+	"clearhub/raft"
 )
 
 func newCertsCmd() *cobra.Command {
@@ -55,8 +59,16 @@ which 'hubctl network add --pin' accepts.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) {
-				return usagef("NAME %q: want a plain name, usable as a file name", name)
+			if err := checkHostName("NAME", name); err != nil {
+				return err
+			}
+			for _, h := range hosts {
+				if _, err := netip.ParseAddr(h); err == nil {
+					continue
+				}
+				if err := checkHostName("--host", h); err != nil {
+					return err
+				}
 			}
 			if ttl <= 0 {
 				return usagef("--ttl: must be positive, got %s", ttl)
@@ -129,6 +141,26 @@ which 'hubctl network add --pin' accepts.`,
 	fl.StringVar(&out, "out", "", "directory for NAME.crt and NAME.key (default DATA/members)")
 	fl.BoolVar(&force, "force", false, "replace an existing certificate and key")
 	return c
+}
+
+// checkHostName refuses what cannot be a certificate's DNS name (RFC 1123
+// section 2.1 host names, lower case, as the hub's network domains are):
+// "bad domain" would be minted into a certificate no member could use.
+// NAME is also the file name, which a valid host name always is. An
+// internationalised name gets its A-label (xn--, RFC 5891) form as a hint.
+func checkHostName(what, name string) error {
+	if raft.ValidDNSName(name) {
+		return nil
+	}
+	if utf8.ValidString(name) && strings.ContainsFunc(name, func(r rune) bool { return r >= utf8.RuneSelf }) {
+		if a, err := idna.Lookup.ToASCII(name); err == nil && raft.ValidDNSName(a) {
+			return usagef("%s %q: internationalised names go in their ASCII (punycode) form: use %q", what, name, a)
+		}
+	}
+	if l := strings.ToLower(name); l != name && raft.ValidDNSName(l) {
+		return usagef("%s %q: DNS names are written in lower case here: use %q", what, name, l)
+	}
+	return usagef("%s %q: not a DNS host name (letters, digits and '-' in dot-separated labels, like a.example)", what, name)
 }
 
 func parseLeaf(certPEM []byte) (*x509.Certificate, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,7 +37,7 @@ func newClusterTokenCmd() *cobra.Command {
 					return err
 				}
 				// Table mode prints the token alone so shells can capture it.
-				return printOutput(cmd, tok, func(w io.Writer) { fmt.Fprintln(w, tok.GetToken()) })
+				return printOutput(cmd, viewJoinToken(tok), func(w io.Writer) { fmt.Fprintln(w, tok.GetToken()) })
 			})
 		},
 	}
@@ -45,20 +46,52 @@ func newClusterTokenCmd() *cobra.Command {
 }
 
 func newClusterStatusCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "status",
-		Short: "Show the leader, Raft indexes and every node",
-		Args:  cobra.NoArgs,
+	var check bool
+	c := &cobra.Command{
+		Use:   "status [--check]",
+		Short: "Show the leader, Raft indexes and every node (--check: exit 1 unless healthy)",
+		Long: `Show the leader, the Raft indexes and every node as the answering node sees
+them. With --check the command is a health check: it exits 1, naming each
+problem on stderr, when no leader is known or a voter is unhealthy.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
 				st, err := c.ClusterStatus(ctx, &hubv1.ClusterStatusRequest{})
 				if err != nil {
 					return err
 				}
-				return printClusterStatus(cmd, st)
+				if err := printClusterStatus(cmd, st); err != nil {
+					return err
+				}
+				if p := clusterProblems(st); check && len(p) > 0 {
+					return fmt.Errorf("cluster unhealthy: %s", strings.Join(p, "; "))
+				}
+				return nil
 			})
 		},
 	}
+	c.Flags().BoolVar(&check, "check", false, "exit 1 when no leader is known or a voter is unhealthy")
+	return c
+}
+
+// clusterProblems lists what makes the cluster unhealthy: no known leader,
+// or a voter that is not healthy. Non-voters do not count.
+func clusterProblems(st *hubv1.ClusterStatusResponse) []string {
+	var out []string
+	if st.GetLeader() == "" {
+		out = append(out, "no leader known")
+	}
+	for _, n := range st.GetNodes() {
+		if n.GetSuffrage() != "voter" || n.GetHealthy() {
+			continue
+		}
+		p := fmt.Sprintf("voter %s is %s", n.GetId(), orDash(n.GetState()))
+		if n.GetError() != "" {
+			p += " (" + n.GetError() + ")"
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 func newClusterJoinCmd() *cobra.Command {
@@ -100,11 +133,10 @@ func newClusterRemoveCmd() *cobra.Command {
 	}
 }
 
-// printClusterStatus shows the cluster summary then one row per node. JSON
-// and YAML use the message's proto names: leader, term, commit_index,
-// applied_index, nodes...
+// printClusterStatus shows the cluster summary then one row per node (JSON
+// and YAML: clusterView).
 func printClusterStatus(cmd *cobra.Command, st *hubv1.ClusterStatusResponse) error {
-	return printOutput(cmd, st, func(w io.Writer) {
+	return printOutput(cmd, viewCluster(st), func(w io.Writer) {
 		leader := orDash(st.GetLeader())
 		if st.GetLeaderAddr() != "" {
 			leader += " (" + st.GetLeaderAddr() + ")"

@@ -7,14 +7,20 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 
 	"clearhub/ops/pki"
 	"clearhub/proto/hubv1"
@@ -25,19 +31,29 @@ const (
 	defaultAdminAddr = "127.0.0.1:9443"
 )
 
+// Environment variables that stand in for the connection flags (flags win).
+const (
+	envEndpoints = "HUBCTL_ENDPOINTS"
+	envCACert    = "HUBCTL_CACERT"
+	envCert      = "HUBCTL_CERT"
+	envKey       = "HUBCTL_KEY"
+)
+
 // addGlobalFlags declares the persistent flags every subcommand inherits.
 func addGlobalFlags(root *cobra.Command) {
 	pf := root.PersistentFlags()
-	pf.String("addr", "", "admin API address host:port (default: contents of DATA/admin.addr, else "+defaultAdminAddr+")")
+	pf.String("endpoints", "", "admin API addresses host:port, comma-separated; hubctl fails over to the next one when a node is unreachable (env "+envEndpoints+"; default: contents of DATA/admin.addr, else "+defaultAdminAddr+")")
+	pf.String("addr", "", "same as --endpoints")
 	pf.String("data", defaultDataDir, "hub data directory holding pki/ca.crt, pki/operator.crt, pki/operator.key and admin.addr")
-	pf.String("cert", "", "operator client certificate PEM (default DATA/pki/operator.crt)")
-	pf.String("key", "", "operator client key PEM (default DATA/pki/operator.key)")
-	pf.String("ca", "", "cluster CA certificate PEM that signed the node certificate (default DATA/pki/ca.crt)")
-	// network add/update have their own --ca (a member network's CA); this
-	// alias reaches the cluster CA there.
-	pf.String("admin-ca", "", "same as the global --ca, for commands whose own --ca means something else")
-	pf.String("server-name", "", "expected name in the node certificate (default: the host of --addr)")
-	pf.StringP("output", "o", "table", "output format: table, json or yaml")
+	pf.String("cert", "", "operator client certificate PEM (env "+envCert+"; default DATA/pki/operator.crt)")
+	pf.String("key", "", "operator client key PEM (env "+envKey+"; default DATA/pki/operator.key)")
+	pf.String("ca", "", "cluster CA certificate PEM that signed the node certificates (env "+envCACert+"; default DATA/pki/ca.crt)")
+	// Before network add/update named the member CA --member-ca, this
+	// reached the cluster CA there; kept so old scripts still run.
+	pf.String("admin-ca", "", "same as --ca")
+	_ = pf.MarkDeprecated("admin-ca", "use --ca (network add/update name a member network's CA --member-ca)")
+	pf.String("server-name", "", "expected name in the node certificates (default: the host of each endpoint)")
+	pf.StringP("output", "o", formatTable, "output format: table, json or yaml (audit export: jsonl or csv)")
 	pf.Duration("timeout", 10*time.Second, "deadline for each admin call")
 }
 
@@ -47,32 +63,82 @@ func globalString(cmd *cobra.Command, name string) string {
 	return v
 }
 
+// globalChanged reports whether a persistent flag was given.
+func globalChanged(cmd *cobra.Command, name string) bool {
+	f := cmd.Root().PersistentFlags().Lookup(name)
+	return f != nil && f.Changed
+}
+
+// flagOrEnv returns the flag's value when given, else the environment
+// variable's, and the name to blame in errors.
+func flagOrEnv(cmd *cobra.Command, flag, env string) (value, source string) {
+	if globalChanged(cmd, flag) {
+		return globalString(cmd, flag), "--" + flag
+	}
+	if v := os.Getenv(env); v != "" {
+		return v, env
+	}
+	return "", "--" + flag
+}
+
 // dataDir is the --data directory.
 func dataDir(cmd *cobra.Command) string {
 	return globalString(cmd, "data")
 }
 
-// adminAddr resolves --addr: the flag, else DATA/admin.addr, else the default.
-func adminAddr(cmd *cobra.Command) (string, error) {
-	if a := strings.TrimSpace(globalString(cmd, "addr")); a != "" {
-		return a, nil
+// endpoints resolves the admin addresses: --endpoints (or --addr), else
+// HUBCTL_ENDPOINTS, else DATA/admin.addr, else the default. Each is
+// host:port; the order is the failover order.
+func endpoints(cmd *cobra.Command) ([]string, error) {
+	var raw, source string
+	switch e, a := globalChanged(cmd, "endpoints"), globalChanged(cmd, "addr"); {
+	case e && a:
+		return nil, usagef("--addr: same as --endpoints; give one of them")
+	case a:
+		raw, source = globalString(cmd, "addr"), "--addr"
+	case e:
+		raw, source = globalString(cmd, "endpoints"), "--endpoints"
+	case os.Getenv(envEndpoints) != "":
+		raw, source = os.Getenv(envEndpoints), envEndpoints
+	default:
+		p := filepath.Join(dataDir(cmd), "admin.addr")
+		b, err := os.ReadFile(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return []string{defaultAdminAddr}, nil
+		case err != nil:
+			return nil, fmt.Errorf("--endpoints: %w", err)
+		}
+		raw, source = string(b), p
 	}
-	p := filepath.Join(dataDir(cmd), "admin.addr")
-	b, err := os.ReadFile(p)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return defaultAdminAddr, nil
-	case err != nil:
-		return "", fmt.Errorf("--addr: %w", err)
-	}
-	a := strings.TrimSpace(string(b))
-	if a == "" {
-		return "", fmt.Errorf("--addr: %s is empty", p)
-	}
-	return a, nil
+	return parseEndpoints(source, raw)
 }
 
-// tlsFiles are the files dialAdmin reads, and the flags that chose them.
+// parseEndpoints splits a comma-separated list of host:port addresses.
+func parseEndpoints(source, raw string) ([]string, error) {
+	var out []string
+	for _, a := range strings.Split(raw, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" || port == "" {
+			return nil, usagef("%s: %q is not host:port", source, a)
+		}
+		if slices.Contains(out, a) {
+			continue
+		}
+		out = append(out, a)
+	}
+	if len(out) == 0 {
+		return nil, usagef("%s: no address given", source)
+	}
+	return out, nil
+}
+
+// tlsFiles are the files dialAdmin reads, and the flag or variable that
+// chose each.
 type tlsFiles struct {
 	cert, key, ca             string
 	certFlag, keyFlag, caFlag string
@@ -80,12 +146,11 @@ type tlsFiles struct {
 
 func resolveTLSFiles(cmd *cobra.Command) tlsFiles {
 	pkiDir := filepath.Join(dataDir(cmd), "pki")
-	f := tlsFiles{
-		cert: globalString(cmd, "cert"), certFlag: "--cert",
-		key: globalString(cmd, "key"), keyFlag: "--key",
-		ca: globalString(cmd, "ca"), caFlag: "--ca",
-	}
-	if a := globalString(cmd, "admin-ca"); a != "" {
+	var f tlsFiles
+	f.cert, f.certFlag = flagOrEnv(cmd, "cert", envCert)
+	f.key, f.keyFlag = flagOrEnv(cmd, "key", envKey)
+	f.ca, f.caFlag = flagOrEnv(cmd, "ca", envCACert)
+	if a := globalString(cmd, "admin-ca"); a != "" && !globalChanged(cmd, "ca") {
 		f.ca, f.caFlag = a, "--admin-ca"
 	}
 	if f.cert == "" {
@@ -150,16 +215,18 @@ func clientTLS(cmd *cobra.Command) (*tls.Config, error) {
 	}, nil
 }
 
-// dialAdmin opens a client of the AdminService named by the global flags.
-// The connection is lazy: a hub that is down shows up as Unavailable on the
-// first call. The caller closes the returned connection.
+// dialAdmin opens a client of the AdminService at the endpoints the global
+// flags name. The connection is lazy: a hub that is down shows up as
+// Unavailable on the first call. With several endpoints, gRPC's pick_first
+// policy connects to the first that answers, in order, and moves on when
+// the connected node goes away. The caller closes the returned connection.
 func dialAdmin(cmd *cobra.Command) (hubv1.AdminServiceClient, *grpc.ClientConn, error) {
 	// Refuse a bad -o before any call: a change must not be made and then
 	// fail to print.
 	if _, err := outputFormat(cmd); err != nil {
 		return nil, nil, err
 	}
-	addr, err := adminAddr(cmd)
+	eps, err := endpoints(cmd)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -167,12 +234,36 @@ func dialAdmin(cmd *cobra.Command) (hubv1.AdminServiceClient, *grpc.ClientConn, 
 	if err != nil {
 		return nil, nil, err
 	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	addrs := make([]resolver.Address, len(eps))
+	for i, ep := range eps {
+		host, _, _ := net.SplitHostPort(ep)
+		// Each node is checked against its own name: the host of its
+		// endpoint, unless --server-name (in cfg) overrides it.
+		addrs[i] = resolver.Address{Addr: ep, ServerName: host}
+	}
+	r := manual.NewBuilderWithScheme("hubctl")
+	r.InitialState(resolver.State{Addresses: addrs})
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
+		grpc.WithResolvers(r),
+	}
+	if len(eps) > 1 {
+		// A node that does not answer at all (a dropped SYN) must not use up
+		// the whole --timeout before the next one is tried.
+		opts = append(opts, grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.DefaultConfig, MinConnectTimeout: failoverConnectTimeout,
+		}))
+	}
+	cc, err := grpc.NewClient(r.Scheme()+":///"+url.PathEscape(strings.Join(eps, ",")), opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--addr %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("--endpoints %s: %w", strings.Join(eps, ","), err)
 	}
 	return hubv1.NewAdminServiceClient(cc), cc, nil
 }
+
+// failoverConnectTimeout bounds one connection attempt when there is a next
+// endpoint to try.
+const failoverConnectTimeout = 3 * time.Second
 
 // withAdmin dials, runs fn under the --timeout deadline, and closes.
 func withAdmin(cmd *cobra.Command, fn func(ctx context.Context, c hubv1.AdminServiceClient) error) error {

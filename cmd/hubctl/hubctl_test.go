@@ -303,14 +303,16 @@ func TestRequestMapping(t *testing.T) {
 			name: "network add all flags",
 			args: []string{"network", "add", "a", "--domain", "a.example", "--domain", "a2.example,a3.example",
 				"--edge", "sip:127.0.0.1:5070", "--edge", "sips:edge.a.example:5061",
-				"--cidr", "127.0.0.1", "--cidr", "10.0.0.0/8", "--ca", caFile, "--pin", pinColons,
+				"--cidr", "127.0.0.1", "--cidr", "10.0.0.0/8", "--member-ca", caFile, "--pin", pinColons,
+				"--tls-cidr", "192.0.2.0/24,2001:db8::1", "--tls-cidr", "198.51.100.7",
 				"--name", "Net A", "--services", "im,presence", "--keep-bodies"},
 			method: "AddNetwork",
 			req: &hubv1.AddNetworkRequest{Network: &hubv1.Network{
 				Id: "a", DisplayName: "Net A",
-				Domains:    []string{"a.example", "a2.example", "a3.example"},
-				Edges:      []string{"sip:127.0.0.1:5070", "sips:edge.a.example:5061"},
-				Identity:   &hubv1.Identity{CaPem: []string{string(env.ca.CertPEM)}, Pins: []string{strings.ToLower(pin)}, Cidrs: []string{"127.0.0.1/32", "10.0.0.0/8"}},
+				Domains: []string{"a.example", "a2.example", "a3.example"},
+				Edges:   []string{"sip:127.0.0.1:5070", "sips:edge.a.example:5061"},
+				Identity: &hubv1.Identity{CaPem: []string{string(env.ca.CertPEM)}, Pins: []string{strings.ToLower(pin)}, Cidrs: []string{"127.0.0.1/32", "10.0.0.0/8"},
+					TlsCidrs: []string{"192.0.2.0/24", "2001:db8::1/128", "198.51.100.7/32"}},
 				Services:   []hubv1.Service{hubv1.Service_SERVICE_PRESENCE, hubv1.Service_SERVICE_IM},
 				KeepBodies: true,
 			}},
@@ -358,6 +360,36 @@ func TestRequestMapping(t *testing.T) {
 				}},
 				UpdateMask: []string{"identity"},
 			},
+		},
+		{
+			// --tls-cidr replaces only the TLS prefixes; pins and cidrs
+			// come from GetNetwork.
+			name:   "network update tls cidrs keeps the rest",
+			args:   []string{"network", "update", "a", "--tls-cidr", "192.0.2.0/24"},
+			method: "UpdateNetwork",
+			req: &hubv1.UpdateNetworkRequest{
+				Network: &hubv1.Network{Id: "a", Identity: &hubv1.Identity{
+					Pins: []string{strings.Repeat("ab", 32)}, Cidrs: []string{"127.0.0.1/32"}, TlsCidrs: []string{"192.0.2.0/24"},
+				}},
+				UpdateMask: []string{"identity"},
+			},
+		},
+		{
+			// The global --ca is the cluster CA, also after the subcommand:
+			// it must not end up in the network as a member CA.
+			name:   "network add --ca is the global flag",
+			args:   []string{"network", "add", "c", "--domain", "c.example", "--edge", "sip:127.0.0.1:5090", "--ca", filepath.Join(env.data, "pki", "ca.crt")},
+			method: "AddNetwork",
+			req: &hubv1.AddNetworkRequest{Network: &hubv1.Network{
+				Id: "c", Domains: []string{"c.example"}, Edges: []string{"sip:127.0.0.1:5090"}, Identity: &hubv1.Identity{},
+				Services: []hubv1.Service{},
+			}},
+		},
+		{
+			name:   "policy allow all services on purpose",
+			args:   []string{"policy", "allow", "b", "--from", "a", "--services", "all"},
+			method: "AllowPolicy",
+			req:    &hubv1.PolicyChangeRequest{Destination: "b", Source: "a", Services: all},
 		},
 		{
 			name:   "policy allow default all services",
@@ -450,7 +482,7 @@ func TestNetworkListOutputs(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &nets); err != nil {
 		t.Fatalf("json output is not an array: %v\n%s", err, out)
 	}
-	if len(nets) != 2 || nets[0]["id"] != "a" || nets[1]["status"] != "NETWORK_STATUS_SUSPENDED" {
+	if len(nets) != 2 || nets[0]["id"] != "a" || nets[1]["status"] != "suspended" {
 		t.Errorf("json %v", nets)
 	}
 	if _, ok := nets[0]["keep_bodies"]; !ok {
@@ -489,7 +521,7 @@ func TestClusterOutputs(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatal(err)
 	}
-	for k, want := range map[string]any{"leader": "n1", "term": "3", "commit_index": "42", "applied_index": "41"} {
+	for k, want := range map[string]any{"leader": "n1", "term": 3.0, "commit_index": 42.0, "applied_index": 41.0, "healthy": false} {
 		if st[k] != want {
 			t.Errorf("%s = %v, want %v", k, st[k], want)
 		}

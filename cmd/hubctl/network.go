@@ -46,6 +46,7 @@ type networkFlags struct {
 	domains    []string
 	edges      []string
 	cidrs      []string
+	tlsCIDRs   []string
 	caFiles    []string
 	pins       []string
 	services   []string
@@ -57,8 +58,12 @@ func (f *networkFlags) register(c *cobra.Command) {
 	fl.StringVar(&f.name, "name", "", "display name")
 	fl.StringSliceVar(&f.domains, "domain", nil, "SIP domain the network owns (repeatable or comma-separated)")
 	fl.StringArrayVar(&f.edges, "edge", nil, "edge SIP URI, in failover order (repeatable), e.g. sips:edge1.a.example:5061")
-	fl.StringSliceVar(&f.cidrs, "cidr", nil, "lab mode: source prefix attributed to the network (repeatable)")
-	fl.StringArrayVar(&f.caFiles, "ca", nil, "PEM file of a CA the network's client certificates chain to (repeatable; the cluster CA is --admin-ca here)")
+	fl.StringSliceVar(&f.cidrs, "cidr", nil, "lab mode: source prefix attributed to the network over UDP/TCP (repeatable or comma-separated)")
+	fl.StringSliceVar(&f.tlsCIDRs, "tls-cidr", nil, "source prefix a TLS connection with the network's certificate must also come from (repeatable or comma-separated; defence in depth against a stolen key)")
+	// Not --ca: that is the global flag naming the cluster CA hubctl checks
+	// the node with, and reusing the name once registered the cluster CA
+	// as a member's by mistake.
+	fl.StringArrayVar(&f.caFiles, "member-ca", nil, "PEM file of a CA the network's client certificates chain to (repeatable; not the global --ca, which is the cluster CA)")
 	fl.StringSliceVar(&f.pins, "pin", nil, "SHA-256 fingerprint (hex) of a pinned client certificate (repeatable)")
 	fl.StringSliceVar(&f.services, "services", nil, "services the network uses: "+validServices)
 	fl.BoolVar(&f.keepBodies, "keep-bodies", false, "keep message bodies in the audit ledger (default: digests only)")
@@ -82,11 +87,18 @@ func (f *networkFlags) identity() (*hubv1.Identity, error) {
 		id.Pins = append(id.Pins, pin)
 	}
 	for _, c := range f.cidrs {
-		p, err := parseCIDR(c)
+		p, err := parseCIDR("--cidr", c)
 		if err != nil {
 			return nil, err
 		}
 		id.Cidrs = append(id.Cidrs, p)
+	}
+	for _, c := range f.tlsCIDRs {
+		p, err := parseCIDR("--tls-cidr", c)
+		if err != nil {
+			return nil, err
+		}
+		id.TlsCidrs = append(id.TlsCidrs, p)
 	}
 	return id, nil
 }
@@ -116,7 +128,7 @@ func (f *networkFlags) network(id string) (*hubv1.Network, error) {
 func readCAFile(file string) ([]string, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("--ca: %w", err)
+		return nil, fmt.Errorf("--member-ca: %w", err)
 	}
 	var out []string
 	for rest := b; ; {
@@ -129,12 +141,12 @@ func readCAFile(file string) ([]string, error) {
 			continue
 		}
 		if _, err := x509.ParseCertificate(blk.Bytes); err != nil {
-			return nil, usagef("--ca: %s: %v", file, err)
+			return nil, usagef("--member-ca: %s: %v", file, err)
 		}
 		out = append(out, string(pem.EncodeToMemory(blk)))
 	}
 	if len(out) == 0 {
-		return nil, usagef("--ca: %s holds no PEM certificate", file)
+		return nil, usagef("--member-ca: %s holds no PEM certificate", file)
 	}
 	return out, nil
 }
@@ -151,7 +163,7 @@ func normalizePin(p string) (string, error) {
 }
 
 // parseCIDR validates a prefix; a bare address means just that host.
-func parseCIDR(c string) (string, error) {
+func parseCIDR(flag, c string) (string, error) {
 	c = strings.TrimSpace(c)
 	if p, err := netip.ParsePrefix(c); err == nil {
 		return p.String(), nil
@@ -159,7 +171,7 @@ func parseCIDR(c string) (string, error) {
 	if a, err := netip.ParseAddr(c); err == nil {
 		return netip.PrefixFrom(a, a.BitLen()).String(), nil
 	}
-	return "", usagef("--cidr: %q is not an address prefix like 192.0.2.0/24", c)
+	return "", usagef("%s: %q is not an address prefix like 192.0.2.0/24", flag, c)
 }
 
 func newNetworkAddCmd() *cobra.Command {
@@ -168,12 +180,17 @@ func newNetworkAddCmd() *cobra.Command {
 		Use:   "add ID --domain DOMAIN --edge URI [flags]",
 		Short: "Onboard a member network",
 		Example: `  hubctl network add a --domain a.example --edge sip:127.0.0.1:5070 --cidr 127.0.0.1/32
-  hubctl network add b --domain b.example --edge sips:edge.b.example:5061 --pin 3f2a...`,
+  hubctl network add b --domain b.example --edge sips:edge.b.example:5061 --pin 3f2a...
+  hubctl network add c --domain c.example --edge sips:edge.c.example:5061 --member-ca c-ca.pem --tls-cidr 198.51.100.0/24`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			n, err := f.network(args[0])
 			if err != nil {
 				return err
+			}
+			if globalChanged(cmd, "ca") && len(f.caFiles) == 0 && len(f.pins) == 0 && len(f.cidrs) == 0 {
+				// The likely mistake of the old spelling: say what --ca is.
+				fmt.Fprintln(cmd.ErrOrStderr(), "note: --ca is the cluster CA hubctl checks the node with; a member network's CA is --member-ca")
 			}
 			return withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
 				got, err := c.AddNetwork(ctx, &hubv1.AddNetworkRequest{Network: n})
@@ -197,10 +214,12 @@ func newNetworkUpdateCmd() *cobra.Command {
 		Short: "Change a member network; only the flags given are changed",
 		Long: `Change a member network. Only the fields whose flags are given change, and
 a given list flag replaces that whole list (--domain a.example --domain
-a2.example sets exactly those two domains). --cidr, --ca and --pin each
-replace only their own list of the network's identity.`,
+a2.example sets exactly those two domains). --cidr, --tls-cidr,
+--member-ca and --pin each replace only their own list of the network's
+identity (--cidr= empties the CIDR list).`,
 		Example: `  hubctl network update a --edge sip:127.0.0.1:5071
-  hubctl network update a --keep-bodies=false`,
+  hubctl network update a --keep-bodies=false
+  hubctl network update a --member-ca a-ca.pem --tls-cidr 192.0.2.0/24,198.51.100.7`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
@@ -231,7 +250,7 @@ replace only their own list of the network's identity.`,
 				n.KeepBodies = f.keepBodies
 				mask = append(mask, "keep_bodies")
 			}
-			identChanged := fl.Changed("cidr") || fl.Changed("ca") || fl.Changed("pin")
+			identChanged := fl.Changed("cidr") || fl.Changed("tls-cidr") || fl.Changed("member-ca") || fl.Changed("pin")
 			var ident *hubv1.Identity
 			if identChanged {
 				var err error
@@ -241,7 +260,7 @@ replace only their own list of the network's identity.`,
 				mask = append(mask, "identity")
 			}
 			if len(mask) == 0 {
-				return usagef("network update %s: nothing to change (give at least one of --name, --domain, --edge, --cidr, --ca, --pin, --services, --keep-bodies)", id)
+				return usagef("network update %s: nothing to change (give at least one of --name, --domain, --edge, --cidr, --tls-cidr, --member-ca, --pin, --services, --keep-bodies)", id)
 			}
 			return withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
 				var version int64
@@ -252,7 +271,9 @@ replace only their own list of the network's identity.`,
 					if err != nil {
 						return err
 					}
-					n.Identity = mergeIdentity(cur.GetIdentity(), ident, fl.Changed("ca"), fl.Changed("pin"), fl.Changed("cidr"))
+					n.Identity = mergeIdentity(cur.GetIdentity(), ident, identFlags{
+						ca: fl.Changed("member-ca"), pins: fl.Changed("pin"), cidrs: fl.Changed("cidr"), tlsCIDRs: fl.Changed("tls-cidr"),
+					})
 					// Conditional on the version merged with: another
 					// operator's change in between is refused, not lost.
 					version = cur.GetUpdatedUnixNano()
@@ -269,22 +290,29 @@ replace only their own list of the network's identity.`,
 	return c
 }
 
+// identFlags says which identity lists were given on the command line.
+type identFlags struct{ ca, pins, cidrs, tlsCIDRs bool }
+
 // mergeIdentity takes the lists whose flags were given from next and the
 // rest from cur.
-func mergeIdentity(cur, next *hubv1.Identity, ca, pins, cidrs bool) *hubv1.Identity {
+func mergeIdentity(cur, next *hubv1.Identity, given identFlags) *hubv1.Identity {
 	out := &hubv1.Identity{
-		CaPem: cur.GetCaPem(),
-		Pins:  cur.GetPins(),
-		Cidrs: cur.GetCidrs(),
+		CaPem:    cur.GetCaPem(),
+		Pins:     cur.GetPins(),
+		Cidrs:    cur.GetCidrs(),
+		TlsCidrs: cur.GetTlsCidrs(),
 	}
-	if ca {
+	if given.ca {
 		out.CaPem = next.GetCaPem()
 	}
-	if pins {
+	if given.pins {
 		out.Pins = next.GetPins()
 	}
-	if cidrs {
+	if given.cidrs {
 		out.Cidrs = next.GetCidrs()
+	}
+	if given.tlsCIDRs {
+		out.TlsCidrs = next.GetTlsCidrs()
 	}
 	return out
 }
@@ -319,10 +347,7 @@ func newNetworkListCmd() *cobra.Command {
 					return err
 				}
 				nets := resp.GetNetworks()
-				if nets == nil {
-					nets = []*hubv1.Network{} // "[]", not "null"
-				}
-				return printOutput(cmd, nets, func(w io.Writer) {
+				return printOutput(cmd, viewNetworks(nets), func(w io.Writer) {
 					row(w, "ID", "NAME", "STATUS", "DOMAINS", "EDGES", "SERVICES")
 					for _, n := range nets {
 						row(w, n.GetId(), orDash(n.GetDisplayName()), statusName(n.GetStatus()),
@@ -363,7 +388,7 @@ func newNetworkRemoveCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return printOutput(cmd, resp, func(w io.Writer) {
+				return printOutput(cmd, removedView{ID: resp.GetId(), Removed: true}, func(w io.Writer) {
 					fmt.Fprintf(w, "removed network %s\n", resp.GetId())
 				})
 			})
@@ -373,7 +398,7 @@ func newNetworkRemoveCmd() *cobra.Command {
 
 // printNetwork shows one network; the table form is one field per line.
 func printNetwork(cmd *cobra.Command, n *hubv1.Network) error {
-	return printOutput(cmd, n, func(w io.Writer) {
+	return printOutput(cmd, viewNetwork(n), func(w io.Writer) {
 		id := n.GetIdentity()
 		row(w, "ID:", n.GetId())
 		row(w, "NAME:", orDash(n.GetDisplayName()))
@@ -382,6 +407,7 @@ func printNetwork(cmd *cobra.Command, n *hubv1.Network) error {
 		row(w, "EDGES:", joinOrDash(n.GetEdges()))
 		row(w, "SERVICES:", serviceList(n.GetServices()))
 		row(w, "CIDRS:", joinOrDash(id.GetCidrs()))
+		row(w, "TLS CIDRS:", joinOrDash(id.GetTlsCidrs()))
 		row(w, "PINS:", joinOrDash(id.GetPins()))
 		row(w, "CAS:", caSubjects(id.GetCaPem()))
 		row(w, "KEEP BODIES:", n.GetKeepBodies())

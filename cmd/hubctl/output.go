@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -22,8 +21,12 @@ const (
 	formatYAML  = "yaml"
 )
 
-// outputFormat validates -o.
+// outputFormat validates -o. A command marked annotOwnOutput reads -o
+// itself; for it this returns table.
 func outputFormat(cmd *cobra.Command) (string, error) {
+	if cmd.Annotations[annotOwnOutput] != "" {
+		return formatTable, nil
+	}
 	f, _ := cmd.Root().PersistentFlags().GetString("output")
 	switch f = strings.ToLower(f); f {
 	case formatTable, formatJSON, formatYAML:
@@ -32,9 +35,9 @@ func outputFormat(cmd *cobra.Command) (string, error) {
 	return "", usagef("--output: unknown format %q (valid: table, json, yaml)", f)
 }
 
-// printOutput writes v to the command's stdout in the -o format. v may be a
-// proto message, a slice of proto messages (written as a JSON array), or any
-// value encoding/json handles; table renders the default human form into a
+// printOutput writes v to the command's stdout in the -o format. v is a view
+// struct (views.go) or any value encoding/json handles; a proto message is
+// rendered by protoView. table renders the default human form into a
 // tabwriter that printOutput flushes.
 func printOutput(cmd *cobra.Command, v any, table func(w io.Writer)) error {
 	format, err := outputFormat(cmd)
@@ -68,42 +71,28 @@ func printOutput(cmd *cobra.Command, v any, table func(w io.Writer)) error {
 	}
 }
 
-// protoJSON is the one JSON form of messages: field names as in the .proto
-// (snake_case) and every field present, so scripts can rely on keys.
-var protoJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
-
-// toJSON renders v as indented JSON with stable whitespace.
+// toJSON renders v as indented JSON. Commands pass their view structs
+// (views.go); a proto message or a slice of them is rendered by protoView's
+// rules, never by protojson, whose int64-as-string and SERVICE_PRESENCE
+// forms scripts cannot use as they are.
 func toJSON(v any) ([]byte, error) {
-	raw, err := rawJSON(v)
-	if err != nil {
-		return nil, err
+	if m, ok := v.(proto.Message); ok {
+		v = protoView(m)
+	} else if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && rv.Type().Elem().Implements(reflect.TypeFor[proto.Message]()) {
+		items := make([]any, rv.Len())
+		for i := range items {
+			items[i] = protoView(rv.Index(i).Interface().(proto.Message))
+		}
+		v = items
 	}
 	var buf bytes.Buffer
-	// protojson randomises its whitespace on purpose; re-indent so the
-	// output is the same on every run.
-	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // "<" in a reason phrase stays readable
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("format json: %w", err)
 	}
-	return buf.Bytes(), nil
-}
-
-func rawJSON(v any) ([]byte, error) {
-	if m, ok := v.(proto.Message); ok {
-		return protoJSON.Marshal(m)
-	}
-	rv := reflect.ValueOf(v)
-	if rv.Kind() == reflect.Slice && rv.Type().Elem().Implements(reflect.TypeFor[proto.Message]()) {
-		parts := make([]json.RawMessage, rv.Len())
-		for i := range parts {
-			b, err := protoJSON.Marshal(rv.Index(i).Interface().(proto.Message))
-			if err != nil {
-				return nil, err
-			}
-			parts[i] = b
-		}
-		return json.Marshal(parts)
-	}
-	return json.Marshal(v)
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // jsonToYAML re-encodes JSON as block-style YAML, keeping key order. JSON is

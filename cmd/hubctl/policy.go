@@ -49,8 +49,9 @@ func newPolicyChangeCmd(verb, short string, call func(context.Context, hubv1.Adm
 			if err != nil {
 				return err
 			}
-			// No --services: empty list, which the API reads as every
-			// service.
+			// No --services: an empty list, which the API reads as every
+			// service and refuses when the source already has a narrower
+			// grant (--services all widens on purpose).
 			req := &hubv1.PolicyChangeRequest{
 				Destination: args[0],
 				Source:      from,
@@ -62,14 +63,18 @@ func newPolicyChangeCmd(verb, short string, call func(context.Context, hubv1.Adm
 				if err != nil {
 					return err
 				}
-				return printOutput(cmd, p, func(w io.Writer) { policyTable(w, []*hubv1.Policy{p}) })
+				return printOutput(cmd, viewPolicy(p), func(w io.Writer) { policyTable(w, []*hubv1.Policy{p}) })
 			})
 		},
 	}
 	fl := c.Flags()
 	fl.StringVar(&from, "from", "", "source network id")
 	fl.BoolVar(&all, "all", false, "every active member network")
-	fl.StringSliceVar(&services, "services", nil, "services: "+validServices+" (default all)")
+	svcHelp := "services: " + validServices + " (default all)"
+	if verb == "allow" {
+		svcHelp = "services: " + validServices + " (default all for a new grant; required when the source already has a narrower one, which 'all' widens)"
+	}
+	fl.StringSliceVar(&services, "services", nil, svcHelp)
 	c.MarkFlagsMutuallyExclusive("from", "all")
 	c.MarkFlagsOneRequired("from", "all")
 	return c
@@ -92,10 +97,7 @@ func newPolicyListCmd() *cobra.Command {
 					return err
 				}
 				ps := resp.GetPolicies()
-				if ps == nil {
-					ps = []*hubv1.Policy{}
-				}
-				return printOutput(cmd, ps, func(w io.Writer) { policyTable(w, ps) })
+				return printOutput(cmd, viewPolicies(ps), func(w io.Writer) { policyTable(w, ps) })
 			})
 		},
 	}

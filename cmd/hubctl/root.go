@@ -61,8 +61,13 @@ func newRootCmd() *cobra.Command {
 
 By default it uses the development data directory of a local hub
 (./hub-data): the admin address from hub-data/admin.addr and the operator
-certificate from hub-data/pki. Use --addr, --cert, --key and --ca for a real
-cluster.`,
+certificate from hub-data/pki. For a real cluster give --endpoints (a
+comma-separated list: hubctl fails over to the next node when one is
+unreachable), --cert, --key and --ca (the cluster CA), or set
+HUBCTL_ENDPOINTS, HUBCTL_CERT, HUBCTL_KEY and HUBCTL_CACERT; flags win.
+
+Exit status: 0 success, 1 the call or the check failed, 2 bad command line
+(unknown command or flag, bad value).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
@@ -70,12 +75,41 @@ cluster.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &usageError{err: err}
 	})
-	root.AddCommand(newNetworkCmd(), newPolicyCmd(), newClusterCmd(), newCertsCmd())
+	root.AddCommand(newNetworkCmd(), newPolicyCmd(), newClusterCmd(), newCertsCmd(), newVersionCmd())
 	for _, f := range commandFactories {
 		root.AddCommand(f())
 	}
+	refuseUnknownSubcommands(root)
 	wrapRunE(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command group (a command with
+// subcommands and nothing to run itself) print its help when called bare
+// and refuse an unknown subcommand as a usage error. Cobra itself does that
+// only for the root; below it, "hubctl network bogus" printed help and
+// exited 0, which a script reads as success.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if c == c.Root() || !c.HasSubCommands() || c.Runnable() {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if cmd.SuggestionsMinimumDistance <= 0 {
+			cmd.SuggestionsMinimumDistance = 2 // cobra's default, which it sets for the root only
+		}
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "; did you mean " + strings.Join(s, " or ") + "?"
+		}
+		return usagef("%s", msg)
+	}
 }
 
 // wrapRunE marks errors coming out of RunE as runtime errors, recursively, so
@@ -148,7 +182,7 @@ func describe(err error) string {
 			msg += " (see --timeout)"
 		} else if st.Code() == codes.Unavailable && strings.Contains(msg, "connection error") {
 			// Raised by the client transport, not by a hub that answered.
-			msg += " (is the hub running? see --addr)"
+			msg += " (is the hub running? see --endpoints)"
 		}
 		return fmt.Sprintf("%s: %s", st.Code(), msg)
 	}
