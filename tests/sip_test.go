@@ -157,7 +157,7 @@ func TestSIPRoutesThroughAnyNode(t *testing.T) {
 	// node holds all of it and verifies offline.
 	file := filepath.Join(t.TempDir(), "audit.jsonl")
 	eventually(t, 10*time.Second, "cluster export", func() error {
-		_, err := hubctl(t, n2, "audit", "export", "--cluster", "-o", file)
+		_, err := hubctl(t, n2, "audit", "export", "--cluster", file)
 		return err
 	})
 	// Verify against the keys the cluster state publishes, not the ones the
@@ -284,8 +284,8 @@ func TestSIPOverMutualTLS(t *testing.T) {
 	}()
 
 	caFile := filepath.Join(n1.dir, "pki", "ca.crt")
-	mustHubctl(t, n1, "network", "add", "net-a", "--domain", "a.example", "--edge", "sips:127.0.0.2:5061", "--ca", caFile)
-	mustHubctl(t, n1, "network", "add", "net-b", "--domain", "b.example", "--edge", "sips:"+bl.Addr().String()+";transport=tls", "--ca", caFile)
+	mustHubctl(t, n1, "network", "add", "net-a", "--domain", "a.example", "--edge", "sips:127.0.0.2:5061", "--member-ca", caFile)
+	mustHubctl(t, n1, "network", "add", "net-b", "--domain", "b.example", "--edge", "sips:"+bl.Addr().String()+";transport=tls", "--member-ca", caFile)
 	mustHubctl(t, n1, "policy", "allow", "net-b", "--from", "net-a", "--services", "im")
 
 	dial := func(certs []tls.Certificate) (*tls.Conn, error) {

@@ -404,9 +404,9 @@ start_hub() {
 
 onboard() {
 	hubctl network add net-a --domain "$A_DOMAIN" --edge "sip:$A_IP:$MEMBER_SIP_PORT" \
-		--cidr "$A_IP/32" --ca "$DATA/pki/ca.crt" --services presence,im,session &&
+		--cidr "$A_IP/32" --member-ca "$DATA/pki/ca.crt" --services presence,im,session &&
 		hubctl network add net-b --domain "$B_DOMAIN" --edge "sip:$B_IP:$MEMBER_SIP_PORT" \
-			--cidr "$B_IP/32" --ca "$DATA/pki/ca.crt" --services presence,im,session &&
+			--cidr "$B_IP/32" --member-ca "$DATA/pki/ca.crt" --services presence,im,session &&
 		hubctl policy allow net-b --from net-a --services presence,im,session &&
 		hubctl policy allow net-a --from net-b --services presence,im,session
 }
@@ -429,7 +429,7 @@ case_audit() {
 		return 77
 	fi
 	local f=$WORK/audit.jsonl rc=0 cid
-	hubctl audit export -o "$f" || return 1
+	hubctl audit export "$f" || return 1
 	echo "exported $(wc -l <"$f") entries"
 	"$HUBCTL" audit verify "$f" || { echo "audit verify failed"; rc=1; }
 	for cid in "${CALL_IDS[@]}"; do
