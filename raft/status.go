@@ -29,3 +29,7 @@ type Server struct {
 	Address  string
 	Suffrage string // "voter", "nonvoter", "staging"
 }
+
+// Restoring reports whether the node is still re-applying the log it had
+// at start (and so serves nothing yet).
+func (s Status) Restoring() bool { return !s.Restored && s.StateIndex < s.RestoreTarget }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,8 +10,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // Config is everything hubd reads at start. Defaults make a working
@@ -50,6 +47,9 @@ type Config struct {
 
 	HTTP struct {
 		Addr string `yaml:"addr"`
+		// Pprof serves /debug/pprof on this port. It is unauthenticated
+		// (heap contents, CPU-stalling profiles), so it is off by default.
+		Pprof bool `yaml:"pprof"`
 	} `yaml:"http"`
 
 	// TLS names externally issued certificates. Empty: the development CA
@@ -68,6 +68,9 @@ type Config struct {
 	Join struct {
 		Addr  string `yaml:"addr"`
 		Token string `yaml:"token"`
+		// TokenFile holds the token instead (a token in argv is readable
+		// by every local user through ps and /proc).
+		TokenFile string `yaml:"token_file"`
 	} `yaml:"join"`
 
 	Ledger struct {
@@ -148,8 +151,13 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("raft.bootstrap %q: want auto or never", c.Raft.Bootstrap)
 	}
-	if (c.Join.Addr == "") != (c.Join.Token == "") {
-		return errors.New("join.token: --join and --join-token go together")
+	switch {
+	case c.Join.Token != "" && c.Join.TokenFile != "":
+		return errors.New("join.token_file: give the token or a file holding it, not both")
+	case c.Join.Addr != "" && c.Join.Token == "" && c.Join.TokenFile == "":
+		return errors.New("join.token: required with join.addr (--join-token-file FILE, or --join-token)")
+	case c.Join.Addr == "" && (c.Join.Token != "" || c.Join.TokenFile != ""):
+		return errors.New("join.addr: a join token needs the admin address of a member to join (--join)")
 	}
 	if (c.TLS.CACert == "") != (c.TLS.CAKey == "") {
 		return errors.New("tls.ca_key: tls.ca_cert and tls.ca_key go together")
@@ -208,15 +216,14 @@ func checkAddr(key, v string) error {
 	return nil
 }
 
-// loadFile decodes YAML into c, refusing unknown keys.
+// loadFile decodes YAML into c, refusing unknown keys; errors name the key
+// path and line.
 func loadFile(path string, c *Config) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("--config: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+	if err := decodeConfig(b, c); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
 	return nil
@@ -225,10 +232,26 @@ func loadFile(path string, c *Config) error {
 // parseConfig applies defaults, then the file named by --config, then the
 // flags that were set on the command line.
 func parseConfig(args []string, stderr io.Writer) (Config, error) {
+	c, _, err := parseCommandLine(args, stderr)
+	return c, err
+}
+
+// parseCommandLine is parseConfig that also reports --version and
+// --check-config.
+func parseCommandLine(args []string, stderr io.Writer) (Config, cliAction, error) {
 	fs := flag.NewFlagSet("hubd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: hubd [flags]   (hubd --check-config FILE; hubd --version)\n")
+		fs.PrintDefaults()
+	}
+	var act cliAction
 	var (
 		configFile = fs.String("config", "", "YAML configuration file (flags override it)")
+		checkFile  = fs.String("check-config", "", "parse and validate this configuration `file` (and the flags), print the result and exit 0 or 1")
+		version    = fs.Bool("version", false, "print the version and exit")
+		tokenFile  = fs.String("join-token-file", "", "`file` holding the join token (safer than --join-token: argv is visible to every local user)")
+		pprofOn    = fs.Bool("pprof", false, "serve /debug/pprof on the --http port (unauthenticated)")
 		dataDir    = fs.String("data", "", "data directory (default hub-data)")
 		nodeID     = fs.String("node-id", "", "node id (default: generated once and kept in the data directory)")
 		sipUDP     = fs.String("sip-udp", "", "SIP UDP listen address; empty disables (default 127.0.0.1:5060)")
@@ -245,16 +268,40 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error")
 		logFormat  = fs.String("log-format", "", "text or json")
 	)
-	if err := fs.Parse(args); err != nil {
-		return Config{}, err
+	// Parse with output off: on a mistake we print the message and the
+	// usage once ourselves.
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.Usage()
+		return Config{}, act, err
+	}
+	if err != nil {
+		return Config{}, act, usageError(fs, "%v", err)
 	}
 	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q (hubd takes only flags)", fs.Arg(0))
+		return Config{}, act, usageError(fs, "unexpected argument %q (hubd takes only flags)", fs.Arg(0))
+	}
+	if *version {
+		act.version = true
+		return Config{}, act, nil
+	}
+	var emptyToken bool
+	fs.Visit(func(f *flag.Flag) { emptyToken = emptyToken || (f.Name == "join-token" && *joinToken == "") })
+	if emptyToken {
+		return Config{}, act, usageError(fs, "--join-token: the token is empty (is the variable you passed set?)")
+	}
+	if *checkFile != "" {
+		if *configFile != "" && *configFile != *checkFile {
+			return Config{}, act, usageError(fs, "--check-config and --config name different files")
+		}
+		*configFile, act.checkConfig = *checkFile, *checkFile
 	}
 	c := DefaultConfig()
 	if *configFile != "" {
 		if err := loadFile(*configFile, &c); err != nil {
-			return Config{}, err
+			return Config{}, act, err
 		}
 	}
 	fs.Visit(func(f *flag.Flag) {
@@ -285,6 +332,10 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 			c.Join.Addr = *join
 		case "join-token":
 			c.Join.Token = *joinToken
+		case "join-token-file":
+			c.Join.TokenFile = *tokenFile
+		case "pprof":
+			c.HTTP.Pprof = *pprofOn
 		case "log-level":
 			c.Log.Level = *logLevel
 		case "log-format":
@@ -292,7 +343,10 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		}
 	})
 	if err := c.Validate(); err != nil {
-		return Config{}, err
+		return Config{}, act, err
 	}
-	return c, nil
+	if err := c.readTokenFile(); err != nil {
+		return Config{}, act, err
+	}
+	return c, act, nil
 }

@@ -12,15 +12,21 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/emiago/sipgo/sip"
+
+	"clearhub/ops/metrics"
 )
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, errUsage) {
 			os.Exit(2)
+		}
+		if errors.Is(err, errCheckFailed) {
+			os.Exit(1)
 		}
 		fmt.Fprintf(os.Stderr, "hubd: %v\n", err)
 		os.Exit(1)
@@ -30,14 +36,30 @@ func main() {
 var errUsage = errors.New("usage")
 
 func run(args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseConfig(args, stderr)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	cfg, act, err := parseCommandLine(args, stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return nil
+	case act.version:
+		fmt.Fprintf(stdout, "hubd %s (%s)\n", metrics.Version(), runtime.Version())
+		return nil
+	case act.checkConfig != "" && err != nil:
+		// Like kamailio -c: the verdict on stdout, exit 1.
+		fmt.Fprintf(stdout, "%s: invalid: %v\n", act.checkConfig, err)
+		return errCheckFailed
+	case err != nil:
 		return err
+	case act.checkConfig != "":
+		for _, w := range cfg.warnings() {
+			fmt.Fprintf(stdout, "%s: warning: %s\n", act.checkConfig, w)
+		}
+		fmt.Fprintf(stdout, "%s: configuration ok\n", act.checkConfig)
+		return nil
 	}
 	log := newLogger(cfg, stderr)
+	for _, w := range cfg.warnings() {
+		log.Warn(w)
+	}
 	// sipgo has one process-wide logger; route it through ours so its
 	// records share the level and format.
 	sip.SetDefaultLogger(log.With("component", "sipgo"))
@@ -45,23 +67,41 @@ func run(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	n, err := start(ctx, cfg, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Signalled while starting (e.g. still restoring): a clean stop.
+			log.Info("signal received while starting; stopped", "err", err)
+			return nil
+		}
 		return err
 	}
 	n.printBanner(stdout)
-	select {
-	case <-ctx.Done():
-		log.Info("signal received, shutting down")
-	case err := <-n.sipDone:
-		// A SIP listener died: a hub that cannot route must not pretend.
-		n.sipDone <- err // shutdown reads it again
-		log.Error("SIP plane stopped", "err", err)
-		if serr := n.shutdown(); serr != nil {
-			return errors.Join(err, serr)
-		}
-		return fmt.Errorf("SIP plane stopped: %w", err)
+	removed := n.raft.RemovedChan()
+	if n.removed {
+		removed = nil
 	}
-	return n.shutdown()
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("signal received, shutting down")
+			return n.shutdown()
+		case <-removed:
+			removed = nil
+			n.stopSIPRemoved()
+			continue
+		case err := <-n.sipDone:
+			// A SIP listener died: a hub that cannot route must not pretend.
+			n.sipDone <- err // shutdown reads it again
+			log.Error("SIP plane stopped", "err", err)
+			if serr := n.shutdown(); serr != nil {
+				return errors.Join(err, serr)
+			}
+			return fmt.Errorf("SIP plane stopped: %w", err)
+		}
+	}
 }
+
+// errCheckFailed: --check-config already printed the verdict; exit 1.
+var errCheckFailed = errors.New("configuration check failed")
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	var level slog.Level

@@ -49,6 +49,9 @@ type hubNode struct {
 	cancel   context.CancelFunc
 	bgDone   chan struct{}
 	adminAdr string
+	// removed: the node was removed from the cluster (at start, or
+	// while running): it serves no SIP and no state (see ready.go).
+	removed bool
 }
 
 const certTTL = 365 * 24 * time.Hour
@@ -147,8 +150,12 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *hubNode, err e
 		return nil, fmt.Errorf("admin.addr: %w", err)
 	}
 	n.adminAdr = n.adminLn.Addr().String()
-	n.grpc = n.admin.NewGRPCServer(admin.ServerTLSConfig(ca, nodeCert))
+	n.grpc = n.admin.NewGRPCServer(admin.ServerTLSConfig(ca, nodeCert), readyGate{n.raft}.serverOptions()...)
 	go n.grpc.Serve(n.adminLn)
+	// hubctl --data finds the node through this file, also while it restores.
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, "admin.addr"), []byte(n.adminAdr+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("write admin.addr: %w", err)
+	}
 
 	if joining {
 		jctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -162,8 +169,29 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *hubNode, err e
 	n.cancel, n.bgDone = cancel, make(chan struct{})
 	go n.registerSelf(bg, signer.Public().(ed25519.PublicKey))
 
-	// 6. SIP plane.
-	if cfg.SIP.UDP != "" || cfg.SIP.TCP != "" || cfg.SIP.TLS != "" {
+	// 6. Metrics and health: up while the node restores, so /readyz can
+	// say why it is not ready.
+	if cfg.HTTP.Addr != "" {
+		if err := metrics.RegisterRaft(reg, n.raft); err != nil {
+			return nil, err
+		}
+		if err := metrics.RegisterBuildInfo(reg, metrics.Version()); err != nil {
+			return nil, err
+		}
+		if n.metrics, err = metrics.Listen(metrics.Config{Addr: cfg.HTTP.Addr, Gatherer: reg, Source: n.raft,
+			Logger: n.log.With("component", "http"), Pprof: cfg.HTTP.Pprof, Checks: []func() error{n.registered}}); err != nil {
+			return nil, fmt.Errorf("http.addr: %w", err)
+		}
+	}
+
+	// 7. Serve nothing from state older than what this node had when it
+	// stopped: the SIP plane opens only once the log is re-applied.
+	if err := n.awaitRestored(ctx); err != nil {
+		return nil, err
+	}
+
+	// 8. SIP plane.
+	if !n.removed && (cfg.SIP.UDP != "" || cfg.SIP.TCP != "" || cfg.SIP.TLS != "") {
 		hcfg := hub.Config{
 			NodeID:             n.id,
 			UDPAddr:            cfg.SIP.UDP,
@@ -182,19 +210,6 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *hubNode, err e
 		}
 		n.sipDone = make(chan error, 1)
 		go func() { n.sipDone <- n.sip.Run(bg) }()
-	}
-
-	// 7. Metrics and health.
-	if cfg.HTTP.Addr != "" {
-		if err := metrics.RegisterRaft(reg, n.raft); err != nil {
-			return nil, err
-		}
-		if n.metrics, err = metrics.Listen(cfg.HTTP.Addr, reg, n.raft, n.log.With("component", "http"), n.registered); err != nil {
-			return nil, fmt.Errorf("http.addr: %w", err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(cfg.DataDir, "admin.addr"), []byte(n.adminAdr+"\n"), 0o644); err != nil {
-		return nil, fmt.Errorf("write admin.addr: %w", err)
 	}
 	return n, nil
 }
@@ -241,8 +256,8 @@ func (n *hubNode) certificates() (*pki.CA, tls.Certificate, error) {
 	if err != nil {
 		return nil, tls.Certificate{}, fmt.Errorf("tls.cert: %w", err)
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}); err != nil {
-		return nil, tls.Certificate{}, fmt.Errorf("tls.cert: not signed by tls.ca_cert for server and client use: %w", err)
+	if err := checkNodeCert(leaf, ca.Pool()); err != nil {
+		return nil, tls.Certificate{}, err
 	}
 	if r := pki.RoleOf(leaf); r != pki.RoleNode {
 		return nil, tls.Certificate{}, fmt.Errorf("tls.cert: role %q in the subject OU, want %q", r, pki.RoleNode)
@@ -293,6 +308,11 @@ func (n *hubNode) registerSelf(ctx context.Context, pub ed25519.PublicKey) {
 		AdminAddr: n.adminAdr,
 		SipAddrs:  n.sipAddrs(),
 		PublicKey: pub,
+	}
+	// Compare with the restored state, not the snapshot: else every
+	// restart proposes the record again.
+	if err := n.raft.WaitRestored(ctx); err != nil {
+		return
 	}
 	if err := n.raft.WaitForLeader(ctx); err != nil {
 		return
@@ -360,7 +380,13 @@ func (n *hubNode) certHosts() []string {
 	return hosts
 }
 
+// printBanner says the node is up; start returns only once it is ready
+// (state restored), so "is up" means it serves.
 func (n *hubNode) printBanner(w io.Writer) {
+	if n.removed {
+		fmt.Fprintf(w, "clearhub node %s was removed from the cluster: not serving SIP (data in %s)\n", n.id, n.cfg.DataDir)
+		return
+	}
 	fmt.Fprintf(w, "clearhub node %s is up (data in %s)\n", n.id, n.cfg.DataDir)
 	for _, l := range []struct{ what, addr string }{
 		{"SIP UDP", n.cfg.SIP.UDP}, {"SIP TCP", n.cfg.SIP.TCP}, {"SIP TLS", n.cfg.SIP.TLS},

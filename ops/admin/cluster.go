@@ -9,7 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"clearhub/proto/hubv1"
@@ -36,8 +38,11 @@ func (s *Server) CreateJoinToken(ctx context.Context, req *hubv1.CreateJoinToken
 	if err != nil {
 		return nil, err
 	}
+	if err := s.recordJoinToken(ctx, c, info); err != nil { // identity.go
+		return nil, err
+	}
 	s.audit(ctx, "CreateJoinToken", c.Name, fmt.Sprintf("join token %s expires %s", info.ID, info.Expires.UTC().Format(time.RFC3339)))
-	return &hubv1.JoinToken{Token: tok, ExpiresUnix: info.Expires.Unix(), CaFingerprint: info.CAFingerprint}, nil
+	return &hubv1.JoinToken{Token: tok, ExpiresUnix: info.Expires.Unix(), CaFingerprint: info.CAFingerprint, Id: info.ID}, nil
 }
 
 // AddNode adds a voter by id and raft address. With admin_addr it first
@@ -73,8 +78,13 @@ func (s *Server) AddNode(ctx context.Context, req *hubv1.AddNodeRequest) (*hubv1
 	return s.clusterStatus(ctx), nil
 }
 
-// RemoveNode removes a server from the Raft configuration and forgets its
-// node record.
+// RemoveNode forgets a node's record and removes it from the Raft
+// configuration, in that order: while it is still a member the node itself
+// applies the record's removal, and once removed it receives nothing more.
+// (Waiting for a removed node, the one hubctl may be connected to, to apply
+// anything is what made removing it time out.) Shrinking below three voters
+// is done but answered with a warning (gRPC header WarningHeader): such a
+// cluster no longer survives the loss of a node.
 func (s *Server) RemoveNode(ctx context.Context, req *hubv1.RemoveNodeRequest) (*hubv1.ClusterStatusResponse, error) {
 	c, err := callerFrom(ctx)
 	if err != nil {
@@ -84,28 +94,52 @@ func (s *Server) RemoveNode(ctx context.Context, req *hubv1.RemoveNodeRequest) (
 	if err := requireID("id", id); err != nil {
 		return nil, err
 	}
-	inConfig := false
+	inConfig, wasVoter, voters := false, false, 0
 	for _, srv := range s.store.Status().Servers {
-		inConfig = inConfig || srv.ID == id
+		if srv.Suffrage == "voter" {
+			voters++
+		}
+		if srv.ID == id {
+			inConfig, wasVoter = true, srv.Suffrage == "voter"
+		}
 	}
 	hasRecord := s.store.State().Node(id) != nil
 	if !inConfig && !hasRecord {
 		return nil, fmt.Errorf("node %q: %w", id, raft.ErrNotFound)
 	}
-	if inConfig {
-		if err := s.removeServer(ctx, id); err != nil {
-			return nil, err
-		}
-	}
 	if hasRecord {
 		cmd := s.command(c.Name)
 		cmd.Op = &hubv1.Command_RemoveNode{RemoveNode: &hubv1.RemoveNode{Id: id}}
 		if _, err := s.propose(ctx, cmd); err != nil {
-			return nil, fmt.Errorf("removed %s from raft but not its node record: %w", id, err)
+			return nil, fmt.Errorf("remove node record %s (raft configuration unchanged): %w", id, err)
 		}
+	}
+	if inConfig {
+		if err := s.removeServer(ctx, id); err != nil {
+			return nil, fmt.Errorf("removed node record %s but not the raft server (run the removal again): %w", id, err)
+		}
+	}
+	if left := voters - b2i(wasVoter); wasVoter && left < minSafeVoters {
+		warn := fmt.Sprintf("the cluster now has %d voter(s): it needs %d to keep working when one node fails; add a node (hubctl cluster token, hubd --join)", left, minSafeVoters)
+		s.log.Warn("cluster shrank below the safe size", "removed", id, "voters", left, "actor", c.Name)
+		_ = grpc.SetHeader(ctx, metadata.Pairs(WarningHeader, warn))
 	}
 	s.audit(ctx, "RemoveNode", c.Name, "remove node "+id)
 	return s.clusterStatus(ctx), nil
+}
+
+// WarningHeader is the gRPC response header in which an admin call that
+// succeeded says what the operator should know (hubctl prints it).
+const WarningHeader = "clearhub-warning"
+
+// minSafeVoters is the smallest cluster that survives one failed node.
+const minSafeVoters = 3
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // ClusterStatus reports this node's view of Raft and probes every other
@@ -174,12 +208,21 @@ func (s *Server) probe(ctx context.Context, ns *hubv1.NodeStatus) {
 	ns.State, ns.Healthy, ns.AppliedIndex, ns.Error = r.GetState(), r.GetHealthy(), r.GetAppliedIndex(), r.GetError()
 }
 
-// localStatus is this node's own entry in a cluster status.
+// localStatus is this node's own entry in a cluster status: healthy when
+// it is a member, has restored the state it had at start and knows a
+// leader.
 func (s *Server) localStatus() *hubv1.NodeStatus {
 	st := s.store.Status()
-	ns := &hubv1.NodeStatus{Id: s.nodeID, State: strings.ToLower(st.State), AppliedIndex: st.AppliedIndex, Healthy: st.LeaderID != ""}
-	if !ns.Healthy {
+	ns := &hubv1.NodeStatus{Id: s.nodeID, State: strings.ToLower(st.State), AppliedIndex: st.AppliedIndex}
+	switch {
+	case st.Removed:
+		ns.State, ns.Error = "removed", "removed from the cluster: state frozen, not serving SIP"
+	case st.Restoring():
+		ns.Error = fmt.Sprintf("not ready: restoring state (applied %d of %d)", st.StateIndex, st.RestoreTarget)
+	case st.LeaderID == "":
 		ns.Error = "knows no leader"
+	default:
+		ns.Healthy = true
 	}
 	return ns
 }
@@ -255,7 +298,8 @@ func (ci *clusterInternal) RemoveServer(ctx context.Context, req *hubv1.RemoveNo
 }
 
 // healthService answers grpc.health.v1 from the Store: SERVING while a
-// leader is known (writes can be made), NOT_SERVING otherwise. Computed on
+// leader is known (writes can be made) and the node is a member that has
+// restored its state, NOT_SERVING otherwise. Computed on
 // each call, so no goroutine keeps it current.
 type healthService struct {
 	healthpb.UnimplementedHealthServer
@@ -266,6 +310,9 @@ type healthService struct {
 var healthServices = []string{"", "clearhub.v1.AdminService", "clearhub.v1.JoinService", "clearhub.v1.ClusterInternal"}
 
 func (h *healthService) status() healthpb.HealthCheckResponse_ServingStatus {
+	if st := h.s.store.Status(); st.Removed || st.Restoring() {
+		return healthpb.HealthCheckResponse_NOT_SERVING
+	}
 	if id, _ := h.s.store.Leader(); id != "" {
 		return healthpb.HealthCheckResponse_SERVING
 	}

@@ -1,6 +1,8 @@
 // Package metrics serves the node's operator HTTP endpoints: Prometheus
-// /metrics, /healthz (the process is up) and /readyz (the node knows a Raft
-// leader and has applied everything it knows to be committed).
+// /metrics, /healthz (the process is up), /readyz (the node is a member,
+// has re-applied the log it had at start, knows a Raft leader and has
+// applied everything it knows to be committed) and, only when enabled,
+// /debug/pprof (unauthenticated, so off by default).
 package metrics
 
 import (
@@ -55,6 +57,8 @@ func RegisterRaft(reg prometheus.Registerer, src StatusSource) error {
 		gauge("is_leader", "1 when this node is the leader.", func(s raft.Status) float64 { return b2f(s.State == "Leader") }),
 		gauge("has_leader", "1 when this node knows a leader.", func(s raft.Status) float64 { return b2f(s.LeaderID != "") }),
 		gauge("peers", "Servers in the Raft configuration.", func(s raft.Status) float64 { return float64(len(s.Servers)) }),
+		gauge("restored", "1 once the node has re-applied the log it had at start (it serves nothing before).", func(s raft.Status) float64 { return b2f(s.Restored) }),
+		gauge("removed", "1 when this node was removed from the cluster (its state is frozen; it serves nothing).", func(s raft.Status) float64 { return b2f(s.Removed) }),
 	} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("register raft metrics: %w", err)
@@ -70,9 +74,16 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// Ready reports whether the node can serve: a leader is known and the FSM
-// has caught up with the commit index this node knows.
+// Ready reports whether the node can serve: it is still a member, it has
+// re-applied the log it had at start, a leader is known and the FSM has
+// caught up with the commit index this node knows.
 func Ready(s raft.Status) error {
+	if s.Removed {
+		return errors.New("removed from the cluster: state frozen, SIP stopped")
+	}
+	if s.Restoring() {
+		return fmt.Errorf("restoring state (applied %d of %d)", s.StateIndex, s.RestoreTarget)
+	}
 	if s.LeaderID == "" {
 		return errors.New("no raft leader known")
 	}
@@ -82,19 +93,40 @@ func Ready(s raft.Status) error {
 	return nil
 }
 
-// Listen binds addr and starts serving; Close stops it. Each of checks must
-// also pass for /readyz to answer 200.
-func Listen(addr string, gatherer prometheus.Gatherer, src StatusSource, log *slog.Logger, checks ...func() error) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+// Config is what Listen serves.
+type Config struct {
+	Addr     string
+	Gatherer prometheus.Gatherer
+	Source   StatusSource
+	Logger   *slog.Logger
+	// Pprof serves /debug/pprof. It has no authentication: anyone who can
+	// reach the port can read heap contents and stall the process with
+	// profiles, so it is off unless the operator turns it on.
+	Pprof bool
+	// Checks must each pass, after Ready, for /readyz to answer 200.
+	Checks []func() error
+}
+
+// Listen binds cfg.Addr and starts serving; Close stops it.
+func Listen(cfg Config) (*Server, error) {
+	src, log, checks := cfg.Source, cfg.Logger, cfg.Checks
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics listen %s: %w", addr, err)
+		return nil, fmt.Errorf("metrics listen %s: %w", cfg.Addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
-	// Profiling for operators, on the same (loopback by default) listener.
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		log.Warn("pprof enabled on the metrics port without authentication", "addr", ln.Addr().String())
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
