@@ -49,6 +49,21 @@ type Config struct {
 	// restart).
 	RouteSecret []byte
 
+	// RouteKeyID names RouteSecret inside the route tokens the hub issues,
+	// so the secret can rotate: give the new secret a new id and move the
+	// old one to PreviousRouteSecrets (still accepted, never used to issue)
+	// until DialogRouteTTL has passed.
+	RouteKeyID           uint8
+	PreviousRouteSecrets map[uint8][]byte
+
+	// DialogRouteTTL bounds how long the Record-Route the hub issued for a
+	// dialog admits in-dialog requests (default 24h). Past it they get 481
+	// and the UAs end the dialog or re-subscribe, which is policed afresh.
+	DialogRouteTTL time.Duration
+
+	// clock replaces time.Now in route tokens (tests).
+	clock func() time.Time
+
 	Logger     *slog.Logger          // default: slog.Default()
 	Registerer prometheus.Registerer // default: no metrics registration
 
@@ -70,6 +85,41 @@ type Config struct {
 	// UDPReadBuffer is the SO_RCVBUF asked for on the UDP socket (default
 	// 8 MiB; the kernel caps it at net.core.rmem_max).
 	UDPReadBuffer int
+
+	// HeaderTimeout bounds how long a TCP/TLS connection may take to
+	// deliver one whole SIP message (headers, and the body its
+	// Content-Length announces) once its first byte arrived (default 10s):
+	// a slow sender is closed, not waited for.
+	HeaderTimeout time.Duration
+
+	// HandshakeTimeout bounds an inbound TLS handshake (default 10s).
+	HandshakeTimeout time.Duration
+
+	// MaxConnections caps accepted TCP+TLS connections (default: 3/4 of
+	// the soft RLIMIT_NOFILE at New, at most 10,000), so the hub never runs
+	// out of file descriptors. Half of it at most goes to connections no
+	// member network is known for yet (source address outside every lab
+	// prefix and, for TLS, no identifying certificate yet).
+	MaxConnections int
+
+	// MaxConnectionsPerSource caps connections from one IP address that is
+	// not attributed to a member network (default 64).
+	MaxConnectionsPerSource int
+
+	// MaxConnectionsPerNetwork caps connections attributed to one member
+	// network (default 1024).
+	MaxConnectionsPerNetwork int
+
+	// RefusalsPerSource is how many requests per second from one
+	// unattributable source (or one source sending junk) are answered; the
+	// rest are dropped unanswered (default 10; a UDP source can be forged,
+	// so answers are also capped overall).
+	RefusalsPerSource int
+
+	// AggregateInterval is the period of the aggregate audit entries that
+	// count what the hub refused or dropped without an entry of its own
+	// (default 10s; see guard.go).
+	AggregateInterval time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -120,8 +170,35 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxMessageSize < 1024 {
 		return c, fmt.Errorf("hub config: MaxMessageSize %d below 1024", c.MaxMessageSize)
 	}
+	if c.DialogRouteTTL <= 0 {
+		c.DialogRouteTTL = 24 * time.Hour
+	}
+	if _, dup := c.PreviousRouteSecrets[c.RouteKeyID]; dup {
+		return c, fmt.Errorf("hub config: PreviousRouteSecrets holds the current RouteKeyID %d", c.RouteKeyID)
+	}
 	if c.UDPReadBuffer <= 0 {
 		c.UDPReadBuffer = 8 << 20
+	}
+	if c.HeaderTimeout <= 0 {
+		c.HeaderTimeout = 10 * time.Second
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = defaultMaxConnections()
+	}
+	if c.MaxConnectionsPerSource <= 0 {
+		c.MaxConnectionsPerSource = 64
+	}
+	if c.MaxConnectionsPerNetwork <= 0 {
+		c.MaxConnectionsPerNetwork = 1024
+	}
+	if c.RefusalsPerSource <= 0 {
+		c.RefusalsPerSource = 10
+	}
+	if c.AggregateInterval <= 0 {
+		c.AggregateInterval = 10 * time.Second
 	}
 	return c, nil
 }

@@ -61,6 +61,8 @@ type Hub struct {
 	udpLaddr sip.Addr
 	trusted  trustCache
 	lean     *leanTable
+	guard    *guard    // refusals before the pipeline, aggregate audit (guard.go)
+	conns    connTable // accepted TCP/TLS connections against the caps
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -98,6 +100,7 @@ func New(cfg Config, state StateSource, audit Auditor) (*Hub, error) {
 		badSem: make(chan struct{}, 64),
 		tlsSem: make(chan struct{}, 16),
 		lean:   newLeanTable(),
+		guard:  newGuard(cfg),
 	}
 	if len(h.secret) == 0 {
 		h.secret = make([]byte, 32)
@@ -255,10 +258,14 @@ func (h *Hub) Run(ctx context.Context) error {
 		if h.tlsL != nil {
 			serve("TLS", func() error { return h.srv.ServeTLS(h.tlsL) })
 		}
-		h.serve.Add(1)
+		h.serve.Add(2)
 		go func() {
 			defer h.serve.Done()
 			h.runExpiry()
+		}()
+		go func() {
+			defer h.serve.Done()
+			h.runAggregate()
 		}()
 	})
 	if !started {

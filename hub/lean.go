@@ -203,6 +203,14 @@ func (t *leanTable) removeClient(branch string) {
 	t.mu.Unlock()
 }
 
+// waiting reports whether a forwarder waits on branch.
+func (t *leanTable) waiting(branch string) bool {
+	t.mu.Lock()
+	_, ok := t.cli[branch]
+	t.mu.Unlock()
+	return ok
+}
+
 // deliver hands a response to the forwarder waiting on branch. A response
 // for a finished transaction (a late retransmission, RFC 3261 17.1.2.2
 // Timer K) or beyond the channel's room is dropped: the downstream server

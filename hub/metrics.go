@@ -15,6 +15,12 @@ type metrics struct {
 	tlsRefused *prometheus.CounterVec
 
 	retransmissions prometheus.Counter
+
+	refusedRaw  *prometheus.CounterVec
+	connRefused *prometheus.CounterVec
+	connClosed  *prometheus.CounterVec
+	acceptErrs  prometheus.Counter
+	connsOpen   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,11 +50,32 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "clearhub", Subsystem: "sip", Name: "request_retransmissions_total",
 			Help: "Retransmitted non-INVITE requests absorbed by the hub (answered from the last response or dropped).",
 		}),
+		refusedRaw: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clearhub", Subsystem: "sip", Name: "refused_unparsed_total",
+			Help: "Messages refused before the request pipeline (unattributed or suspended source, junk), by cause and outcome: audited (own ledger entries), answered or dropped (both counted in an aggregate ledger entry).",
+		}, []string{"cause", "outcome"}),
+		connRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clearhub", Subsystem: "sip", Name: "connections_refused_total",
+			Help: "Accepted TCP/TLS connections closed at once because a cap was reached, by cap (total, unattributed, per_source, per_network).",
+		}, []string{"cap"}),
+		connClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clearhub", Subsystem: "sip", Name: "connections_closed_total",
+			Help: "TCP/TLS connections the hub closed, by reason (idle, header_timeout, handshake_timeout, handshake_refused, handshake_failed, framing).",
+		}, []string{"reason"}),
+		acceptErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "clearhub", Subsystem: "sip", Name: "accept_errors_total",
+			Help: "Temporary accept errors (e.g. out of file descriptors) retried after a backoff.",
+		}),
+		connsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "clearhub", Subsystem: "sip", Name: "connections_open",
+			Help: "Accepted TCP/TLS connections open now.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.auditErrs, m.malformed, m.tlsRefused, m.retransmissions} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.auditErrs, m.malformed, m.tlsRefused, m.retransmissions,
+		m.refusedRaw, m.connRefused, m.connClosed, m.acceptErrs, m.connsOpen} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -130,33 +130,31 @@ func (c *call) run() {
 	}
 
 	// 3. Route: by the hub's own Route entry in a dialog, by the
-	// Request-URI domain otherwise.
-	popN, dr, ok := h.popOwnRoutes(req)
-	if !ok {
-		c.refuse(403, "Forbidden", "forged hub Route")
-		return
+	// Request-URI domain otherwise. A hub Route on a request that is not
+	// in a dialog (no To tag, or PUBLISH) is popped and otherwise ignored:
+	// it never carries a request past the destination's policy.
+	popN, rp, bad := h.ownRoutes(req)
+	var dr *dialogRoute
+	if rp != nil && inDialog(req) {
+		if bad != "" {
+			c.refuse(403, bad, bad)
+			return
+		}
+		var no *routeRefusal
+		if dr, no = h.openRoute(rp, req, c.srcID); no == nil {
+			no = policeDialog(c.st, req, dr)
+		}
+		if no != nil {
+			c.dstID = otherParty(rp, c.srcID)
+			c.refuse(no.code, no.reason, no.audit())
+			return
+		}
 	}
 	var hops []hop
 	var rr *dialogRoute
 	if dr != nil {
-		switch c.srcID {
-		case dr.src:
-			c.dstID = dr.dst
-		case dr.dst:
-			c.dstID = dr.src
-		default:
-			c.refuse(403, "Forbidden", "sender is not a party to this dialog")
-			return
-		}
-		c.dst = c.st.Network(c.dstID)
-		if c.dst == nil {
-			c.refuse(404, "Not Found", "dialog peer network no longer exists")
-			return
-		}
-		if !c.dst.Active() {
-			c.refuse(403, "Forbidden", "destination network suspended")
-			return
-		}
+		c.dstID = dr.peer
+		c.dst = c.st.Network(c.dstID) // policeDialog saw it exist and active
 		// RFC 3261 16.4/16.5: after popping our entries the next Route,
 		// if any, is the target; otherwise the Request-URI.
 		target := &req.Recipient
@@ -186,18 +184,28 @@ func (c *call) run() {
 			c.refuse(489, "Bad Event", "event package not carried: "+eventPackage(req))
 			return
 		}
-		// 4. Peering policy of the destination.
-		if !allowed(c.st, c.srcID, c.dstID, svc) {
-			reason := "Peering policy denies " + serviceName(svc)
+		// 4. Both networks' services and the destination's peering policy.
+		if reason := permits(c.st, c.src, c.dst, svc); reason != "" {
 			c.refuse(403, reason, reason)
 			return
 		}
 		hops = edgeHops(c.dst)
-		switch req.Method {
-		case sip.INVITE, sip.SUBSCRIBE, sip.REFER:
+		if kind, creates := kindOf(req.Method); creates {
 			// Dialog-creating requests are record-routed (RFC 3261
-			// 16.6 step 4) so that the dialog's requests cross the hub.
-			rr = &dialogRoute{src: c.srcID, dst: c.dstID}
+			// 16.6 step 4) so that the dialog's requests cross the hub,
+			// with a token bound to this dialog (route.go).
+			fromTag, _ := tags(req)
+			if fromTag == "" {
+				// RFC 3261 8.1.1.3: MUST; the token binds it.
+				c.refuse(400, "Missing From tag", "dialog-creating request without a From tag")
+				return
+			}
+			rr = &dialogRoute{src: c.srcID, dst: c.dstID, kind: kind, svc: svc}
+			var callID string
+			if cid := req.CallID(); cid != nil {
+				callID = cid.Value()
+			}
+			h.sealRoute(rr, callID, fromTag)
 		}
 	}
 	if len(hops) == 0 {
@@ -454,9 +462,9 @@ func (c *call) buildForward(hp hop, popN, mf int, lh string, rr *dialogRoute) *s
 	if rr != nil {
 		// RFC 5658: with different transports on the two sides the hub
 		// records two routes, the one facing the callee on top.
-		out := c.h.recordRoute(hp.transport, *rr)
+		out := c.h.recordRoute(hp.transport, rr)
 		if !strings.EqualFold(hp.transport, c.transport) {
-			fwd.PrependHeader(c.h.recordRoute(c.transport, *rr))
+			fwd.PrependHeader(c.h.recordRoute(c.transport, rr))
 		}
 		fwd.PrependHeader(out)
 	}
@@ -766,25 +774,22 @@ func (c *call) ack() {
 		return
 	}
 	c.src, c.srcID = src, src.GetId()
-	popN, dr, ok := h.popOwnRoutes(req)
-	if !ok || dr == nil {
+	popN, rp, bad := h.ownRoutes(req)
+	if rp == nil || bad != "" || !inDialog(req) {
 		c.auditOnly(403, "ACK without a valid hub route dropped")
 		return
 	}
-	switch c.srcID {
-	case dr.src:
-		c.dstID = dr.dst
-	case dr.dst:
-		c.dstID = dr.src
-	default:
-		c.auditOnly(403, "ACK from a network outside the dialog dropped")
+	dr, no := h.openRoute(rp, req, c.srcID)
+	if no == nil {
+		no = policeDialog(c.st, req, dr)
+	}
+	if no != nil {
+		c.dstID = otherParty(rp, c.srcID)
+		c.auditOnly(no.code, "ACK dropped: "+no.audit())
 		return
 	}
-	c.dst = c.st.Network(c.dstID)
-	if c.dst == nil || !src.Active() || !c.dst.Active() {
-		c.auditOnly(403, "ACK for a suspended or removed network dropped")
-		return
-	}
+	c.dstID = dr.peer
+	c.dst = c.st.Network(c.dstID) // policeDialog saw both networks exist and active
 	mf := 70
 	if m := req.MaxForwards(); m != nil {
 		mf = int(m.Val())
@@ -822,6 +827,19 @@ func (c *call) ack() {
 		h.log.Debug("forward ACK", "err", err, "to", hp.uri)
 	}
 	h.m.requests.WithLabelValues("ACK", c.srcID, c.dstID, "0").Inc()
+}
+
+// otherParty names, for the audit entry of a refused in-dialog request, the
+// network the hub Route would have sent it to ("" when the sender is
+// neither of the networks it names).
+func otherParty(rp *routeParams, sender string) string {
+	switch sender {
+	case rp.src:
+		return rp.dst
+	case rp.dst:
+		return rp.src
+	}
+	return ""
 }
 
 func (c *call) auditOnly(status int, reason string) {

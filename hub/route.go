@@ -5,11 +5,14 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -18,40 +21,32 @@ import (
 )
 
 // Record-Route parameters. The hub keeps no per-dialog state: its
-// Record-Route URI names the two networks of the dialog and carries an HMAC
-// over them, so an in-dialog request (which comes back with that URI as its
+// Record-Route URI names the two networks of the dialog and carries a sealed
+// token, so an in-dialog request (which comes back with that URI as its
 // Route, RFC 3261 12.2.1.1) can be attributed, policed and routed by any
-// node that holds the route secret, even after a restart.
+// node that holds the route secret, even after a restart (see "Dialog
+// route token" below).
 const (
 	paramSrc = "chs" // network that sent the dialog-creating request
 	paramDst = "chd" // network it was routed to
-	paramMAC = "chm" // HMAC-SHA256(secret, chs "\x00" chd), 96 bits, base64url
+	paramTok = "cht" // sealed dialog token (sealRoute)
+	// paramMAC is the pre-token format's MAC (network pair only). Routes
+	// still carrying it are refused: they are the replayable kind.
+	paramMAC = "chm"
 
 	branchPrefix = sip.RFC3261BranchMagicCookie + "-ch"
 )
 
-type dialogRoute struct {
-	src, dst string
-}
-
-func (h *Hub) routeMAC(src, dst string) string {
-	m := hmac.New(sha256.New, h.secret)
-	m.Write([]byte(src))
-	m.Write([]byte{0})
-	m.Write([]byte(dst))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:12])
-}
-
 // recordRoute builds the hub's Record-Route for the interface facing
 // transport (RFC 5658: the transport parameter names it).
-func (h *Hub) recordRoute(transport string, dr dialogRoute) *sip.RecordRouteHeader {
+func (h *Hub) recordRoute(transport string, dr *dialogRoute) *sip.RecordRouteHeader {
 	tp := strings.ToLower(transport)
 	params := sip.NewParams()
 	params.Add("transport", tp)
 	params.Add("lr", "")
 	params.Add(paramSrc, dr.src)
 	params.Add(paramDst, dr.dst)
-	params.Add(paramMAC, h.routeMAC(dr.src, dr.dst))
+	params.Add(paramTok, dr.token)
 	return &sip.RecordRouteHeader{Address: sip.Uri{
 		Scheme:    "sip",
 		Host:      h.cfg.Hostname,
@@ -90,29 +85,41 @@ func (h *Hub) ownIP(host string) bool {
 	return false
 }
 
-// popOwnRoutes counts the leading Route entries that address the hub (two of
-// them with RFC 5658 double record-routing) and returns the dialog they
-// describe. ok is false when a hub Route carries parameters with a bad MAC.
-func (h *Hub) popOwnRoutes(req *sip.Request) (n int, dr *dialogRoute, ok bool) {
+// routeParams are the dialog parameters of the hub's leading Route
+// entries, not yet verified.
+type routeParams struct {
+	src, dst, tok string
+	legacy        bool // the pre-token format (chm, no cht)
+}
+
+// ownRoutes counts the leading Route entries that address the hub (two of
+// them with RFC 5658 double record-routing) and returns the dialog
+// parameters they carry (nil when they carry none: a plain preloaded route
+// to the hub). bad is non-empty when two of them disagree; the entries of
+// one double record-route carry the same token.
+func (h *Hub) ownRoutes(req *sip.Request) (n int, rp *routeParams, bad string) {
 	for _, hd := range req.GetHeaders("Route") {
 		r, isRoute := hd.(*sip.RouteHeader)
 		if !isRoute || !h.isOurs(&r.Address) {
 			break
 		}
 		n++
-		src, hasSrc := r.Address.UriParams.Get(paramSrc)
-		dst, _ := r.Address.UriParams.Get(paramDst)
-		mac, _ := r.Address.UriParams.Get(paramMAC)
-		if !hasSrc && mac == "" {
-			continue // a plain preloaded route to the hub
+		p := &r.Address.UriParams
+		src, hasSrc := p.Get(paramSrc)
+		dst, hasDst := p.Get(paramDst)
+		tok, hasTok := p.Get(paramTok)
+		_, hasMAC := p.Get(paramMAC)
+		if !hasSrc && !hasDst && !hasTok && !hasMAC {
+			continue
 		}
-		want := h.routeMAC(src, dst)
-		if !hmac.Equal([]byte(want), []byte(mac)) {
-			return n, nil, false
+		this := routeParams{src: src, dst: dst, tok: tok, legacy: hasMAC && !hasTok}
+		if rp == nil {
+			rp = &this
+		} else if *rp != this {
+			bad = "Hub Route entries disagree"
 		}
-		dr = &dialogRoute{src: src, dst: dst}
 	}
-	return n, dr, true
+	return n, rp, bad
 }
 
 // loopHash identifies a request for RFC 3261 16.3 step 4 loop detection: it
@@ -225,16 +232,46 @@ func isFileTransfer(req *sip.Request) bool {
 	return bytes.Contains(body, []byte("m=message")) && bytes.Contains(body, []byte("a=file-selector"))
 }
 
-func allowed(st *raft.State, src, dst string, svc hubv1.Service) bool {
-	if svc != svcAny {
-		return st.Allowed(src, dst, svc)
-	}
-	for _, s := range []hubv1.Service{hubv1.Service_SERVICE_IM, hubv1.Service_SERVICE_PRESENCE, hubv1.Service_SERVICE_SESSION, hubv1.Service_SERVICE_CHAT, hubv1.Service_SERVICE_FILE} {
-		if st.Allowed(src, dst, s) {
-			return true
+// usesService reports whether network v takes part in svc: its own service
+// list (Network.services, hubctl network --services) names it, or is empty,
+// which means every service.
+func usesService(v *raft.NetworkView, svc hubv1.Service) bool {
+	s := v.GetServices()
+	return len(s) == 0 || slices.Contains(s, svc)
+}
+
+// everyService is what OPTIONS (svcAny) may ride on.
+var everyService = []hubv1.Service{hubv1.Service_SERVICE_IM, hubv1.Service_SERVICE_PRESENCE, hubv1.Service_SERVICE_SESSION, hubv1.Service_SERVICE_CHAT, hubv1.Service_SERVICE_FILE}
+
+// permits checks one request direction, src to dst, for svc against the
+// current state: both networks' own service lists and dst's peering policy.
+// It returns "" when allowed, otherwise the refusal's reason phrase (it
+// names the service). svcAny passes when some service passes.
+func permits(st *raft.State, src, dst *raft.NetworkView, svc hubv1.Service) string {
+	if svc == svcAny {
+		shared := false
+		for _, s := range everyService {
+			if usesService(src, s) && usesService(dst, s) {
+				shared = true
+				if st.Allowed(src.GetId(), dst.GetId(), s) {
+					return ""
+				}
+			}
 		}
+		if !shared {
+			return "Networks share no enabled service"
+		}
+		return "Peering policy denies any service"
 	}
-	return false
+	switch {
+	case !usesService(src, svc):
+		return "Source network not enabled for " + serviceName(svc)
+	case !usesService(dst, svc):
+		return "Destination network not enabled for " + serviceName(svc)
+	case !st.Allowed(src.GetId(), dst.GetId(), svc):
+		return "Peering policy denies " + serviceName(svc)
+	}
+	return ""
 }
 
 func serviceName(svc hubv1.Service) string {
@@ -315,4 +352,326 @@ func belongsTo(v *raft.NetworkView, u *sip.Uri) bool {
 		}
 	}
 	return false
+}
+
+// Dialog route token.
+//
+// The hub's Record-Route carries cht=base64url(20 bytes):
+//
+//	[0]    format version (routeVersion)
+//	[1]    key id (Config.RouteKeyID; Config.PreviousRouteSecrets verify older ids)
+//	[2]    dialog kind: the method that created the dialog
+//	[3]    service the dialog was admitted for (hubv1.Service)
+//	[4:8]  issue time, Unix seconds, big-endian
+//	[8:20] HMAC-SHA256(key, label, bytes 0-7, chs, chd, Call-ID, initiator's From tag), first 96 bits
+//
+// The Call-ID and the initiator's tag are bound by the MAC but not written
+// into the URI (they are in every request of the dialog), so the URI stays
+// short and a token verifies only on requests of the dialog it was issued
+// for. Nothing is stored per dialog.
+const (
+	routeVersion  = 2
+	routeTokenLen = 20
+	routeMACLen   = 12
+	// routeSkew is how far in the future an issue time may be (another
+	// node's clock) before the token is refused.
+	routeSkew  = 5 * time.Minute
+	routeLabel = "clearhub dialog route\x00"
+)
+
+// dialogKind is the method that created a dialog; it decides which methods
+// the dialog carries (dialogAllows).
+type dialogKind byte
+
+const (
+	kindInvite    dialogKind = 'i'
+	kindSubscribe dialogKind = 's'
+	kindRefer     dialogKind = 'r'
+)
+
+func (k dialogKind) String() string {
+	switch k {
+	case kindInvite:
+		return "session"
+	case kindSubscribe:
+		return "subscription"
+	case kindRefer:
+		return "refer"
+	}
+	return "unknown"
+}
+
+func kindOf(m sip.RequestMethod) (dialogKind, bool) {
+	switch m {
+	case sip.INVITE:
+		return kindInvite, true
+	case sip.SUBSCRIBE:
+		return kindSubscribe, true
+	case sip.REFER:
+		return kindRefer, true
+	}
+	return 0, false
+}
+
+// dialogRoute is the dialog a hub Route describes: a token the hub issues
+// (sealRoute) or one it verified (openRoute).
+type dialogRoute struct {
+	src, dst string // initiator's network, target's network
+	kind     dialogKind
+	svc      hubv1.Service
+	issued   time.Time // second precision
+	token    string    // the cht value
+
+	// Set by openRoute for the request at hand.
+	fromInitiator bool   // the request travels src -> dst
+	peer          string // the network the request goes to
+}
+
+func (h *Hub) now() time.Time {
+	if h.cfg.clock != nil {
+		return h.cfg.clock()
+	}
+	return time.Now()
+}
+
+// routeKey returns the secret for a key id: the current one, or a retired
+// one still accepted for verification.
+func (h *Hub) routeKey(id uint8) []byte {
+	if id == h.cfg.RouteKeyID {
+		return h.secret
+	}
+	return h.cfg.PreviousRouteSecrets[id]
+}
+
+func routeMAC(key, head []byte, src, dst, callID, tag string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(routeLabel))
+	m.Write(head)
+	var lb [binary.MaxVarintLen64]byte
+	for _, f := range []string{src, dst, callID, tag} {
+		m.Write(lb[:binary.PutUvarint(lb[:], uint64(len(f)))])
+		m.Write([]byte(f))
+	}
+	return m.Sum(nil)[:routeMACLen]
+}
+
+// sealRoute fills dr.issued and dr.token for the dialog-creating request
+// with callID whose From tag is tag.
+func (h *Hub) sealRoute(dr *dialogRoute, callID, tag string) {
+	dr.issued = h.now().Truncate(time.Second)
+	b := make([]byte, 8, routeTokenLen)
+	b[0], b[1], b[2], b[3] = routeVersion, h.cfg.RouteKeyID, byte(dr.kind), byte(dr.svc)
+	binary.BigEndian.PutUint32(b[4:8], uint32(dr.issued.Unix()))
+	b = append(b, routeMAC(h.secret, b[:8], dr.src, dr.dst, callID, tag)...)
+	dr.token = base64.RawURLEncoding.EncodeToString(b)
+}
+
+// routeRefusal is why a hub Route does not admit a request.
+type routeRefusal struct {
+	code   int
+	reason string // reason phrase (specific, RFC 3261 21.4)
+	detail string // what the audit entry adds to it
+}
+
+// audit is the reason recorded in the ledger.
+func (r *routeRefusal) audit() string {
+	if r.detail == "" {
+		return r.reason
+	}
+	return r.reason + ": " + r.detail
+}
+
+// openRoute verifies the hub Route of an in-dialog request (To tag present)
+// sent by network sender. The token must be well formed, of this version,
+// under a key the hub holds; sender must be one of its two networks; its
+// MAC must verify with the request's Call-ID and the initiator's tag where
+// the request's direction puts it (From tag from the initiator's side, To
+// tag from the target's side, RFC 3261 12.2.1.1); and it must not be older
+// than Config.DialogRouteTTL.
+func (h *Hub) openRoute(rp *routeParams, req *sip.Request, sender string) (*dialogRoute, *routeRefusal) {
+	if rp.legacy {
+		return nil, &routeRefusal{403, "Hub Route of an unsupported format", "no dialog token (pre-token format)"}
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(rp.tok)
+	// The decoder skips CR/LF and ignores trailing bits: only the one
+	// canonical spelling of a token is accepted.
+	if err != nil || len(raw) != routeTokenLen || base64.RawURLEncoding.EncodeToString(raw) != rp.tok || rp.src == "" || rp.dst == "" {
+		return nil, &routeRefusal{403, "Malformed hub Route", "token does not decode or networks missing"}
+	}
+	if raw[0] != routeVersion {
+		return nil, &routeRefusal{403, "Hub Route of an unsupported format", "token version " + strconv.Itoa(int(raw[0]))}
+	}
+	key := h.routeKey(raw[1])
+	if key == nil {
+		return nil, &routeRefusal{403, "Hub Route signed with an unknown key", "key id " + strconv.Itoa(int(raw[1]))}
+	}
+	dr := &dialogRoute{src: rp.src, dst: rp.dst, kind: dialogKind(raw[2]), svc: hubv1.Service(raw[3]),
+		issued: time.Unix(int64(binary.BigEndian.Uint32(raw[4:8])), 0), token: rp.tok}
+	if sender != dr.src && sender != dr.dst {
+		return nil, &routeRefusal{403, "Sender is not a party to this dialog", "the Route names " + dr.src + " and " + dr.dst + ", sender is " + sender}
+	}
+	var callID string
+	if c := req.CallID(); c != nil {
+		callID = c.Value()
+	}
+	fromTag, toTag := tags(req)
+	mac := raw[8:]
+	switch {
+	case sender == dr.src && fromTag != "" && hmac.Equal(mac, routeMAC(key, raw[:8], dr.src, dr.dst, callID, fromTag)):
+		dr.fromInitiator, dr.peer = true, dr.dst
+	case sender == dr.dst && toTag != "" && hmac.Equal(mac, routeMAC(key, raw[:8], dr.src, dr.dst, callID, toTag)):
+		dr.fromInitiator, dr.peer = false, dr.src
+	default:
+		return nil, &routeRefusal{403, "Hub Route does not match this dialog", "MAC does not verify for this Call-ID, tags, direction and networks (forged, altered or replayed from another dialog)"}
+	}
+	switch dr.kind {
+	case kindInvite, kindSubscribe, kindRefer:
+	default:
+		// The MAC verified, so a node holding the key wrote it: a format
+		// this build does not know.
+		return nil, &routeRefusal{403, "Hub Route of an unsupported format", "dialog kind " + strconv.Itoa(int(dr.kind))}
+	}
+	now := h.now()
+	if dr.issued.After(now.Add(routeSkew)) {
+		return nil, &routeRefusal{403, "Hub Route issued in the future", "issued " + dr.issued.UTC().Format(time.RFC3339)}
+	}
+	if now.Sub(dr.issued) > h.cfg.DialogRouteTTL {
+		// 481 rather than 403: RFC 3261 12.2.1.2 has the UA end the dialog
+		// and RFC 6665 4.1.2.2 has a subscriber re-subscribe, which gets
+		// a fresh token after a fresh policy check. A 403 to a refresh
+		// would leave the subscription believed alive until it expires.
+		return nil, &routeRefusal{481, "Dialog route expired", "issued " + dr.issued.UTC().Format(time.RFC3339) + ", older than " + h.cfg.DialogRouteTTL.String()}
+	}
+	return dr, nil
+}
+
+// tags returns the From and To tags of req ("" when absent).
+func tags(req *sip.Request) (from, to string) {
+	if f := req.From(); f != nil {
+		from = f.Params.GetOr("tag", "")
+	}
+	if t := req.To(); t != nil {
+		to = t.Params.GetOr("tag", "")
+	}
+	return from, to
+}
+
+// inDialog reports whether req claims to be inside a dialog: only such a
+// request may be routed by a hub Route. A request without a To tag creates
+// a dialog (or is out of any, RFC 3261 12.2), and PUBLISH is never sent in
+// a dialog (RFC 3903 4): both are policed as if they carried no Route.
+func inDialog(req *sip.Request) bool {
+	_, to := tags(req)
+	return req.Method != sip.PUBLISH && to != ""
+}
+
+// Which methods a dialog carries, and from which side. Each side of a
+// dialog may send any request the dialog's usage defines (RFC 5057):
+//
+//   - session (INVITE, RFC 3261 12/14/15): ACK, BYE, re-INVITE, UPDATE (RFC
+//     3311), INFO (RFC 6086 4.2), PRACK (RFC 3262, from whichever side sent
+//     the INVITE being acknowledged), REFER and its NOTIFY/SUBSCRIBE with
+//     Event: refer (RFC 3515 2.4.6, transfer within a call), MESSAGE (RFC
+//     3428 4 allows it in an existing dialog; it is then policed as IM too);
+//     both directions.
+//   - subscription (SUBSCRIBE, RFC 6665 4.1.2/4.2.2): SUBSCRIBE refreshes
+//     and unsubscribes from the subscriber only, NOTIFY from the notifier
+//     only, same event package. RFC 6665 4.5.2 deprecates reusing the dialog
+//     for anything else.
+//   - refer (out-of-dialog REFER, RFC 3515 2.4.4): NOTIFY and SUBSCRIBE with
+//     Event: refer, and further REFERs; both directions (either side may
+//     refer in the dialog).
+//
+// OPTIONS is allowed in every dialog (RFC 3261 11: capabilities in a
+// dialog). PUBLISH, CANCEL, REGISTER are never routed by a hub Route.
+func dialogAllows(k dialogKind, m sip.RequestMethod, fromInitiator bool) bool {
+	if m == sip.OPTIONS {
+		return true
+	}
+	switch k {
+	case kindInvite:
+		switch m {
+		case sip.ACK, sip.BYE, sip.INVITE, sip.UPDATE, sip.INFO, sip.PRACK, sip.REFER, sip.NOTIFY, sip.SUBSCRIBE, sip.MESSAGE:
+			return true
+		}
+	case kindSubscribe:
+		return (m == sip.SUBSCRIBE && fromInitiator) || (m == sip.NOTIFY && !fromInitiator)
+	case kindRefer:
+		return m == sip.NOTIFY || m == sip.SUBSCRIBE || m == sip.REFER
+	}
+	return false
+}
+
+// ownService is the service an in-dialog request carries by itself, which
+// may differ from the dialog's: MESSAGE is IM, REFER and refer events are
+// session, a re-INVITE offering a file transfer is file. ok is false for an
+// event package the hub does not carry.
+func ownService(req *sip.Request, dr *dialogRoute) (svc hubv1.Service, ok bool) {
+	switch req.Method {
+	case sip.MESSAGE:
+		return hubv1.Service_SERVICE_IM, true
+	case sip.REFER:
+		return hubv1.Service_SERVICE_SESSION, true
+	case sip.SUBSCRIBE, sip.NOTIFY:
+		return classify(req)
+	case sip.INVITE:
+		if isFileTransfer(req) {
+			return hubv1.Service_SERVICE_FILE, true
+		}
+	}
+	return dr.svc, true
+}
+
+// policeDialog re-checks an in-dialog request against the current state
+// st, every time (reads of the immutable state, no lock): the method must
+// belong to the dialog's kind and direction; both networks must exist and
+// be active (a suspension cuts the dialog); the dialog's service must still
+// be admitted in the dialog's direction (initiator to target) by the
+// target's policy and both networks' service lists; and a request carrying
+// a service of its own (MESSAGE in a session, say) must also be admitted
+// for that service in its own direction, as it would be out of dialog.
+func policeDialog(st *raft.State, req *sip.Request, dr *dialogRoute) *routeRefusal {
+	if !dialogAllows(dr.kind, req.Method, dr.fromInitiator) {
+		side := "target"
+		if dr.fromInitiator {
+			side = "initiator"
+		}
+		return &routeRefusal{403, string(req.Method) + " not allowed from the " + side + " of a " + dr.kind.String() + " dialog", ""}
+	}
+	src, dst := st.Network(dr.src), st.Network(dr.dst)
+	if src == nil || dst == nil {
+		return &routeRefusal{404, "Dialog peer network no longer exists", dr.src + " to " + dr.dst}
+	}
+	for _, v := range []*raft.NetworkView{src, dst} {
+		if !v.Active() {
+			return &routeRefusal{403, "Dialog network suspended", v.GetId()}
+		}
+	}
+	if why := permits(st, src, dst, dr.svc); why != "" {
+		return &routeRefusal{403, "Dialog no longer permitted: " + why, serviceName(dr.svc) + " dialog " + dr.src + " to " + dr.dst}
+	}
+	if dr.kind == kindInvite && (req.Method == sip.SUBSCRIBE || req.Method == sip.NOTIFY) && eventPackage(req) != "refer" {
+		// Only the transfer subscription REFER creates lives in a session
+		// (RFC 3515 2.4.4; RFC 6665 4.5.2 deprecates other dialog reuse).
+		return &routeRefusal{403, "Event package does not belong to this dialog", eventPackage(req) + " in a session dialog"}
+	}
+	own, ok := ownService(req, dr)
+	if !ok {
+		return &routeRefusal{489, "Bad Event", "event package not carried: " + eventPackage(req)}
+	}
+	if own == dr.svc {
+		return nil
+	}
+	if dr.kind != kindInvite {
+		// A subscription or refer dialog carries its own event package only.
+		return &routeRefusal{403, "Event package does not belong to this dialog", eventPackage(req) + " in a " + serviceName(dr.svc) + " dialog"}
+	}
+	from, to := src, dst
+	if !dr.fromInitiator {
+		from, to = dst, src
+	}
+	if why := permits(st, from, to, own); why != "" {
+		return &routeRefusal{403, why, "in a " + serviceName(dr.svc) + " dialog"}
+	}
+	return nil
 }

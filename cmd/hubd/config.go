@@ -29,6 +29,16 @@ type Config struct {
 		// TransactionTimeout bounds how long a forwarded request waits on
 		// one edge before failing over.
 		TransactionTimeout time.Duration `yaml:"transaction_timeout"`
+		// Limits on what a connection or a source may cost (hub.Config
+		// documents each); max_connections 0 sizes it from the fd limit.
+		IdleTimeout              time.Duration `yaml:"idle_timeout"`
+		HeaderTimeout            time.Duration `yaml:"header_timeout"`
+		HandshakeTimeout         time.Duration `yaml:"handshake_timeout"`
+		MaxConnections           int           `yaml:"max_connections"`
+		MaxConnectionsPerSource  int           `yaml:"max_connections_per_source"`
+		MaxConnectionsPerNetwork int           `yaml:"max_connections_per_network"`
+		RefusalsPerSource        int           `yaml:"refusals_per_source"`
+		AggregateInterval        time.Duration `yaml:"aggregate_interval"`
 	} `yaml:"sip"`
 
 	Admin struct {
@@ -102,6 +112,13 @@ func DefaultConfig() Config {
 	c.Raft.Bootstrap = "auto"
 	c.HTTP.Addr = "127.0.0.1:9090"
 	c.Ledger.CheckpointEvery = 1000
+	c.SIP.IdleTimeout = 3 * time.Minute
+	c.SIP.HeaderTimeout = 10 * time.Second
+	c.SIP.HandshakeTimeout = 10 * time.Second
+	c.SIP.MaxConnectionsPerSource = 64
+	c.SIP.MaxConnectionsPerNetwork = 1024
+	c.SIP.RefusalsPerSource = 10
+	c.SIP.AggregateInterval = 10 * time.Second
 	c.Ledger.CheckpointInterval = 10 * time.Second
 	c.Ledger.SegmentSize = 1 << 16
 	c.Log.Level = "info"
@@ -181,6 +198,27 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("ledger.checkpoint_interval: %s must be positive", c.Ledger.CheckpointInterval)
 	}
 	if c.Ledger.Retention < 0 {
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"sip.idle_timeout", c.SIP.IdleTimeout}, {"sip.header_timeout", c.SIP.HeaderTimeout},
+		{"sip.handshake_timeout", c.SIP.HandshakeTimeout}, {"sip.aggregate_interval", c.SIP.AggregateInterval}} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s: %s must be positive", d.key, d.v)
+		}
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{{"sip.max_connections_per_source", c.SIP.MaxConnectionsPerSource}, {"sip.max_connections_per_network", c.SIP.MaxConnectionsPerNetwork},
+		{"sip.refusals_per_source", c.SIP.RefusalsPerSource}} {
+		if n.v <= 0 {
+			return fmt.Errorf("%s: %d must be positive", n.key, n.v)
+		}
+	}
+	if c.SIP.MaxConnections < 0 {
+		return fmt.Errorf("sip.max_connections: %d must not be negative (0: from the fd limit)", c.SIP.MaxConnections)
+	}
 		return fmt.Errorf("ledger.retention: %s must not be negative", c.Ledger.Retention)
 	}
 	if c.Ledger.SegmentSize < 16 || c.Ledger.SegmentSize&(c.Ledger.SegmentSize-1) != 0 {

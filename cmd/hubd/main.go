@@ -63,6 +63,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	// sipgo has one process-wide logger; route it through ours so its
 	// records share the level and format.
 	sip.SetDefaultLogger(log.With("component", "sipgo"))
+	raiseFileLimit(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	n, err := start(ctx, cfg, log)

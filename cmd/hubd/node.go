@@ -194,9 +194,18 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *hubNode, err e
 	if !n.removed && (cfg.SIP.UDP != "" || cfg.SIP.TCP != "" || cfg.SIP.TLS != "") {
 		hcfg := hub.Config{
 			NodeID:             n.id,
+			IdleTimeout:        cfg.SIP.IdleTimeout,
+			HeaderTimeout:      cfg.SIP.HeaderTimeout,
+			HandshakeTimeout:   cfg.SIP.HandshakeTimeout,
+			MaxConnections:     cfg.SIP.MaxConnections,
+			RefusalsPerSource:  cfg.SIP.RefusalsPerSource,
+			AggregateInterval:  cfg.SIP.AggregateInterval,
 			UDPAddr:            cfg.SIP.UDP,
 			TCPAddr:            cfg.SIP.TCP,
 			TLSAddr:            cfg.SIP.TLS,
+
+			MaxConnectionsPerSource:  cfg.SIP.MaxConnectionsPerSource,
+			MaxConnectionsPerNetwork: cfg.SIP.MaxConnectionsPerNetwork,
 			Hostname:           cfg.SIP.Hostname,
 			ServerTLS:          sipServerTLS(nodeCert),
 			ClientCertificate:  nodeCert,
