@@ -53,7 +53,7 @@ you keep your records; pass it as --node-key (verify: --key NODE=KEY) so a
 compromised node cannot vouch for itself.`,
 	}
 	c.AddCommand(newAuditCheckpointCmd(), newAuditCheckpointsCmd(), newAuditExportCmd(), newAuditVerifyCmd(),
-		newAuditProveCmd(), newAuditConsistencyCmd(), newAuditTailCmd())
+		newAuditProveCmd(), newAuditConsistencyCmd(), newAuditTailCmd(), newAuditScrubCmd())
 	return c
 }
 
@@ -536,20 +536,30 @@ func (s *csvSink) close() error {
 
 func newAuditVerifyCmd() *cobra.Command {
 	var keys []string
+	var allowUnproven bool
 	c := &cobra.Command{
-		Use:   "verify FILE [--key NODE=KEY]...",
+		Use:   "verify FILE [--key NODE=KEY]... [--allow-unproven]",
 		Short: "Check a JSON Lines audit export offline (no hub needed); FILE - reads stdin",
 		Long: `Check every entry's hash and chain link, every checkpoint signature and
 every inclusion proof of a JSON Lines export. With --key NODE=KEY for every
 node in the file, the checkpoints must be signed by those keys; without, the
 keys in the file itself are used, which proves integrity but not origin.
+
+An entry is proven only when an inclusion proof to a signed checkpoint
+covers it (or a later entry of its run, whose hash chain reaches back to
+it). The header's claims (tree size, completeness) prove nothing and must
+agree with the signed checkpoints. Any unproven entry fails verification
+unless --allow-unproven is given; then the counts of proven and unproven
+entries are printed and every unproven range is listed on stderr.
+
 Exits 1 at the first problem, naming its line, node and sequence number.
+CSV exports carry no proofs and cannot be verified.
 
 Here --key is a node's checkpoint key (base64 Ed25519 or verifier key), not
-the operator TLS key.`,
+the operator TLS key. A verifier key (name+hash+key) pins the key name too.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var trusted map[string]ed25519.PublicKey
+			opts := ledger.VerifyOptions{AllowUnproven: allowUnproven}
 			for _, s := range keys {
 				k, err := parseNodeKey("--key", s)
 				if err != nil {
@@ -558,16 +568,18 @@ the operator TLS key.`,
 				if k.node == "" {
 					return usagef("--key: %q needs the form NODE=KEY", s)
 				}
-				if trusted == nil {
-					trusted = map[string]ed25519.PublicKey{}
+				if opts.Keys == nil {
+					opts.Keys = map[string]ledger.TrustedKey{}
 				}
-				trusted[k.node] = k.pub
+				opts.Keys[k.node] = ledger.TrustedKey{Name: k.name, Pub: k.pub}
 			}
-			return runVerify(cmd, args[0], trusted)
+			return runVerify(cmd, args[0], opts)
 		},
 	}
 	// Shadows the global --key (operator TLS key): verify dials nothing.
 	c.Flags().StringArrayVar(&keys, "key", nil, "trusted checkpoint key NODE=KEY (repeat per node)")
+	c.Flags().BoolVar(&allowUnproven, "allow-unproven", false,
+		"accept entries no proof to a signed checkpoint covers, and count them (default: they fail)")
 	return c
 }
 
@@ -582,9 +594,19 @@ type verifyReport struct {
 	Checkpoints int               `json:"checkpoints"`
 	Proofs      int               `json:"proofs"`
 	Nodes       map[string]string `json:"nodes"`
+	// UnprovenRanges lists (the first 100) ranges of unproven entries.
+	UnprovenRanges []unprovenRange `json:"unproven_ranges,omitempty"`
 }
 
-func runVerify(cmd *cobra.Command, file string, trusted map[string]ed25519.PublicKey) error {
+type unprovenRange struct {
+	Node   string `json:"node"`
+	From   uint64 `json:"from_seq"`
+	To     uint64 `json:"to_seq"`
+	Line   int    `json:"line"`
+	Reason string `json:"reason"`
+}
+
+func runVerify(cmd *cobra.Command, file string, opts ledger.VerifyOptions) error {
 	if _, err := outputFormat(cmd); err != nil {
 		return err
 	}
@@ -597,7 +619,7 @@ func runVerify(cmd *cobra.Command, file string, trusted map[string]ed25519.Publi
 		defer f.Close()
 		r = f
 	}
-	rep, err := ledger.VerifyExport(r, trusted)
+	rep, err := ledger.VerifyExportWith(r, opts)
 	var ve *ledger.VerifyError
 	if errors.As(err, &ve) {
 		where := fmt.Sprintf("line %d", ve.Line)
@@ -607,7 +629,11 @@ func runVerify(cmd *cobra.Command, file string, trusted map[string]ed25519.Publi
 		if ve.Seq != 0 {
 			where += fmt.Sprintf(", seq %d", ve.Seq)
 		}
-		return fmt.Errorf("%s: verification FAILED at %s: %s", file, where, ve.Reason)
+		hint := ""
+		if strings.HasPrefix(ve.Reason, "unproven") {
+			hint = " (--allow-unproven accepts such entries and counts them)"
+		}
+		return fmt.Errorf("%s: verification FAILED at %s: %s%s", file, where, ve.Reason, hint)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
@@ -617,8 +643,21 @@ func runVerify(cmd *cobra.Command, file string, trusted map[string]ed25519.Publi
 	}
 	out := verifyReport{OK: true, File: file, Lines: rep.Lines, Entries: rep.Entries, Proven: rep.Proven,
 		Unproven: rep.Unproven, Checkpoints: rep.Checkpoints, Proofs: rep.Proofs, Nodes: rep.Nodes}
-	if trusted == nil {
+	if opts.Keys == nil {
 		fmt.Fprintln(cmd.ErrOrStderr(), "warning: no --key given: checkpoint keys were taken from the file itself (integrity, not origin)")
+	}
+	if rep.Unproven > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %d of %d entries are NOT proven by a signed checkpoint (accepted by --allow-unproven):\n",
+			rep.Unproven, rep.Entries)
+		listed := 0
+		for _, u := range rep.UnprovenRuns {
+			out.UnprovenRanges = append(out.UnprovenRanges, unprovenRange(u))
+			listed += int(u.To - u.From + 1)
+			fmt.Fprintf(cmd.ErrOrStderr(), "  node %s seq %d..%d (from line %d): %s\n", u.Node, u.From, u.To, u.Line, u.Reason)
+		}
+		if listed < rep.Unproven {
+			fmt.Fprintf(cmd.ErrOrStderr(), "  (%d more unproven entries in ranges not listed)\n", rep.Unproven-listed)
+		}
 	}
 	return printOutput(cmd, out, func(w io.Writer) {
 		fmt.Fprintf(w, "OK: %d entries verified (%d proven by signed checkpoints, %d unproven); %d checkpoints, %d proofs, %d lines\n",

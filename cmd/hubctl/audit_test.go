@@ -6,10 +6,12 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -465,5 +467,145 @@ func TestAuditTail(t *testing.T) {
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("tail ended with exit %d, stderr %q", code, errb.String())
+	}
+}
+
+// writeExport writes the ledger's own JSON Lines export of f to a file
+// (not through 'audit export', whose flags are not what is tested here).
+func (e *auditEnv) writeExport(t *testing.T, f ledger.Filter) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := e.l.WriteJSONL(t.Context(), &buf, f); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// forgedAfter is the entry an attacker appends after prev: right seq,
+// prev_hash and hash, contents of their choosing.
+func forgedAfter(t *testing.T, l *ledger.Ledger, seq uint64) []byte {
+	t.Helper()
+	prev, err := l.Get(seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &ledger.Entry{Seq: seq + 1, Time: prev.Time + 1, Node: prev.Node, Kind: ledger.KindRequest,
+		Method: "MESSAGE", CallID: "forged", SrcNet: "neta", DstNet: "netb", Status: 200, PrevHash: prev.Hash}
+	e.Hash = ledger.ComputeHash(e)
+	return append(ledger.AppendEntryJSON(nil, e), '\n')
+}
+
+// audit verify fails on any entry no signed checkpoint proves (the two
+// forgeries of the security review among them) and names it; with
+// --allow-unproven it passes and says exactly how many are unproven; a
+// lying header fails either way; CSV is refused as unverifiable.
+func TestAuditVerifyUnproven(t *testing.T) {
+	env := newAuditEnv(t)
+	env.appendN(t, 1, 30)
+	dir := t.TempDir()
+	full := env.writeExport(t, ledger.Filter{})
+	appended := append(bytes.Clone(full), forgedAfter(t, env.l, 30)...)
+	raised := bytes.Replace(appended, []byte(`"tree_size":30,`), []byte(`"tree_size":31,`), 1)
+	if bytes.Equal(raised, appended) {
+		t.Fatal("no tree_size in the header")
+	}
+	// Insert a forged entry after the proof of a run of the netc export,
+	// where the ledger's own entry of that seq is not exported (nor the
+	// next, which would have to link to it): netc's gaps are single
+	// entries, so that is the run ending at 29, before 30 (absent).
+	netExport := env.writeExport(t, ledger.Filter{Network: "netc"})
+	var inserted []byte
+	lines := bytes.SplitAfter(netExport, []byte("\n"))
+	present := map[uint64]bool{}
+	for _, ln := range lines {
+		var o struct {
+			Type string `json:"type"`
+			Seq  uint64 `json:"seq"`
+		}
+		json.Unmarshal(ln, &o)
+		if o.Type == "entry" {
+			present[o.Seq] = true
+		}
+	}
+	for i, ln := range lines {
+		var o struct {
+			Type string `json:"type"`
+			Seq  uint64 `json:"seq"`
+		}
+		json.Unmarshal(ln, &o)
+		if o.Type == "proof" && !present[o.Seq+1] && !present[o.Seq+2] && o.Seq+1 <= 30 {
+			inserted = bytes.Join(append(append(lines[:i+1:i+1], forgedAfter(t, env.l, o.Seq)), lines[i+1:]...), nil)
+			break
+		}
+	}
+	if inserted == nil {
+		t.Fatal("no run end followed by a gap of two entries in the netc export")
+	}
+	var csvBuf bytes.Buffer
+	if err := env.l.WriteCSV(t.Context(), &csvBuf, ledger.Filter{}); err != nil {
+		t.Fatal(err)
+	}
+	pinnedName := "n1=" + ledger.VerifierKey(env.l.KeyName(), env.l.PublicKey())
+	otherName := "n1=" + ledger.VerifierKey("someone-else", env.l.PublicKey())
+	cases := []struct {
+		name    string
+		file    []byte
+		args    []string
+		code    int
+		stdout  []string
+		stderr  []string
+		notErr  []string
+		jsonOut bool
+	}{
+		{"honest", full, nil, 0, []string{"OK: 30 entries verified (30 proven by signed checkpoints, 0 unproven)"}, nil, []string{"NOT proven"}, false},
+		{"honest, verifier key pins the name", full, []string{"--key", pinnedName}, 0, []string{"OK: 30 entries"}, nil, nil, false},
+		{"honest, verifier key of another name", full, []string{"--key", otherName}, exitFailure, nil, []string{"line 2", "checkpoint"}, nil, false},
+		{"appended", appended, nil, exitFailure, nil, []string{"seq 31", "unproven", "--allow-unproven"}, nil, false},
+		{"appended, allowed", appended, []string{"--allow-unproven"}, 0,
+			[]string{"OK: 31 entries verified (30 proven by signed checkpoints, 1 unproven)"},
+			[]string{"warning: 1 of 31 entries are NOT proven", "node n1 seq 31..31", "beyond the newest signed checkpoint"}, nil, false},
+		{"appended, allowed, json", appended, []string{"--allow-unproven", "-o", "json"}, 0,
+			[]string{`"unproven": 1`, `"from_seq": 31`}, nil, nil, true},
+		{"repro: appended with tree_size raised", raised, nil, exitFailure, nil, []string{"seq 31", "unproven"}, nil, false},
+		{"repro: appended with tree_size raised, allowed", raised, []string{"--allow-unproven"}, exitFailure, nil,
+			[]string{"line 1", "header tree_size 31 disagrees with the newest signed checkpoint (tree size 30)"}, nil, false},
+		{"repro: inserted into a --network export", inserted, nil, exitFailure, nil, []string{"unproven", "no inclusion proof"}, nil, false},
+		{"csv", csvBuf.Bytes(), nil, exitFailure, nil, []string{"CSV", "cannot be verified"}, nil, false},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(dir, fmt.Sprintf("case%d.jsonl", i))
+			writeFile(t, path, c.file, 0o644)
+			args := append([]string{"audit", "verify", path}, c.args...)
+			if !slices.Contains(c.args, "--key") {
+				args = append(args, "--key", env.keyFlag())
+			}
+			out, errOut, code := env.hubctl(t, args...)
+			t.Logf("exit %d\n%s%s", code, out, errOut)
+			if code != c.code {
+				t.Fatalf("exit %d, want %d; stdout %q stderr %q", code, c.code, out, errOut)
+			}
+			for _, s := range c.stdout {
+				if !strings.Contains(out, s) {
+					t.Errorf("stdout %q lacks %q", out, s)
+				}
+			}
+			for _, s := range c.stderr {
+				if !strings.Contains(errOut, s) {
+					t.Errorf("stderr %q lacks %q", errOut, s)
+				}
+			}
+			for _, s := range c.notErr {
+				if strings.Contains(errOut, s) {
+					t.Errorf("stderr %q has %q", errOut, s)
+				}
+			}
+			if c.jsonOut {
+				var rep map[string]any
+				if err := json.Unmarshal([]byte(out), &rep); err != nil || rep["ok"] != true {
+					t.Errorf("json output %q: %v", out, err)
+				}
+			}
+		})
 	}
 }

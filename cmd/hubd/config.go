@@ -91,6 +91,11 @@ type Config struct {
 		// SegmentSize entries, leaving a signed anchor; 0 keeps everything.
 		Retention   time.Duration `yaml:"retention"`
 		SegmentSize uint64        `yaml:"segment_size"`
+		// ScrubInterval is the pause between background scrub passes (a
+		// full re-verification of the stored chain and Merkle tree), 0
+		// disables them; ScrubRate paces a pass in entries per second.
+		ScrubInterval time.Duration `yaml:"scrub_interval"`
+		ScrubRate     int           `yaml:"scrub_rate"`
 	} `yaml:"ledger"`
 
 	Log struct {
@@ -121,6 +126,8 @@ func DefaultConfig() Config {
 	c.SIP.AggregateInterval = 10 * time.Second
 	c.Ledger.CheckpointInterval = 10 * time.Second
 	c.Ledger.SegmentSize = 1 << 16
+	c.Ledger.ScrubInterval = time.Hour
+	c.Ledger.ScrubRate = 2000
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -223,6 +230,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Ledger.SegmentSize < 16 || c.Ledger.SegmentSize&(c.Ledger.SegmentSize-1) != 0 {
 		return fmt.Errorf("ledger.segment_size: %d must be a power of two, at least 16", c.Ledger.SegmentSize)
+	}
+	if c.Ledger.ScrubInterval < 0 {
+		return fmt.Errorf("ledger.scrub_interval: %s must not be negative (0s disables the background scrub)", c.Ledger.ScrubInterval)
+	}
+	if c.Ledger.ScrubRate <= 0 {
+		return fmt.Errorf("ledger.scrub_rate: %d must be positive (entries per second)", c.Ledger.ScrubRate)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -36,6 +36,9 @@ func main() {
 var errUsage = errors.New("usage")
 
 func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "wal-recover" {
+		return walRecover(args[1:], stdout, stderr)
+	}
 	cfg, act, err := parseCommandLine(args, stderr)
 	switch {
 	case errors.Is(err, flag.ErrHelp):

@@ -99,19 +99,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *hubNode, err e
 	peerTLS := nodeTLS(ca, nodeCert)
 
 	// 3. Audit ledger: before anything can carry traffic.
-	n.ledger, err = ledger.Open(ctx, ledger.Options{
-		Path:               filepath.Join(cfg.DataDir, "ledger.db"),
-		NodeID:             n.id,
-		Signer:             signer,
-		CheckpointEvery:    cfg.Ledger.CheckpointEvery,
-		CheckpointInterval: cfg.Ledger.CheckpointInterval,
-		AllowBrokenChain:   cfg.Ledger.AllowBrokenChain,
-		Retention:          cfg.Ledger.Retention,
-		SegmentSize:        cfg.Ledger.SegmentSize,
-		Logger:             n.log.With("component", "ledger"),
-	})
+	n.ledger, err = ledger.Open(ctx, ledgerOptions(cfg, n.id, signer, n.log.With("component", "ledger")))
 	if err != nil {
-		return nil, fmt.Errorf("audit ledger: %w", err)
+		return nil, fmt.Errorf("audit ledger: %w", walHint(err, cfg.DataDir))
 	}
 
 	// 4. Raft: bootstrap a new single-node cluster unless joining or
@@ -172,6 +162,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *hubNode, err e
 	// 6. Metrics and health: up while the node restores, so /readyz can
 	// say why it is not ready.
 	if cfg.HTTP.Addr != "" {
+		if err := metrics.RegisterLedgerScrub(reg, n.ledger); err != nil {
+			return nil, err
+		}
 		if err := metrics.RegisterRaft(reg, n.raft); err != nil {
 			return nil, err
 		}

@@ -566,3 +566,40 @@ func (s *Server) TailAudit(req *hubv1.TailAuditRequest, stream hubv1.AdminServic
 	}
 	return nil
 }
+
+// AuditScrubber is the on-demand scrub of the node's ledger
+// (*ledger.Ledger); a ledger without it answers FailedPrecondition.
+type AuditScrubber interface {
+	Scrub(ctx context.Context) (ledger.ScrubResult, error)
+}
+
+// ScrubAudit re-verifies this node's whole ledger now (hash chain and
+// stored Merkle tree) and returns the result. A break is a result with ok
+// false naming the first bad seq, not an error.
+func (s *Server) ScrubAudit(ctx context.Context, _ *hubv1.ScrubAuditRequest) (*hubv1.ScrubAuditResponse, error) {
+	if _, err := callerFrom(ctx); err != nil {
+		return nil, err
+	}
+	l, err := s.auditLedger()
+	if err != nil {
+		return nil, err
+	}
+	sc, ok := l.(AuditScrubber)
+	if !ok {
+		return nil, &auditErr{msg: "audit: this node's ledger cannot be scrubbed", kind: raft.ErrFailedPrecondition}
+	}
+	res, err := sc.Scrub(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("audit: scrub: %w", ledgerErr(err))
+	}
+	return &hubv1.ScrubAuditResponse{
+		Node:             res.Node,
+		EntriesChecked:   res.EntriesChecked,
+		TreeNodesChecked: res.TreeNodesChecked,
+		Ok:               res.OK,
+		FirstBadSeq:      res.FirstBadSeq,
+		Error:            res.Err,
+		StartedUnixNano:  res.Started.UnixNano(),
+		FinishedUnixNano: res.Finished.UnixNano(),
+	}, nil
+}
