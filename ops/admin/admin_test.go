@@ -112,7 +112,7 @@ func TestNetworkAndPolicyLifecycle(t *testing.T) {
 		t.Fatalf("audited %v, want %v", got, want)
 	}
 	n.audit.mu.Lock()
-	if e := n.audit.entries[0]; e.From != "alice" || e.Kind != "admin" || !strings.Contains(e.Reason, "a.example") {
+	if e := n.audit.entries[0]; e.From != "alice;role=admin" || e.Kind != "admin" || !strings.Contains(e.Reason, "a.example") {
 		t.Errorf("first audit entry %+v", e)
 	}
 	n.audit.mu.Unlock()

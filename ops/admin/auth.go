@@ -4,13 +4,21 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	"clearhub/ops/pki"
+	"clearhub/proto/hubv1"
+	"clearhub/raft"
 )
 
 // ServerTLSConfig is the admin listener's TLS configuration: it presents
@@ -18,7 +26,8 @@ import (
 // from their token, so the CA must be in the chain) and verifies a client
 // certificate against the cluster CA when one is given. Which role a method
 // needs is decided per RPC by the interceptors, so one port serves
-// operators, nodes and certificate-less joiners.
+// operators, nodes and certificate-less joiners. NewGRPCServer adds the
+// revocation check to it.
 func ServerTLSConfig(ca *pki.CA, nodeCert tls.Certificate) *tls.Config {
 	cert := nodeCert
 	cert.Certificate = append([][]byte(nil), nodeCert.Certificate...)
@@ -36,57 +45,244 @@ func ServerTLSConfig(ca *pki.CA, nodeCert tls.Certificate) *tls.Config {
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
 
+// roleSet is a set of admin roles. The roles are not a ladder (an auditor
+// reads the audit ledger but not the networks, a readonly operator the
+// networks but not the ledger), so each method lists who may call it
+// rather than a minimum.
+type roleSet uint8
+
+const (
+	rAdmin roleSet = 1 << iota
+	rOperator
+	rAuditor
+	rReadonly
+
+	rAll = rAdmin | rOperator | rAuditor | rReadonly
+)
+
+var roleBits = map[pki.AdminRole]roleSet{
+	pki.AdminRoleAdmin:    rAdmin,
+	pki.AdminRoleOperator: rOperator,
+	pki.AdminRoleAuditor:  rAuditor,
+	pki.AdminRoleReadonly: rReadonly,
+}
+
+func (r roleSet) has(role pki.AdminRole) bool { return r&roleBits[role] != 0 }
+
+// String lists the roles in r, e.g. "admin or operator".
+func (r roleSet) String() string {
+	var names []string
+	for _, role := range pki.AdminRoles {
+		if r.has(role) {
+			names = append(names, string(role))
+		}
+	}
+	switch len(names) {
+	case 0:
+		return "(no role)"
+	case 1:
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// access is who may call one method.
+type access struct {
+	// kind is the certificate role the caller needs; "" admits callers
+	// without a certificate (the join token or nothing is the credential).
+	kind pki.Role
+	// roles are the admin roles allowed, for kind RoleOperator.
+	roles roleSet
+	// change marks methods that change the cluster: each call is logged
+	// with its outcome.
+	change bool
+}
+
+func opAccess(roles roleSet, change bool) access {
+	return access{kind: pki.RoleOperator, roles: roles, change: change}
+}
+
+// methodAccess is the one table of who may call what, by full gRPC method
+// name. A method missing here is refused to everyone (TestAccessTableCovers
+// fails first, so a new RPC cannot be added without a decision).
+//
+//	admin     everything, cluster membership and revocations included
+//	operator  networks, policy, every read, audit reads
+//	auditor   audit reads and exports only, plus cluster status
+//	readonly  networks, policy and status reads; no audit bodies or exports
+var methodAccess = map[string]access{
+	// Networks and policy: operators change them, readonly reads them.
+	hubv1.AdminService_AddNetwork_FullMethodName:     opAccess(rAdmin|rOperator, true),
+	hubv1.AdminService_UpdateNetwork_FullMethodName:  opAccess(rAdmin|rOperator, true),
+	hubv1.AdminService_SuspendNetwork_FullMethodName: opAccess(rAdmin|rOperator, true),
+	hubv1.AdminService_ResumeNetwork_FullMethodName:  opAccess(rAdmin|rOperator, true),
+	hubv1.AdminService_RemoveNetwork_FullMethodName:  opAccess(rAdmin|rOperator, true),
+	hubv1.AdminService_GetNetwork_FullMethodName:     opAccess(rAdmin|rOperator|rReadonly, false),
+	hubv1.AdminService_ListNetworks_FullMethodName:   opAccess(rAdmin|rOperator|rReadonly, false),
+	hubv1.AdminService_AllowPolicy_FullMethodName:    opAccess(rAdmin|rOperator, true),
+	hubv1.AdminService_DenyPolicy_FullMethodName:     opAccess(rAdmin|rOperator, true),
+	hubv1.AdminService_ListPolicies_FullMethodName:   opAccess(rAdmin|rOperator|rReadonly, false),
+
+	// Cluster membership: admin only; status for everyone.
+	hubv1.AdminService_CreateJoinToken_FullMethodName: opAccess(rAdmin, true),
+	hubv1.AdminService_AddNode_FullMethodName:         opAccess(rAdmin, true),
+	hubv1.AdminService_RemoveNode_FullMethodName:      opAccess(rAdmin, true),
+	hubv1.AdminService_RevokeJoinToken_FullMethodName: opAccess(rAdmin, true),
+	hubv1.AdminService_ListJoinTokens_FullMethodName:  opAccess(rAdmin|rOperator|rReadonly, false),
+	hubv1.AdminService_ClusterStatus_FullMethodName:   opAccess(rAll, false),
+
+	// Audit ledger. A checkpoint (size, root, signature) carries no entry,
+	// so readonly may watch the log grow; proofs carry entries and are for
+	// the audit roles.
+	hubv1.AdminService_GetCheckpoint_FullMethodName:       opAccess(rAll, false),
+	hubv1.AdminService_GetInclusionProof_FullMethodName:   opAccess(rAdmin|rOperator|rAuditor, false),
+	hubv1.AdminService_GetConsistencyProof_FullMethodName: opAccess(rAdmin|rOperator|rAuditor, false),
+	hubv1.AdminService_ExportAudit_FullMethodName:         opAccess(rAdmin|rOperator|rAuditor, false),
+	hubv1.AdminService_TailAudit_FullMethodName:           opAccess(rAdmin|rOperator|rAuditor, false),
+	hubv1.AdminService_ScrubAudit_FullMethodName:          opAccess(rAdmin|rOperator|rAuditor, false),
+
+	// Operator identities: revoking is admin's; the list is public to
+	// every operator (it names no secret).
+	hubv1.AdminService_RevokeCertificate_FullMethodName: opAccess(rAdmin, true),
+	hubv1.AdminService_ListRevocations_FullMethodName:   opAccess(rAll, false),
+	hubv1.AdminService_WhoAmI_FullMethodName:            opAccess(rAll, false),
+
+	// Node to node.
+	hubv1.ClusterInternal_Propose_FullMethodName:          {kind: pki.RoleNode},
+	hubv1.ClusterInternal_AddVoter_FullMethodName:         {kind: pki.RoleNode, change: true},
+	hubv1.ClusterInternal_RemoveServer_FullMethodName:     {kind: pki.RoleNode, change: true},
+	hubv1.ClusterInternal_LocalStatus_FullMethodName:      {kind: pki.RoleNode},
+	hubv1.ClusterInternal_ExportLocalAudit_FullMethodName: {kind: pki.RoleNode},
+
+	// The join token is the credential.
+	hubv1.JoinService_Join_FullMethodName: {change: true},
+}
+
+// accessFor returns the access rule of fullMethod; ok is false for methods
+// nobody may call.
+func accessFor(fullMethod string) (a access, ok bool) {
+	if a, ok := methodAccess[fullMethod]; ok {
+		return a, true
+	}
+	switch {
+	case strings.HasPrefix(fullMethod, "/grpc.reflection.v1.ServerReflection/"),
+		strings.HasPrefix(fullMethod, "/grpc.reflection.v1alpha.ServerReflection/"):
+		// The schema is no secret to any operator.
+		return opAccess(rAll, false), true
+	case strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/"):
+		return access{}, true
+	}
+	return access{}, false
+}
+
 // caller is the authenticated client of one RPC.
 type caller struct {
-	Name string   // certificate common name; "" for certificate-less callers
-	Role pki.Role // "" for certificate-less callers
+	Name   string        // certificate common name; "" for certificate-less callers
+	Kind   pki.Role      // certificate role; "" for certificate-less callers
+	Role   pki.AdminRole // admin role of an operator certificate, else ""
+	Serial string        // canonical serial (raft.SerialString); "" without a certificate
+}
+
+// actor is how the audit trail and the logs name the caller:
+// "alice;role=auditor" (the ';' keeps the ledger's user filter matching
+// "alice"), "node-b;role=node", or "" without a certificate.
+func (c caller) actor() string {
+	switch {
+	case c.Name == "":
+		return ""
+	case c.Role != "":
+		return c.Name + ";role=" + string(c.Role)
+	case c.Kind != "":
+		return c.Name + ";role=" + kindName(c.Kind)
+	}
+	return c.Name
+}
+
+// roleLabel is the caller's role for log lines.
+func (c caller) roleLabel() string {
+	switch {
+	case c.Role != "":
+		return string(c.Role)
+	case c.Kind != "":
+		return kindName(c.Kind)
+	}
+	return "none"
+}
+
+func kindName(k pki.Role) string {
+	if n := strings.TrimPrefix(string(k), "clearhub-"); n != "" {
+		return n
+	}
+	return "(none)"
 }
 
 type callerKey struct{}
 
-// requiredRole says which certificate role a method needs; ok is false for
-// methods nobody may call.
-func requiredRole(fullMethod string) (role pki.Role, service string, ok bool) {
-	switch {
-	case strings.HasPrefix(fullMethod, "/clearhub.v1.AdminService/"):
-		return pki.RoleOperator, "AdminService", true
-	case strings.HasPrefix(fullMethod, "/grpc.reflection.v1.ServerReflection/"),
-		strings.HasPrefix(fullMethod, "/grpc.reflection.v1alpha.ServerReflection/"):
-		return pki.RoleOperator, "ServerReflection", true
-	case strings.HasPrefix(fullMethod, "/clearhub.v1.ClusterInternal/"):
-		return pki.RoleNode, "ClusterInternal", true
-	case strings.HasPrefix(fullMethod, "/clearhub.v1.JoinService/"),
-		strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/"):
-		return "", "", true
-	}
-	return "", "", false
-}
-
-// authorize decides whether the peer in ctx may call fullMethod and returns
-// ctx carrying the caller.
-func authorize(ctx context.Context, fullMethod string) (context.Context, error) {
-	role, service, ok := requiredRole(fullMethod)
-	if !ok {
-		return nil, permissionDenied("method %s is not served", fullMethod)
-	}
+// authorize decides whether the peer in ctx may call fullMethod, given the
+// current cluster state (revocations), and returns ctx carrying the caller.
+// The caller is returned even on refusal, for the log line.
+func authorize(ctx context.Context, fullMethod string, state *raft.State) (context.Context, caller, access, error) {
+	a, ok := accessFor(fullMethod)
 	leaf := verifiedLeaf(ctx)
 	c := caller{}
 	if leaf != nil {
-		c = caller{Name: leaf.Subject.CommonName, Role: pki.RoleOf(leaf)}
+		c = caller{Name: leaf.Subject.CommonName, Kind: pki.RoleOf(leaf), Serial: raft.SerialString(leaf.SerialNumber)}
+		if c.Kind == pki.RoleOperator {
+			// An unusable role (unknown, two of them) leaves Role empty,
+			// which no table entry admits.
+			c.Role, _ = pki.AdminRoleOf(leaf)
+		}
 	}
-	if role != "" {
+	if !ok {
+		return nil, c, a, permissionDenied("method %s is not served", fullMethod)
+	}
+	if leaf != nil {
+		// Also checked at the handshake (NewGRPCServer); here for
+		// connections made before the revocation was applied.
+		if r := state.Revoked(leaf); r != nil {
+			return nil, c, a, unauthenticated("certificate revoked: %s", describeRevocation(r, leaf))
+		}
+	}
+	if a.kind != "" {
 		if leaf == nil {
-			return nil, unauthenticated("client certificate required")
+			return nil, c, a, unauthenticated("client certificate required")
 		}
-		if c.Role != role {
-			got := strings.TrimPrefix(string(c.Role), "clearhub-")
-			if got == "" {
-				got = "(none)"
+		if c.Kind != a.kind {
+			return nil, c, a, permissionDenied("certificate role %s may not call %s", kindName(c.Kind), serviceName(fullMethod))
+		}
+		if a.kind == pki.RoleOperator && !a.roles.has(c.Role) {
+			if _, err := pki.AdminRoleOf(leaf); err != nil {
+				return nil, c, a, permissionDenied("%s may not call %s: %v", c.Name, methodLabel(fullMethod), err)
 			}
-			return nil, permissionDenied("certificate role %s may not call %s", got, service)
+			return nil, c, a, permissionDenied("%s (role %s) may not call %s: it needs role %s",
+				c.Name, c.Role, methodLabel(fullMethod), a.roles)
 		}
 	}
-	return context.WithValue(ctx, callerKey{}, c), nil
+	return context.WithValue(ctx, callerKey{}, c), c, a, nil
+}
+
+// describeRevocation is the refusal text for a revoked certificate.
+func describeRevocation(r *hubv1.Revocation, leaf *x509.Certificate) string {
+	what := fmt.Sprintf("serial %s", raft.SerialString(leaf.SerialNumber))
+	if r.GetSerial() == "" {
+		what = fmt.Sprintf("every certificate named %q issued before", r.GetName())
+	}
+	msg := fmt.Sprintf("%q: %s revoked at %s", leaf.Subject.CommonName, what,
+		time.Unix(0, r.GetRevokedUnixNano()).UTC().Format(time.RFC3339))
+	if r.GetReason() != "" {
+		msg += " (" + r.GetReason() + ")"
+	}
+	return msg
+}
+
+// serviceName turns "/clearhub.v1.AdminService/AddNetwork" into
+// "AdminService".
+func serviceName(fullMethod string) string {
+	l := methodLabel(fullMethod)
+	if i := strings.IndexByte(l, '/'); i >= 0 {
+		return l[:i]
+	}
+	return l
 }
 
 // verifiedLeaf returns the client certificate the TLS handshake verified
@@ -99,10 +295,17 @@ func verifiedLeaf(ctx context.Context) *x509.Certificate {
 		return nil
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
+	if !ok {
 		return nil
 	}
-	return ti.State.VerifiedChains[0][0]
+	return leafOf(ti.State)
+}
+
+func leafOf(cs tls.ConnectionState) *x509.Certificate {
+	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return cs.VerifiedChains[0][0]
 }
 
 // callerFrom returns the caller the interceptor authorized. Handlers call
@@ -115,21 +318,92 @@ func callerFrom(ctx context.Context) (caller, error) {
 	return c, nil
 }
 
-func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	ctx, err := authorize(ctx, info.FullMethod)
+// withRevocationCheck returns a copy of cfg that refuses, at the TLS
+// handshake, a client certificate this node's current state lists as
+// revoked. The handshake cannot say why (the client sees "bad
+// certificate"); the log line here does.
+func (s *Server) withRevocationCheck(cfg *tls.Config) *tls.Config {
+	c := cfg.Clone()
+	prev := c.VerifyConnection
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if prev != nil {
+			if err := prev(cs); err != nil {
+				return err
+			}
+		}
+		leaf := leafOf(cs)
+		if leaf == nil {
+			return nil
+		}
+		if r := s.store.State().Revoked(leaf); r != nil {
+			s.log.Warn("admin TLS handshake refused: certificate revoked",
+				"actor", leaf.Subject.CommonName, "serial", raft.SerialString(leaf.SerialNumber),
+				"revocation", r.GetSerial()+r.GetName(), "reason", r.GetReason())
+			return fmt.Errorf("admin: client certificate %q revoked", leaf.Subject.CommonName)
+		}
+		return nil
+	}
+	return c
+}
+
+// logOutcome writes the admin log line of one call: every change (with its
+// outcome) and every refusal. Successful reads are not logged.
+func (s *Server) logOutcome(ctx context.Context, method string, c caller, a access, authErr, err error) {
+	code := status.Code(toStatus(err))
+	if authErr != nil {
+		code = status.Code(toStatus(authErr))
+		err = authErr
+	}
+	attrs := []slog.Attr{
+		slog.String("actor", c.Name), slog.String("role", c.roleLabel()),
+		slog.String("method", methodLabel(method)), slog.String("code", code.String()),
+	}
+	if c.Serial != "" {
+		attrs = append(attrs, slog.String("serial", c.Serial))
+	}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		attrs = append(attrs, slog.String("peer", p.Addr.String()))
+	}
+	level, msg := slog.LevelInfo, "admin change"
+	switch {
+	case authErr != nil:
+		level, msg = slog.LevelWarn, "admin request refused"
+	case err == nil && !a.change:
+		return
+	case err != nil && (code == codes.Canceled || errors.Is(err, context.Canceled)):
+		// A client leaving a stream (audit tail) is no refusal.
+		level, msg = slog.LevelDebug, "admin request cancelled"
+	case err != nil && a.change:
+		msg = "admin change refused"
+	case err != nil:
+		msg = "admin request failed"
+	}
 	if err != nil {
+		attrs = append(attrs, slog.String("error", status.Convert(toStatus(err)).Message()))
+	}
+	s.log.LogAttrs(ctx, level, msg, attrs...)
+}
+
+func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	actx, c, a, err := authorize(ctx, info.FullMethod, s.store.State())
+	if err != nil {
+		s.logOutcome(ctx, info.FullMethod, c, a, err, nil)
 		return nil, toStatus(err)
 	}
-	resp, err := handler(ctx, req)
+	resp, err := handler(actx, req)
+	s.logOutcome(ctx, info.FullMethod, c, a, nil, err)
 	return resp, toStatus(err)
 }
 
 func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx, err := authorize(ss.Context(), info.FullMethod)
+	actx, c, a, err := authorize(ss.Context(), info.FullMethod, s.store.State())
 	if err != nil {
+		s.logOutcome(ss.Context(), info.FullMethod, c, a, err, nil)
 		return toStatus(err)
 	}
-	return toStatus(handler(srv, &authedStream{ServerStream: ss, ctx: ctx}))
+	err = handler(srv, &authedStream{ServerStream: ss, ctx: actx})
+	s.logOutcome(ss.Context(), info.FullMethod, c, a, nil, err)
+	return toStatus(err)
 }
 
 type authedStream struct {

@@ -16,6 +16,7 @@ var (
 	ErrTokenMalformed = errors.New("malformed") // -> InvalidArgument
 	ErrTokenInvalid   = errors.New("invalid")   // -> Unauthenticated
 	ErrTokenExpired   = errors.New("expired")   // -> Unauthenticated
+	ErrTokenRevoked   = errors.New("revoked")   // -> Unauthenticated
 )
 
 // errUnauthenticated and errPermissionDenied carry the auth interceptor's
@@ -77,7 +78,7 @@ func codeOf(err error) (codes.Code, bool) {
 		return codes.FailedPrecondition, true
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrNoLeader), errors.Is(err, raft.ErrClosed):
 		return codes.Unavailable, true
-	case errors.Is(err, ErrTokenInvalid), errors.Is(err, ErrTokenExpired), errors.Is(err, errUnauthenticated):
+	case errors.Is(err, ErrTokenInvalid), errors.Is(err, ErrTokenExpired), errors.Is(err, ErrTokenRevoked), errors.Is(err, errUnauthenticated):
 		return codes.Unauthenticated, true
 	case errors.Is(err, errPermissionDenied):
 		return codes.PermissionDenied, true

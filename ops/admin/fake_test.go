@@ -38,6 +38,16 @@ func (f *fakeFSM) apply(cmd *hubv1.Command) (uint64, error) {
 	if err := raft.CheckCommand(f.state, cmd); err != nil {
 		return 0, err
 	}
+	switch cmd.GetOp().(type) {
+	case *hubv1.Command_RevokeCertificate, *hubv1.Command_RecordJoinToken, *hubv1.Command_RevokeJoinToken:
+		// Identity records: the real FSM's code.
+		next, err := raft.ApplyTo(f.state, f.state.Index+1, cmd)
+		if err != nil {
+			return 0, err
+		}
+		f.state, f.cs = next, next.Proto()
+		return next.Index, nil
+	}
 	cs := proto.Clone(f.cs).(*hubv1.ClusterState)
 	t := cmd.GetTimeUnixNano()
 	netIdx := func(id string) int {

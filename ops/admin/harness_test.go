@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -69,6 +70,7 @@ type testNode struct {
 	audit *fakeAuditor
 	reg   *prometheus.Registry
 	clock *testClock
+	logs  *logRecorder // the server's slog records (identity_test.go)
 }
 
 // serve runs n's server on lis until cleanup, then closes it.
@@ -97,10 +99,10 @@ func startNode(t *testing.T, ca *pki.CA, cl *fakeCluster, id string) *testNode {
 	}
 	nodeCert := issue(t, ca, pki.RoleNode, id)
 	n := &testNode{id: id, addr: lis.Addr().String(), store: cl.store(id), audit: &fakeAuditor{},
-		reg: prometheus.NewRegistry(), clock: newTestClock()}
+		reg: prometheus.NewRegistry(), clock: newTestClock(), logs: &logRecorder{}}
 	n.srv, err = NewServer(Options{
 		NodeID: id, CA: ca, NodeClientTLS: NodeClientTLS(ca, nodeCert), Store: n.store,
-		Auditor: n.audit, Registerer: n.reg, Now: n.clock.Now,
+		Auditor: n.audit, Registerer: n.reg, Now: n.clock.Now, Logger: slog.New(n.logs),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -36,6 +36,9 @@ func (j *joinService) Join(ctx context.Context, req *hubv1.JoinRequest) (*hubv1.
 	if err != nil {
 		return nil, err
 	}
+	if err := checkTokenRecord(s.store.State(), info); err != nil {
+		return nil, err
+	}
 	id := req.GetNodeId()
 	if err := requireID("node_id", id); err != nil {
 		return nil, err

@@ -178,10 +178,12 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 	}
 }
 
-// NewGRPCServer builds a grpc.Server with TLS from tlsCfg, the interceptors
-// of ServerOptions and extra, and registers every service on it.
+// NewGRPCServer builds a grpc.Server with TLS from tlsCfg (plus a
+// handshake check against the replicated revocation list), the
+// interceptors of ServerOptions and extra, and registers every service on
+// it.
 func (s *Server) NewGRPCServer(tlsCfg *tls.Config, extra ...grpc.ServerOption) *grpc.Server {
-	opts := append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(tlsCfg))}, s.ServerOptions()...)
+	opts := append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(s.withRevocationCheck(tlsCfg)))}, s.ServerOptions()...)
 	g := grpc.NewServer(append(opts, extra...)...)
 	s.Register(g)
 	return g
@@ -360,10 +362,15 @@ func (s *Server) command(actor string) *hubv1.Command {
 }
 
 // audit appends a KindAdmin entry for a successful change. The change is
-// already committed, so a ledger failure is logged, not returned.
+// already committed, so a ledger failure is logged, not returned. When
+// actor is the authorized caller's name, the entry names its role too
+// ("alice;role=operator"), so every handler's entry carries both.
 func (s *Server) audit(ctx context.Context, method, actor, reason string) {
 	if s.auditor == nil {
 		return
+	}
+	if c, err := callerFrom(ctx); err == nil && c.Name != "" && c.Name == actor {
+		actor = c.actor()
 	}
 	e := &ledger.Entry{Time: s.now().UnixNano(), Kind: ledger.KindAdmin, Method: method, From: actor, Reason: reason}
 	if _, err := s.auditor.Append(context.WithoutCancel(ctx), e); err != nil {

@@ -21,10 +21,12 @@ import (
 //
 // The MAC is HMAC-SHA256 over "chj1.<expiry>.<id>.<ca>" keyed by a key
 // derived from the cluster CA private key. Every node holds that key, so any
-// node verifies a token any other node issued, and nothing is replicated.
-// The CA fingerprint lets the joiner authenticate the cluster before it has
-// any certificate (it pins the CA the server presents). A token cannot be
-// revoked before it expires: keep TTLs short.
+// node verifies a token any other node issued. The CA fingerprint lets the
+// joiner authenticate the cluster before it has any certificate (it pins
+// the CA the server presents). Each issued token's id, expiry and creator
+// (never its MAC) are recorded in the replicated state before it is handed
+// out; Join refuses ids that are not recorded or are revoked
+// (identity.go), so a leaked token can be revoked before it expires.
 const (
 	tokenPrefix     = "chj1"
 	DefaultTokenTTL = time.Hour
