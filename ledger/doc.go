@@ -145,7 +145,16 @@
 //	            last entry of the preceding run in the checkpoint of tree_size
 //
 // Since every Hash covers PrevHash, a proof for the last entry of a run of
-// consecutive entries commits every entry of the run. VerifyExport checks it
-// all offline, decoding entry lines with the strict DecodeEntryJSON
-// (unknown, duplicate or mistyped fields are errors).
+// consecutive entries commits every entry of the run up to it. VerifyExport
+// checks it all offline, decoding entry lines with the strict DecodeEntryJSON
+// (unknown, duplicate or mistyped fields are errors), opening checkpoints
+// with golang.org/x/mod/sumdb/note and checking proofs with
+// github.com/transparency-dev/merkle. An entry is proven only when a verified
+// proof to the root of a checkpoint whose signature verifies covers it or a
+// later entry of its run; anything else (an entry after the run's proof,
+// beyond every signed checkpoint, or in a file without one) is unproven and
+// fails unless VerifyOptions.AllowUnproven. The header is unsigned: its
+// tree_size must equal the newest signed checkpoint's size, and it proves
+// nothing. WriteJSONL signs a checkpoint of every durable entry first, so an
+// honest export is proven in full.
 package ledger

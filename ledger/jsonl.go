@@ -475,7 +475,8 @@ func VerifyExportWith(r io.Reader, o VerifyOptions) (Report, error) {
 	rep := Report{Nodes: map[string]string{}}
 	nodes := map[string]*nodeVerify{}
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 1<<20), 4*maxField)
+	// Start small (most files are small) and grow to the largest line.
+	sc.Buffer(make([]byte, 0, 64<<10), 4*maxField)
 	line := 0
 	fail := func(node string, seq uint64, format string, args ...any) error {
 		return &VerifyError{Line: line, Node: node, Seq: seq, Reason: fmt.Sprintf(format, args...)}

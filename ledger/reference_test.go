@@ -176,6 +176,10 @@ func FuzzVerifyExport(f *testing.F) {
 		f.Add(buf.Bytes())
 	}
 	keys := map[string]ed25519.PublicKey{"n1": l.PublicKey()}
+	// The ledger's goroutines are not needed while fuzzing.
+	if err := l.Close(); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rep, err := VerifyExport(bytes.NewReader(b), keys)
 		if err != nil {
