@@ -164,6 +164,11 @@ func (s *Server) clusterStatus(ctx context.Context) *hubv1.ClusterStatusResponse
 		NodeId:       s.nodeID,
 		State:        strings.ToLower(st.State),
 	}
+	if st.Removed {
+		// A removed node is not in the configuration it reports, so its
+		// own entry is missing: say it here.
+		resp.State = "removed"
+	}
 	var wg sync.WaitGroup
 	for _, srv := range st.Servers {
 		ns := &hubv1.NodeStatus{Id: srv.ID, RaftAddr: srv.Address, Suffrage: srv.Suffrage, State: "unknown"}
