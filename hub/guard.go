@@ -99,8 +99,8 @@ func newGuard(cfg Config) *guard {
 
 func (g *guard) newBudget(member bool) *srcBudget {
 	if member {
-		// A member's junk is its own traffic (issue: per-member limits
-		// belong to overload control): audited one by one up to
+		// A member's junk is its own traffic (per-member rate limits are
+		// overload control's, not the guard's): audited one by one up to
 		// RefusalsPerSource per second, answered up to ten times that.
 		return &srcBudget{
 			answer: rate.NewLimiter(rate.Limit(10*g.perSource), 10*g.perSource),
