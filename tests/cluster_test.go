@@ -97,7 +97,7 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 	t.Logf("new leader elected %s after kill -9 of %s (measured through hubctl polling every 200ms)", time.Since(killedAt).Round(10*time.Millisecond), s.Leader)
 	assertNetworks(t, survivor, "net-a", "net-b")
 	// The cluster still takes writes with one node down.
-	mustHubctl(t, survivor, "network", "add", "net-d", "--domain", "d.example", "--edge", "sip:127.0.0.1:5100")
+	mustHubctl(t, survivor, "network", "add", "net-d", "--domain", "d.example", "--edge", "sip:127.0.0.1:5100", "--cidr", "127.0.0.4/32")
 
 	// The killed node restarts from its data directory and catches up.
 	leader.start(t)

@@ -63,7 +63,7 @@ func TestExternalCertificates(t *testing.T) {
 		filepath.Join(dir, pki.CACertFile), filepath.Join(dir, pki.CAKeyFile), write("n3.crt", c2), write("n3.key", k2))))
 	n3 := newNode(t, "n3")
 	n3.start(t, "--config", cfg3)
-	mustHubctl(t, n1, "network", "add", "net-a", "--domain", "a.example", "--edge", "sip:127.0.0.2:5060")
+	mustHubctl(t, n1, "network", "add", "net-a", "--domain", "a.example", "--edge", "sip:127.0.0.2:5060", "--cidr", "127.0.0.2/32")
 	mustHubctl(t, n1, "cluster", "join", "n3", n3.raft, "--admin-addr", n3.admin)
 	n3.waitReady(t, 30*time.Second)
 	eventually(t, 10*time.Second, "n3 has the network", func() error { return checkNetworks(t, n3, "net-a") })
