@@ -63,10 +63,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	for _, w := range cfg.warnings() {
 		log.Warn(w)
 	}
+	raiseFileLimit(log)
 	// sipgo has one process-wide logger; route it through ours so its
 	// records share the level and format.
 	sip.SetDefaultLogger(log.With("component", "sipgo"))
-	raiseFileLimit(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	n, err := start(ctx, cfg, log)
@@ -79,6 +79,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	n.printBanner(stdout)
+	// systemd Type=notify: ready means state restored and listeners open.
+	if err := sdNotify("READY=1\nSTATUS=serving"); err != nil {
+		log.Warn("could not tell the service manager we are ready", "err", err)
+	}
 	removed := n.raft.RemovedChan()
 	if n.removed {
 		removed = nil
@@ -87,6 +91,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		select {
 		case <-ctx.Done():
 			log.Info("signal received, shutting down")
+			_ = sdNotify("STOPPING=1")
 			return n.shutdown()
 		case <-removed:
 			removed = nil
