@@ -24,9 +24,9 @@ import (
 func newCertsCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "certs",
-		Short: "Mint lab certificates locally from the development CA in DATA/pki",
+		Short: "Mint certificates locally from the cluster CA in DATA/pki; revoke and list revoked ones",
 	}
-	c.AddCommand(newCertsMemberCmd())
+	c.AddCommand(newCertsMemberCmd(), newCertsOperatorCmd(), newCertsRevokeCmd(), newCertsRevokedCmd()) // identity.go
 	return c
 }
 

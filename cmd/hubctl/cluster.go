@@ -42,6 +42,7 @@ func newClusterTokenCmd() *cobra.Command {
 		},
 	}
 	c.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token admits joiners")
+	addTokenSubcommands(c) // list, revoke (identity.go)
 	return c
 }
 
