@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"clearhub/ledger"
 	"clearhub/ops/pki"
 	"clearhub/proto/hubv1"
 	"clearhub/raft"
@@ -285,6 +286,11 @@ func TestRevocationAcrossNodes(t *testing.T) {
 	b.audit.mu.Unlock()
 	if !found {
 		t.Errorf("no RevokeCertificate audit entry naming root;role=admin: %v", b.audit.methods())
+	}
+	// The role rides as a parameter, so 'audit export --user root' still
+	// selects the person's entries.
+	if ledger.NormalizeUser("root;role=admin") != ledger.NormalizeUser("root") {
+		t.Error("the actor's role breaks the ledger's user filter")
 	}
 }
 
