@@ -807,6 +807,8 @@ type NodeStatus struct {
 	// Ed25519 key that signs this node's audit checkpoints, as published in
 	// the cluster state (hubctl audit verify --key NODE=BASE64).
 	PublicKey     []byte `protobuf:"bytes,10,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	Version       string `protobuf:"bytes,11,opt,name=version,proto3" json:"version,omitempty"`    // the node's build version
+	Draining      bool   `protobuf:"varint,12,opt,name=draining,proto3" json:"draining,omitempty"` // drained for maintenance
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -909,6 +911,20 @@ func (x *NodeStatus) GetPublicKey() []byte {
 		return x.PublicKey
 	}
 	return nil
+}
+
+func (x *NodeStatus) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
 }
 
 type ClusterStatusResponse struct {
@@ -2457,6 +2473,426 @@ func (x *WhoAmIResponse) GetNotAfterUnix() int64 {
 	return 0
 }
 
+type TransferLeaderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *TransferLeaderRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type DrainNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Undrain       bool                   `protobuf:"varint,2,opt,name=undrain,proto3" json:"undrain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainNodeRequest) Reset() {
+	*x = DrainNodeRequest{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainNodeRequest) ProtoMessage() {}
+
+func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
+func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *DrainNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *DrainNodeRequest) GetUndrain() bool {
+	if x != nil {
+		return x.Undrain
+	}
+	return false
+}
+
+type GetStateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStateRequest) Reset() {
+	*x = GetStateRequest{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStateRequest) ProtoMessage() {}
+
+func (x *GetStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStateRequest.ProtoReflect.Descriptor instead.
+func (*GetStateRequest) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{44}
+}
+
+type RestoreStateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         *ClusterState          `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	DryRun        bool                   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"` // report the changes without applying them
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreStateRequest) Reset() {
+	*x = RestoreStateRequest{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreStateRequest) ProtoMessage() {}
+
+func (x *RestoreStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreStateRequest.ProtoReflect.Descriptor instead.
+func (*RestoreStateRequest) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *RestoreStateRequest) GetState() *ClusterState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *RestoreStateRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type RestoreStateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`    // raft index it was applied at (0 on dry run)
+	Changes       []string               `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"` // one line per network/policy added, changed or removed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreStateResponse) Reset() {
+	*x = RestoreStateResponse{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreStateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreStateResponse) ProtoMessage() {}
+
+func (x *RestoreStateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreStateResponse.ProtoReflect.Descriptor instead.
+func (*RestoreStateResponse) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *RestoreStateResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RestoreStateResponse) GetChanges() []string {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+type ListCheckpointsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Limit         uint32                 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCheckpointsRequest) Reset() {
+	*x = ListCheckpointsRequest{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCheckpointsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCheckpointsRequest) ProtoMessage() {}
+
+func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCheckpointsRequest.ProtoReflect.Descriptor instead.
+func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ListCheckpointsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListCheckpointsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoints   []*Checkpoint          `protobuf:"bytes,1,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCheckpointsResponse) Reset() {
+	*x = ListCheckpointsResponse{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCheckpointsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCheckpointsResponse) ProtoMessage() {}
+
+func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCheckpointsResponse.ProtoReflect.Descriptor instead.
+func (*ListCheckpointsResponse) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ListCheckpointsResponse) GetCheckpoints() []*Checkpoint {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return nil
+}
+
+type SetLogLevelRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Level         string                 `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLogLevelRequest) Reset() {
+	*x = SetLogLevelRequest{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLogLevelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLogLevelRequest) ProtoMessage() {}
+
+func (x *SetLogLevelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLogLevelRequest.ProtoReflect.Descriptor instead.
+func (*SetLogLevelRequest) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *SetLogLevelRequest) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+type SetLogLevelResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Level         string                 `protobuf:"bytes,2,opt,name=level,proto3" json:"level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLogLevelResponse) Reset() {
+	*x = SetLogLevelResponse{}
+	mi := &file_clearhub_v1_admin_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLogLevelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLogLevelResponse) ProtoMessage() {}
+
+func (x *SetLogLevelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_admin_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLogLevelResponse.ProtoReflect.Descriptor instead.
+func (*SetLogLevelResponse) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_admin_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *SetLogLevelResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *SetLogLevelResponse) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
 var File_clearhub_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearhub_v1_admin_proto_rawDesc = "" +
@@ -2504,7 +2940,7 @@ const file_clearhub_v1_admin_proto_rawDesc = "" +
 	"\x11RemoveNodeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
 	"\x14ClusterStatusRequest\"\x14\n" +
-	"\x12LocalStatusRequest\"\x9b\x02\n" +
+	"\x12LocalStatusRequest\"\xd1\x02\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
@@ -2519,7 +2955,9 @@ const file_clearhub_v1_admin_proto_rawDesc = "" +
 	"\x05error\x18\t \x01(\tR\x05error\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\n" +
-	" \x01(\fR\tpublicKey\"\xa9\x02\n" +
+	" \x01(\fR\tpublicKey\x12\x18\n" +
+	"\aversion\x18\v \x01(\tR\aversion\x12\x1a\n" +
+	"\bdraining\x18\f \x01(\bR\bdraining\"\xa9\x02\n" +
 	"\x15ClusterStatusResponse\x12\x16\n" +
 	"\x06leader\x18\x01 \x01(\tR\x06leader\x12\x1f\n" +
 	"\vleader_addr\x18\x02 \x01(\tR\n" +
@@ -2632,7 +3070,28 @@ const file_clearhub_v1_admin_proto_rawDesc = "" +
 	"\x06serial\x18\x02 \x01(\tR\x06serial\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04role\x18\x04 \x01(\tR\x04role\x12$\n" +
-	"\x0enot_after_unix\x18\x05 \x01(\x03R\fnotAfterUnix2\xb3\x0f\n" +
+	"\x0enot_after_unix\x18\x05 \x01(\x03R\fnotAfterUnix\"0\n" +
+	"\x15TransferLeaderRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"E\n" +
+	"\x10DrainNodeRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
+	"\aundrain\x18\x02 \x01(\bR\aundrain\"\x11\n" +
+	"\x0fGetStateRequest\"_\n" +
+	"\x13RestoreStateRequest\x12/\n" +
+	"\x05state\x18\x01 \x01(\v2\x19.clearhub.v1.ClusterStateR\x05state\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"F\n" +
+	"\x14RestoreStateResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x18\n" +
+	"\achanges\x18\x02 \x03(\tR\achanges\".\n" +
+	"\x16ListCheckpointsRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\"T\n" +
+	"\x17ListCheckpointsResponse\x129\n" +
+	"\vcheckpoints\x18\x01 \x03(\v2\x17.clearhub.v1.CheckpointR\vcheckpoints\"*\n" +
+	"\x12SetLogLevelRequest\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\tR\x05level\"?\n" +
+	"\x13SetLogLevelResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
+	"\x05level\x18\x02 \x01(\tR\x05level2\xa7\x13\n" +
 	"\fAdminService\x12B\n" +
 	"\n" +
 	"AddNetwork\x12\x1e.clearhub.v1.AddNetworkRequest\x1a\x14.clearhub.v1.Network\x12B\n" +
@@ -2663,15 +3122,22 @@ const file_clearhub_v1_admin_proto_rawDesc = "" +
 	"\x0fListRevocations\x12#.clearhub.v1.ListRevocationsRequest\x1a$.clearhub.v1.ListRevocationsResponse\x12Y\n" +
 	"\x0eListJoinTokens\x12\".clearhub.v1.ListJoinTokensRequest\x1a#.clearhub.v1.ListJoinTokensResponse\x12T\n" +
 	"\x0fRevokeJoinToken\x12#.clearhub.v1.RevokeJoinTokenRequest\x1a\x1c.clearhub.v1.JoinTokenRecord\x12A\n" +
-	"\x06WhoAmI\x12\x1a.clearhub.v1.WhoAmIRequest\x1a\x1b.clearhub.v1.WhoAmIResponse2J\n" +
+	"\x06WhoAmI\x12\x1a.clearhub.v1.WhoAmIRequest\x1a\x1b.clearhub.v1.WhoAmIResponse\x12X\n" +
+	"\x0eTransferLeader\x12\".clearhub.v1.TransferLeaderRequest\x1a\".clearhub.v1.ClusterStatusResponse\x12N\n" +
+	"\tDrainNode\x12\x1d.clearhub.v1.DrainNodeRequest\x1a\".clearhub.v1.ClusterStatusResponse\x12C\n" +
+	"\bGetState\x12\x1c.clearhub.v1.GetStateRequest\x1a\x19.clearhub.v1.ClusterState\x12S\n" +
+	"\fRestoreState\x12 .clearhub.v1.RestoreStateRequest\x1a!.clearhub.v1.RestoreStateResponse\x12\\\n" +
+	"\x0fListCheckpoints\x12#.clearhub.v1.ListCheckpointsRequest\x1a$.clearhub.v1.ListCheckpointsResponse\x12P\n" +
+	"\vSetLogLevel\x12\x1f.clearhub.v1.SetLogLevelRequest\x1a .clearhub.v1.SetLogLevelResponse2J\n" +
 	"\vJoinService\x12;\n" +
-	"\x04Join\x12\x18.clearhub.v1.JoinRequest\x1a\x19.clearhub.v1.JoinResponse2\x87\x03\n" +
+	"\x04Join\x12\x18.clearhub.v1.JoinRequest\x1a\x19.clearhub.v1.JoinResponse2\xce\x03\n" +
 	"\x0fClusterInternal\x12D\n" +
 	"\aPropose\x12\x1b.clearhub.v1.ProposeRequest\x1a\x1c.clearhub.v1.ProposeResponse\x12F\n" +
 	"\bAddVoter\x12\x1c.clearhub.v1.AddVoterRequest\x1a\x1c.clearhub.v1.ProposeResponse\x12L\n" +
 	"\fRemoveServer\x12\x1e.clearhub.v1.RemoveNodeRequest\x1a\x1c.clearhub.v1.ProposeResponse\x12G\n" +
 	"\vLocalStatus\x12\x1f.clearhub.v1.LocalStatusRequest\x1a\x17.clearhub.v1.NodeStatus\x12O\n" +
-	"\x10ExportLocalAudit\x12\x1f.clearhub.v1.ExportAuditRequest\x1a\x18.clearhub.v1.AuditRecord0\x01B\x1cZ\x1aclearhub/proto/hubv1;hubv1b\x06proto3"
+	"\x10ExportLocalAudit\x12\x1f.clearhub.v1.ExportAuditRequest\x1a\x18.clearhub.v1.AuditRecord0\x01\x12E\n" +
+	"\vSetDraining\x12\x1d.clearhub.v1.DrainNodeRequest\x1a\x17.clearhub.v1.NodeStatusB\x1cZ\x1aclearhub/proto/hubv1;hubv1b\x06proto3"
 
 var (
 	file_clearhub_v1_admin_proto_rawDescOnce sync.Once
@@ -2685,7 +3151,7 @@ func file_clearhub_v1_admin_proto_rawDescGZIP() []byte {
 	return file_clearhub_v1_admin_proto_rawDescData
 }
 
-var file_clearhub_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_clearhub_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_clearhub_v1_admin_proto_goTypes = []any{
 	(*AddNetworkRequest)(nil),        // 0: clearhub.v1.AddNetworkRequest
 	(*GetNetworkRequest)(nil),        // 1: clearhub.v1.GetNetworkRequest
@@ -2729,92 +3195,118 @@ var file_clearhub_v1_admin_proto_goTypes = []any{
 	(*RevokeJoinTokenRequest)(nil),   // 39: clearhub.v1.RevokeJoinTokenRequest
 	(*WhoAmIRequest)(nil),            // 40: clearhub.v1.WhoAmIRequest
 	(*WhoAmIResponse)(nil),           // 41: clearhub.v1.WhoAmIResponse
-	(*Network)(nil),                  // 42: clearhub.v1.Network
-	(Service)(0),                     // 43: clearhub.v1.Service
-	(*Policy)(nil),                   // 44: clearhub.v1.Policy
-	(*Revocation)(nil),               // 45: clearhub.v1.Revocation
-	(*JoinTokenRecord)(nil),          // 46: clearhub.v1.JoinTokenRecord
+	(*TransferLeaderRequest)(nil),    // 42: clearhub.v1.TransferLeaderRequest
+	(*DrainNodeRequest)(nil),         // 43: clearhub.v1.DrainNodeRequest
+	(*GetStateRequest)(nil),          // 44: clearhub.v1.GetStateRequest
+	(*RestoreStateRequest)(nil),      // 45: clearhub.v1.RestoreStateRequest
+	(*RestoreStateResponse)(nil),     // 46: clearhub.v1.RestoreStateResponse
+	(*ListCheckpointsRequest)(nil),   // 47: clearhub.v1.ListCheckpointsRequest
+	(*ListCheckpointsResponse)(nil),  // 48: clearhub.v1.ListCheckpointsResponse
+	(*SetLogLevelRequest)(nil),       // 49: clearhub.v1.SetLogLevelRequest
+	(*SetLogLevelResponse)(nil),      // 50: clearhub.v1.SetLogLevelResponse
+	(*Network)(nil),                  // 51: clearhub.v1.Network
+	(Service)(0),                     // 52: clearhub.v1.Service
+	(*Policy)(nil),                   // 53: clearhub.v1.Policy
+	(*Revocation)(nil),               // 54: clearhub.v1.Revocation
+	(*JoinTokenRecord)(nil),          // 55: clearhub.v1.JoinTokenRecord
+	(*ClusterState)(nil),             // 56: clearhub.v1.ClusterState
 }
 var file_clearhub_v1_admin_proto_depIdxs = []int32{
-	42, // 0: clearhub.v1.AddNetworkRequest.network:type_name -> clearhub.v1.Network
-	42, // 1: clearhub.v1.ListNetworksResponse.networks:type_name -> clearhub.v1.Network
-	42, // 2: clearhub.v1.UpdateNetworkRequest.network:type_name -> clearhub.v1.Network
-	43, // 3: clearhub.v1.PolicyChangeRequest.services:type_name -> clearhub.v1.Service
-	44, // 4: clearhub.v1.ListPoliciesResponse.policies:type_name -> clearhub.v1.Policy
+	51, // 0: clearhub.v1.AddNetworkRequest.network:type_name -> clearhub.v1.Network
+	51, // 1: clearhub.v1.ListNetworksResponse.networks:type_name -> clearhub.v1.Network
+	51, // 2: clearhub.v1.UpdateNetworkRequest.network:type_name -> clearhub.v1.Network
+	52, // 3: clearhub.v1.PolicyChangeRequest.services:type_name -> clearhub.v1.Service
+	53, // 4: clearhub.v1.ListPoliciesResponse.policies:type_name -> clearhub.v1.Policy
 	16, // 5: clearhub.v1.ClusterStatusResponse.nodes:type_name -> clearhub.v1.NodeStatus
 	31, // 6: clearhub.v1.InclusionProof.entry:type_name -> clearhub.v1.AuditRecord
 	24, // 7: clearhub.v1.InclusionProof.checkpoint:type_name -> clearhub.v1.Checkpoint
 	24, // 8: clearhub.v1.ConsistencyProof.old_checkpoint:type_name -> clearhub.v1.Checkpoint
 	24, // 9: clearhub.v1.ConsistencyProof.new_checkpoint:type_name -> clearhub.v1.Checkpoint
-	45, // 10: clearhub.v1.ListRevocationsResponse.revocations:type_name -> clearhub.v1.Revocation
-	46, // 11: clearhub.v1.ListJoinTokensResponse.tokens:type_name -> clearhub.v1.JoinTokenRecord
-	0,  // 12: clearhub.v1.AdminService.AddNetwork:input_type -> clearhub.v1.AddNetworkRequest
-	1,  // 13: clearhub.v1.AdminService.GetNetwork:input_type -> clearhub.v1.GetNetworkRequest
-	2,  // 14: clearhub.v1.AdminService.ListNetworks:input_type -> clearhub.v1.ListNetworksRequest
-	4,  // 15: clearhub.v1.AdminService.UpdateNetwork:input_type -> clearhub.v1.UpdateNetworkRequest
-	5,  // 16: clearhub.v1.AdminService.SuspendNetwork:input_type -> clearhub.v1.NetworkRef
-	5,  // 17: clearhub.v1.AdminService.ResumeNetwork:input_type -> clearhub.v1.NetworkRef
-	5,  // 18: clearhub.v1.AdminService.RemoveNetwork:input_type -> clearhub.v1.NetworkRef
-	7,  // 19: clearhub.v1.AdminService.AllowPolicy:input_type -> clearhub.v1.PolicyChangeRequest
-	7,  // 20: clearhub.v1.AdminService.DenyPolicy:input_type -> clearhub.v1.PolicyChangeRequest
-	8,  // 21: clearhub.v1.AdminService.ListPolicies:input_type -> clearhub.v1.ListPoliciesRequest
-	10, // 22: clearhub.v1.AdminService.CreateJoinToken:input_type -> clearhub.v1.CreateJoinTokenRequest
-	12, // 23: clearhub.v1.AdminService.AddNode:input_type -> clearhub.v1.AddNodeRequest
-	13, // 24: clearhub.v1.AdminService.RemoveNode:input_type -> clearhub.v1.RemoveNodeRequest
-	14, // 25: clearhub.v1.AdminService.ClusterStatus:input_type -> clearhub.v1.ClusterStatusRequest
-	23, // 26: clearhub.v1.AdminService.GetCheckpoint:input_type -> clearhub.v1.GetCheckpointRequest
-	25, // 27: clearhub.v1.AdminService.GetInclusionProof:input_type -> clearhub.v1.InclusionProofRequest
-	27, // 28: clearhub.v1.AdminService.GetConsistencyProof:input_type -> clearhub.v1.ConsistencyProofRequest
-	29, // 29: clearhub.v1.AdminService.ExportAudit:input_type -> clearhub.v1.ExportAuditRequest
-	30, // 30: clearhub.v1.AdminService.TailAudit:input_type -> clearhub.v1.TailAuditRequest
-	32, // 31: clearhub.v1.AdminService.ScrubAudit:input_type -> clearhub.v1.ScrubAuditRequest
-	34, // 32: clearhub.v1.AdminService.RevokeCertificate:input_type -> clearhub.v1.RevokeCertificateRequest
-	35, // 33: clearhub.v1.AdminService.ListRevocations:input_type -> clearhub.v1.ListRevocationsRequest
-	37, // 34: clearhub.v1.AdminService.ListJoinTokens:input_type -> clearhub.v1.ListJoinTokensRequest
-	39, // 35: clearhub.v1.AdminService.RevokeJoinToken:input_type -> clearhub.v1.RevokeJoinTokenRequest
-	40, // 36: clearhub.v1.AdminService.WhoAmI:input_type -> clearhub.v1.WhoAmIRequest
-	18, // 37: clearhub.v1.JoinService.Join:input_type -> clearhub.v1.JoinRequest
-	20, // 38: clearhub.v1.ClusterInternal.Propose:input_type -> clearhub.v1.ProposeRequest
-	22, // 39: clearhub.v1.ClusterInternal.AddVoter:input_type -> clearhub.v1.AddVoterRequest
-	13, // 40: clearhub.v1.ClusterInternal.RemoveServer:input_type -> clearhub.v1.RemoveNodeRequest
-	15, // 41: clearhub.v1.ClusterInternal.LocalStatus:input_type -> clearhub.v1.LocalStatusRequest
-	29, // 42: clearhub.v1.ClusterInternal.ExportLocalAudit:input_type -> clearhub.v1.ExportAuditRequest
-	42, // 43: clearhub.v1.AdminService.AddNetwork:output_type -> clearhub.v1.Network
-	42, // 44: clearhub.v1.AdminService.GetNetwork:output_type -> clearhub.v1.Network
-	3,  // 45: clearhub.v1.AdminService.ListNetworks:output_type -> clearhub.v1.ListNetworksResponse
-	42, // 46: clearhub.v1.AdminService.UpdateNetwork:output_type -> clearhub.v1.Network
-	42, // 47: clearhub.v1.AdminService.SuspendNetwork:output_type -> clearhub.v1.Network
-	42, // 48: clearhub.v1.AdminService.ResumeNetwork:output_type -> clearhub.v1.Network
-	6,  // 49: clearhub.v1.AdminService.RemoveNetwork:output_type -> clearhub.v1.RemoveNetworkResponse
-	44, // 50: clearhub.v1.AdminService.AllowPolicy:output_type -> clearhub.v1.Policy
-	44, // 51: clearhub.v1.AdminService.DenyPolicy:output_type -> clearhub.v1.Policy
-	9,  // 52: clearhub.v1.AdminService.ListPolicies:output_type -> clearhub.v1.ListPoliciesResponse
-	11, // 53: clearhub.v1.AdminService.CreateJoinToken:output_type -> clearhub.v1.JoinToken
-	17, // 54: clearhub.v1.AdminService.AddNode:output_type -> clearhub.v1.ClusterStatusResponse
-	17, // 55: clearhub.v1.AdminService.RemoveNode:output_type -> clearhub.v1.ClusterStatusResponse
-	17, // 56: clearhub.v1.AdminService.ClusterStatus:output_type -> clearhub.v1.ClusterStatusResponse
-	24, // 57: clearhub.v1.AdminService.GetCheckpoint:output_type -> clearhub.v1.Checkpoint
-	26, // 58: clearhub.v1.AdminService.GetInclusionProof:output_type -> clearhub.v1.InclusionProof
-	28, // 59: clearhub.v1.AdminService.GetConsistencyProof:output_type -> clearhub.v1.ConsistencyProof
-	31, // 60: clearhub.v1.AdminService.ExportAudit:output_type -> clearhub.v1.AuditRecord
-	31, // 61: clearhub.v1.AdminService.TailAudit:output_type -> clearhub.v1.AuditRecord
-	33, // 62: clearhub.v1.AdminService.ScrubAudit:output_type -> clearhub.v1.ScrubAuditResponse
-	45, // 63: clearhub.v1.AdminService.RevokeCertificate:output_type -> clearhub.v1.Revocation
-	36, // 64: clearhub.v1.AdminService.ListRevocations:output_type -> clearhub.v1.ListRevocationsResponse
-	38, // 65: clearhub.v1.AdminService.ListJoinTokens:output_type -> clearhub.v1.ListJoinTokensResponse
-	46, // 66: clearhub.v1.AdminService.RevokeJoinToken:output_type -> clearhub.v1.JoinTokenRecord
-	41, // 67: clearhub.v1.AdminService.WhoAmI:output_type -> clearhub.v1.WhoAmIResponse
-	19, // 68: clearhub.v1.JoinService.Join:output_type -> clearhub.v1.JoinResponse
-	21, // 69: clearhub.v1.ClusterInternal.Propose:output_type -> clearhub.v1.ProposeResponse
-	21, // 70: clearhub.v1.ClusterInternal.AddVoter:output_type -> clearhub.v1.ProposeResponse
-	21, // 71: clearhub.v1.ClusterInternal.RemoveServer:output_type -> clearhub.v1.ProposeResponse
-	16, // 72: clearhub.v1.ClusterInternal.LocalStatus:output_type -> clearhub.v1.NodeStatus
-	31, // 73: clearhub.v1.ClusterInternal.ExportLocalAudit:output_type -> clearhub.v1.AuditRecord
-	43, // [43:74] is the sub-list for method output_type
-	12, // [12:43] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	54, // 10: clearhub.v1.ListRevocationsResponse.revocations:type_name -> clearhub.v1.Revocation
+	55, // 11: clearhub.v1.ListJoinTokensResponse.tokens:type_name -> clearhub.v1.JoinTokenRecord
+	56, // 12: clearhub.v1.RestoreStateRequest.state:type_name -> clearhub.v1.ClusterState
+	24, // 13: clearhub.v1.ListCheckpointsResponse.checkpoints:type_name -> clearhub.v1.Checkpoint
+	0,  // 14: clearhub.v1.AdminService.AddNetwork:input_type -> clearhub.v1.AddNetworkRequest
+	1,  // 15: clearhub.v1.AdminService.GetNetwork:input_type -> clearhub.v1.GetNetworkRequest
+	2,  // 16: clearhub.v1.AdminService.ListNetworks:input_type -> clearhub.v1.ListNetworksRequest
+	4,  // 17: clearhub.v1.AdminService.UpdateNetwork:input_type -> clearhub.v1.UpdateNetworkRequest
+	5,  // 18: clearhub.v1.AdminService.SuspendNetwork:input_type -> clearhub.v1.NetworkRef
+	5,  // 19: clearhub.v1.AdminService.ResumeNetwork:input_type -> clearhub.v1.NetworkRef
+	5,  // 20: clearhub.v1.AdminService.RemoveNetwork:input_type -> clearhub.v1.NetworkRef
+	7,  // 21: clearhub.v1.AdminService.AllowPolicy:input_type -> clearhub.v1.PolicyChangeRequest
+	7,  // 22: clearhub.v1.AdminService.DenyPolicy:input_type -> clearhub.v1.PolicyChangeRequest
+	8,  // 23: clearhub.v1.AdminService.ListPolicies:input_type -> clearhub.v1.ListPoliciesRequest
+	10, // 24: clearhub.v1.AdminService.CreateJoinToken:input_type -> clearhub.v1.CreateJoinTokenRequest
+	12, // 25: clearhub.v1.AdminService.AddNode:input_type -> clearhub.v1.AddNodeRequest
+	13, // 26: clearhub.v1.AdminService.RemoveNode:input_type -> clearhub.v1.RemoveNodeRequest
+	14, // 27: clearhub.v1.AdminService.ClusterStatus:input_type -> clearhub.v1.ClusterStatusRequest
+	23, // 28: clearhub.v1.AdminService.GetCheckpoint:input_type -> clearhub.v1.GetCheckpointRequest
+	25, // 29: clearhub.v1.AdminService.GetInclusionProof:input_type -> clearhub.v1.InclusionProofRequest
+	27, // 30: clearhub.v1.AdminService.GetConsistencyProof:input_type -> clearhub.v1.ConsistencyProofRequest
+	29, // 31: clearhub.v1.AdminService.ExportAudit:input_type -> clearhub.v1.ExportAuditRequest
+	30, // 32: clearhub.v1.AdminService.TailAudit:input_type -> clearhub.v1.TailAuditRequest
+	32, // 33: clearhub.v1.AdminService.ScrubAudit:input_type -> clearhub.v1.ScrubAuditRequest
+	34, // 34: clearhub.v1.AdminService.RevokeCertificate:input_type -> clearhub.v1.RevokeCertificateRequest
+	35, // 35: clearhub.v1.AdminService.ListRevocations:input_type -> clearhub.v1.ListRevocationsRequest
+	37, // 36: clearhub.v1.AdminService.ListJoinTokens:input_type -> clearhub.v1.ListJoinTokensRequest
+	39, // 37: clearhub.v1.AdminService.RevokeJoinToken:input_type -> clearhub.v1.RevokeJoinTokenRequest
+	40, // 38: clearhub.v1.AdminService.WhoAmI:input_type -> clearhub.v1.WhoAmIRequest
+	42, // 39: clearhub.v1.AdminService.TransferLeader:input_type -> clearhub.v1.TransferLeaderRequest
+	43, // 40: clearhub.v1.AdminService.DrainNode:input_type -> clearhub.v1.DrainNodeRequest
+	44, // 41: clearhub.v1.AdminService.GetState:input_type -> clearhub.v1.GetStateRequest
+	45, // 42: clearhub.v1.AdminService.RestoreState:input_type -> clearhub.v1.RestoreStateRequest
+	47, // 43: clearhub.v1.AdminService.ListCheckpoints:input_type -> clearhub.v1.ListCheckpointsRequest
+	49, // 44: clearhub.v1.AdminService.SetLogLevel:input_type -> clearhub.v1.SetLogLevelRequest
+	18, // 45: clearhub.v1.JoinService.Join:input_type -> clearhub.v1.JoinRequest
+	20, // 46: clearhub.v1.ClusterInternal.Propose:input_type -> clearhub.v1.ProposeRequest
+	22, // 47: clearhub.v1.ClusterInternal.AddVoter:input_type -> clearhub.v1.AddVoterRequest
+	13, // 48: clearhub.v1.ClusterInternal.RemoveServer:input_type -> clearhub.v1.RemoveNodeRequest
+	15, // 49: clearhub.v1.ClusterInternal.LocalStatus:input_type -> clearhub.v1.LocalStatusRequest
+	29, // 50: clearhub.v1.ClusterInternal.ExportLocalAudit:input_type -> clearhub.v1.ExportAuditRequest
+	43, // 51: clearhub.v1.ClusterInternal.SetDraining:input_type -> clearhub.v1.DrainNodeRequest
+	51, // 52: clearhub.v1.AdminService.AddNetwork:output_type -> clearhub.v1.Network
+	51, // 53: clearhub.v1.AdminService.GetNetwork:output_type -> clearhub.v1.Network
+	3,  // 54: clearhub.v1.AdminService.ListNetworks:output_type -> clearhub.v1.ListNetworksResponse
+	51, // 55: clearhub.v1.AdminService.UpdateNetwork:output_type -> clearhub.v1.Network
+	51, // 56: clearhub.v1.AdminService.SuspendNetwork:output_type -> clearhub.v1.Network
+	51, // 57: clearhub.v1.AdminService.ResumeNetwork:output_type -> clearhub.v1.Network
+	6,  // 58: clearhub.v1.AdminService.RemoveNetwork:output_type -> clearhub.v1.RemoveNetworkResponse
+	53, // 59: clearhub.v1.AdminService.AllowPolicy:output_type -> clearhub.v1.Policy
+	53, // 60: clearhub.v1.AdminService.DenyPolicy:output_type -> clearhub.v1.Policy
+	9,  // 61: clearhub.v1.AdminService.ListPolicies:output_type -> clearhub.v1.ListPoliciesResponse
+	11, // 62: clearhub.v1.AdminService.CreateJoinToken:output_type -> clearhub.v1.JoinToken
+	17, // 63: clearhub.v1.AdminService.AddNode:output_type -> clearhub.v1.ClusterStatusResponse
+	17, // 64: clearhub.v1.AdminService.RemoveNode:output_type -> clearhub.v1.ClusterStatusResponse
+	17, // 65: clearhub.v1.AdminService.ClusterStatus:output_type -> clearhub.v1.ClusterStatusResponse
+	24, // 66: clearhub.v1.AdminService.GetCheckpoint:output_type -> clearhub.v1.Checkpoint
+	26, // 67: clearhub.v1.AdminService.GetInclusionProof:output_type -> clearhub.v1.InclusionProof
+	28, // 68: clearhub.v1.AdminService.GetConsistencyProof:output_type -> clearhub.v1.ConsistencyProof
+	31, // 69: clearhub.v1.AdminService.ExportAudit:output_type -> clearhub.v1.AuditRecord
+	31, // 70: clearhub.v1.AdminService.TailAudit:output_type -> clearhub.v1.AuditRecord
+	33, // 71: clearhub.v1.AdminService.ScrubAudit:output_type -> clearhub.v1.ScrubAuditResponse
+	54, // 72: clearhub.v1.AdminService.RevokeCertificate:output_type -> clearhub.v1.Revocation
+	36, // 73: clearhub.v1.AdminService.ListRevocations:output_type -> clearhub.v1.ListRevocationsResponse
+	38, // 74: clearhub.v1.AdminService.ListJoinTokens:output_type -> clearhub.v1.ListJoinTokensResponse
+	55, // 75: clearhub.v1.AdminService.RevokeJoinToken:output_type -> clearhub.v1.JoinTokenRecord
+	41, // 76: clearhub.v1.AdminService.WhoAmI:output_type -> clearhub.v1.WhoAmIResponse
+	17, // 77: clearhub.v1.AdminService.TransferLeader:output_type -> clearhub.v1.ClusterStatusResponse
+	17, // 78: clearhub.v1.AdminService.DrainNode:output_type -> clearhub.v1.ClusterStatusResponse
+	56, // 79: clearhub.v1.AdminService.GetState:output_type -> clearhub.v1.ClusterState
+	46, // 80: clearhub.v1.AdminService.RestoreState:output_type -> clearhub.v1.RestoreStateResponse
+	48, // 81: clearhub.v1.AdminService.ListCheckpoints:output_type -> clearhub.v1.ListCheckpointsResponse
+	50, // 82: clearhub.v1.AdminService.SetLogLevel:output_type -> clearhub.v1.SetLogLevelResponse
+	19, // 83: clearhub.v1.JoinService.Join:output_type -> clearhub.v1.JoinResponse
+	21, // 84: clearhub.v1.ClusterInternal.Propose:output_type -> clearhub.v1.ProposeResponse
+	21, // 85: clearhub.v1.ClusterInternal.AddVoter:output_type -> clearhub.v1.ProposeResponse
+	21, // 86: clearhub.v1.ClusterInternal.RemoveServer:output_type -> clearhub.v1.ProposeResponse
+	16, // 87: clearhub.v1.ClusterInternal.LocalStatus:output_type -> clearhub.v1.NodeStatus
+	31, // 88: clearhub.v1.ClusterInternal.ExportLocalAudit:output_type -> clearhub.v1.AuditRecord
+	16, // 89: clearhub.v1.ClusterInternal.SetDraining:output_type -> clearhub.v1.NodeStatus
+	52, // [52:90] is the sub-list for method output_type
+	14, // [14:52] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_clearhub_v1_admin_proto_init() }
@@ -2829,7 +3321,7 @@ func file_clearhub_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearhub_v1_admin_proto_rawDesc), len(file_clearhub_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   42,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -49,6 +49,12 @@ const (
 	AdminService_ListJoinTokens_FullMethodName      = "/clearhub.v1.AdminService/ListJoinTokens"
 	AdminService_RevokeJoinToken_FullMethodName     = "/clearhub.v1.AdminService/RevokeJoinToken"
 	AdminService_WhoAmI_FullMethodName              = "/clearhub.v1.AdminService/WhoAmI"
+	AdminService_TransferLeader_FullMethodName      = "/clearhub.v1.AdminService/TransferLeader"
+	AdminService_DrainNode_FullMethodName           = "/clearhub.v1.AdminService/DrainNode"
+	AdminService_GetState_FullMethodName            = "/clearhub.v1.AdminService/GetState"
+	AdminService_RestoreState_FullMethodName        = "/clearhub.v1.AdminService/RestoreState"
+	AdminService_ListCheckpoints_FullMethodName     = "/clearhub.v1.AdminService/ListCheckpoints"
+	AdminService_SetLogLevel_FullMethodName         = "/clearhub.v1.AdminService/SetLogLevel"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -92,6 +98,20 @@ type AdminServiceClient interface {
 	// WhoAmI reports the caller's certificate name, serial and role as the
 	// answering node sees them.
 	WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*WhoAmIResponse, error)
+	// Cluster operations.
+	// TransferLeader moves leadership to node_id (empty: any other voter).
+	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
+	// DrainNode takes a node out of service before maintenance (leadership
+	// moved away, SIP answered 503 + Retry-After, readyz failing) or back.
+	DrainNode(ctx context.Context, in *DrainNodeRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
+	// GetState returns the replicated state (a snapshot to save).
+	GetState(ctx context.Context, in *GetStateRequest, opts ...grpc.CallOption) (*ClusterState, error)
+	// RestoreState replaces networks and policy with a saved state.
+	RestoreState(ctx context.Context, in *RestoreStateRequest, opts ...grpc.CallOption) (*RestoreStateResponse, error)
+	// ListCheckpoints lists the tree sizes this node signed checkpoints at.
+	ListCheckpoints(ctx context.Context, in *ListCheckpointsRequest, opts ...grpc.CallOption) (*ListCheckpointsResponse, error)
+	// SetLogLevel changes (or, empty, reads) the answering node's log level.
+	SetLogLevel(ctx context.Context, in *SetLogLevelRequest, opts ...grpc.CallOption) (*SetLogLevelResponse, error)
 }
 
 type adminServiceClient struct {
@@ -370,6 +390,66 @@ func (c *adminServiceClient) WhoAmI(ctx context.Context, in *WhoAmIRequest, opts
 	return out, nil
 }
 
+func (c *adminServiceClient) TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterStatusResponse)
+	err := c.cc.Invoke(ctx, AdminService_TransferLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DrainNode(ctx context.Context, in *DrainNodeRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterStatusResponse)
+	err := c.cc.Invoke(ctx, AdminService_DrainNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetState(ctx context.Context, in *GetStateRequest, opts ...grpc.CallOption) (*ClusterState, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterState)
+	err := c.cc.Invoke(ctx, AdminService_GetState_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RestoreState(ctx context.Context, in *RestoreStateRequest, opts ...grpc.CallOption) (*RestoreStateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RestoreStateResponse)
+	err := c.cc.Invoke(ctx, AdminService_RestoreState_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListCheckpoints(ctx context.Context, in *ListCheckpointsRequest, opts ...grpc.CallOption) (*ListCheckpointsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCheckpointsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListCheckpoints_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) SetLogLevel(ctx context.Context, in *SetLogLevelRequest, opts ...grpc.CallOption) (*SetLogLevelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetLogLevelResponse)
+	err := c.cc.Invoke(ctx, AdminService_SetLogLevel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -411,6 +491,20 @@ type AdminServiceServer interface {
 	// WhoAmI reports the caller's certificate name, serial and role as the
 	// answering node sees them.
 	WhoAmI(context.Context, *WhoAmIRequest) (*WhoAmIResponse, error)
+	// Cluster operations.
+	// TransferLeader moves leadership to node_id (empty: any other voter).
+	TransferLeader(context.Context, *TransferLeaderRequest) (*ClusterStatusResponse, error)
+	// DrainNode takes a node out of service before maintenance (leadership
+	// moved away, SIP answered 503 + Retry-After, readyz failing) or back.
+	DrainNode(context.Context, *DrainNodeRequest) (*ClusterStatusResponse, error)
+	// GetState returns the replicated state (a snapshot to save).
+	GetState(context.Context, *GetStateRequest) (*ClusterState, error)
+	// RestoreState replaces networks and policy with a saved state.
+	RestoreState(context.Context, *RestoreStateRequest) (*RestoreStateResponse, error)
+	// ListCheckpoints lists the tree sizes this node signed checkpoints at.
+	ListCheckpoints(context.Context, *ListCheckpointsRequest) (*ListCheckpointsResponse, error)
+	// SetLogLevel changes (or, empty, reads) the answering node's log level.
+	SetLogLevel(context.Context, *SetLogLevelRequest) (*SetLogLevelResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -495,6 +589,24 @@ func (UnimplementedAdminServiceServer) RevokeJoinToken(context.Context, *RevokeJ
 }
 func (UnimplementedAdminServiceServer) WhoAmI(context.Context, *WhoAmIRequest) (*WhoAmIResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WhoAmI not implemented")
+}
+func (UnimplementedAdminServiceServer) TransferLeader(context.Context, *TransferLeaderRequest) (*ClusterStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLeader not implemented")
+}
+func (UnimplementedAdminServiceServer) DrainNode(context.Context, *DrainNodeRequest) (*ClusterStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DrainNode not implemented")
+}
+func (UnimplementedAdminServiceServer) GetState(context.Context, *GetStateRequest) (*ClusterState, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetState not implemented")
+}
+func (UnimplementedAdminServiceServer) RestoreState(context.Context, *RestoreStateRequest) (*RestoreStateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RestoreState not implemented")
+}
+func (UnimplementedAdminServiceServer) ListCheckpoints(context.Context, *ListCheckpointsRequest) (*ListCheckpointsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCheckpoints not implemented")
+}
+func (UnimplementedAdminServiceServer) SetLogLevel(context.Context, *SetLogLevelRequest) (*SetLogLevelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetLogLevel not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -953,6 +1065,114 @@ func _AdminService_WhoAmI_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_TransferLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).TransferLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_TransferLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).TransferLeader(ctx, req.(*TransferLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DrainNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DrainNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DrainNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DrainNode(ctx, req.(*DrainNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetState_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetStateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetState(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetState_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetState(ctx, req.(*GetStateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RestoreState_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RestoreStateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RestoreState(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RestoreState_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RestoreState(ctx, req.(*RestoreStateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListCheckpoints_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCheckpointsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListCheckpoints(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListCheckpoints_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListCheckpoints(ctx, req.(*ListCheckpointsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_SetLogLevel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetLogLevelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetLogLevel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetLogLevel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetLogLevel(ctx, req.(*SetLogLevelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1051,6 +1271,30 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WhoAmI",
 			Handler:    _AdminService_WhoAmI_Handler,
+		},
+		{
+			MethodName: "TransferLeader",
+			Handler:    _AdminService_TransferLeader_Handler,
+		},
+		{
+			MethodName: "DrainNode",
+			Handler:    _AdminService_DrainNode_Handler,
+		},
+		{
+			MethodName: "GetState",
+			Handler:    _AdminService_GetState_Handler,
+		},
+		{
+			MethodName: "RestoreState",
+			Handler:    _AdminService_RestoreState_Handler,
+		},
+		{
+			MethodName: "ListCheckpoints",
+			Handler:    _AdminService_ListCheckpoints_Handler,
+		},
+		{
+			MethodName: "SetLogLevel",
+			Handler:    _AdminService_SetLogLevel_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
@@ -1182,6 +1426,7 @@ const (
 	ClusterInternal_RemoveServer_FullMethodName     = "/clearhub.v1.ClusterInternal/RemoveServer"
 	ClusterInternal_LocalStatus_FullMethodName      = "/clearhub.v1.ClusterInternal/LocalStatus"
 	ClusterInternal_ExportLocalAudit_FullMethodName = "/clearhub.v1.ClusterInternal/ExportLocalAudit"
+	ClusterInternal_SetDraining_FullMethodName      = "/clearhub.v1.ClusterInternal/SetDraining"
 )
 
 // ClusterInternalClient is the client API for ClusterInternal service.
@@ -1200,6 +1445,8 @@ type ClusterInternalClient interface {
 	// This node's own audit export (the request's cluster flag is ignored),
 	// for the node assembling a cluster-wide AdminService.ExportAudit.
 	ExportLocalAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AuditRecord], error)
+	// SetDraining drains (or undrains) the answering node itself.
+	SetDraining(ctx context.Context, in *DrainNodeRequest, opts ...grpc.CallOption) (*NodeStatus, error)
 }
 
 type clusterInternalClient struct {
@@ -1269,6 +1516,16 @@ func (c *clusterInternalClient) ExportLocalAudit(ctx context.Context, in *Export
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ClusterInternal_ExportLocalAuditClient = grpc.ServerStreamingClient[AuditRecord]
 
+func (c *clusterInternalClient) SetDraining(ctx context.Context, in *DrainNodeRequest, opts ...grpc.CallOption) (*NodeStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeStatus)
+	err := c.cc.Invoke(ctx, ClusterInternal_SetDraining_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterInternalServer is the server API for ClusterInternal service.
 // All implementations must embed UnimplementedClusterInternalServer
 // for forward compatibility.
@@ -1285,6 +1542,8 @@ type ClusterInternalServer interface {
 	// This node's own audit export (the request's cluster flag is ignored),
 	// for the node assembling a cluster-wide AdminService.ExportAudit.
 	ExportLocalAudit(*ExportAuditRequest, grpc.ServerStreamingServer[AuditRecord]) error
+	// SetDraining drains (or undrains) the answering node itself.
+	SetDraining(context.Context, *DrainNodeRequest) (*NodeStatus, error)
 	mustEmbedUnimplementedClusterInternalServer()
 }
 
@@ -1309,6 +1568,9 @@ func (UnimplementedClusterInternalServer) LocalStatus(context.Context, *LocalSta
 }
 func (UnimplementedClusterInternalServer) ExportLocalAudit(*ExportAuditRequest, grpc.ServerStreamingServer[AuditRecord]) error {
 	return status.Error(codes.Unimplemented, "method ExportLocalAudit not implemented")
+}
+func (UnimplementedClusterInternalServer) SetDraining(context.Context, *DrainNodeRequest) (*NodeStatus, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetDraining not implemented")
 }
 func (UnimplementedClusterInternalServer) mustEmbedUnimplementedClusterInternalServer() {}
 func (UnimplementedClusterInternalServer) testEmbeddedByValue()                         {}
@@ -1414,6 +1676,24 @@ func _ClusterInternal_ExportLocalAudit_Handler(srv interface{}, stream grpc.Serv
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ClusterInternal_ExportLocalAuditServer = grpc.ServerStreamingServer[AuditRecord]
 
+func _ClusterInternal_SetDraining_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterInternalServer).SetDraining(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterInternal_SetDraining_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterInternalServer).SetDraining(ctx, req.(*DrainNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterInternal_ServiceDesc is the grpc.ServiceDesc for ClusterInternal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1436,6 +1716,10 @@ var ClusterInternal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "LocalStatus",
 			Handler:    _ClusterInternal_LocalStatus_Handler,
+		},
+		{
+			MethodName: "SetDraining",
+			Handler:    _ClusterInternal_SetDraining_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -221,7 +221,10 @@ type Network struct {
 	CreatedUnixNano int64         `protobuf:"varint,8,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	UpdatedUnixNano int64         `protobuf:"varint,9,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
 	// Keep message bodies in the audit ledger (otherwise digests only).
-	KeepBodies    bool `protobuf:"varint,10,opt,name=keep_bodies,json=keepBodies,proto3" json:"keep_bodies,omitempty"`
+	KeepBodies bool `protobuf:"varint,10,opt,name=keep_bodies,json=keepBodies,proto3" json:"keep_bodies,omitempty"`
+	// Per-service token buckets for requests this network sends through the
+	// hub; services without an entry take the hub's configured defaults.
+	RateLimits    []*RateLimit `protobuf:"bytes,11,rep,name=rate_limits,json=rateLimits,proto3" json:"rate_limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -326,6 +329,75 @@ func (x *Network) GetKeepBodies() bool {
 	return false
 }
 
+func (x *Network) GetRateLimits() []*RateLimit {
+	if x != nil {
+		return x.RateLimits
+	}
+	return nil
+}
+
+// RateLimit is a token bucket for one service class of a member network's
+// traffic. SERVICE_UNSPECIFIED limits all of its traffic together.
+type RateLimit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       Service                `protobuf:"varint,1,opt,name=service,proto3,enum=clearhub.v1.Service" json:"service,omitempty"`
+	PerSecond     float64                `protobuf:"fixed64,2,opt,name=per_second,json=perSecond,proto3" json:"per_second,omitempty"` // sustained requests per second; 0 = unlimited
+	Burst         uint32                 `protobuf:"varint,3,opt,name=burst,proto3" json:"burst,omitempty"`                           // bucket size; 0 = max(1, per_second)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RateLimit) Reset() {
+	*x = RateLimit{}
+	mi := &file_clearhub_v1_state_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimit) ProtoMessage() {}
+
+func (x *RateLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_state_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimit.ProtoReflect.Descriptor instead.
+func (*RateLimit) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RateLimit) GetService() Service {
+	if x != nil {
+		return x.Service
+	}
+	return Service_SERVICE_UNSPECIFIED
+}
+
+func (x *RateLimit) GetPerSecond() float64 {
+	if x != nil {
+		return x.PerSecond
+	}
+	return 0
+}
+
+func (x *RateLimit) GetBurst() uint32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
 // PolicyRule admits one source network (or every member when source is "*")
 // for a set of services.
 type PolicyRule struct {
@@ -338,7 +410,7 @@ type PolicyRule struct {
 
 func (x *PolicyRule) Reset() {
 	*x = PolicyRule{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[2]
+	mi := &file_clearhub_v1_state_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -350,7 +422,7 @@ func (x *PolicyRule) String() string {
 func (*PolicyRule) ProtoMessage() {}
 
 func (x *PolicyRule) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[2]
+	mi := &file_clearhub_v1_state_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -363,7 +435,7 @@ func (x *PolicyRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRule.ProtoReflect.Descriptor instead.
 func (*PolicyRule) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{2}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PolicyRule) GetSource() string {
@@ -396,7 +468,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[3]
+	mi := &file_clearhub_v1_state_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +480,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[3]
+	mi := &file_clearhub_v1_state_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +493,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{3}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Policy) GetDestination() string {
@@ -466,7 +538,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[4]
+	mi := &file_clearhub_v1_state_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +550,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[4]
+	mi := &file_clearhub_v1_state_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +563,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{4}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Node) GetId() string {
@@ -547,7 +619,7 @@ type ClusterState struct {
 
 func (x *ClusterState) Reset() {
 	*x = ClusterState{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[5]
+	mi := &file_clearhub_v1_state_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +631,7 @@ func (x *ClusterState) String() string {
 func (*ClusterState) ProtoMessage() {}
 
 func (x *ClusterState) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[5]
+	mi := &file_clearhub_v1_state_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +644,7 @@ func (x *ClusterState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterState.ProtoReflect.Descriptor instead.
 func (*ClusterState) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{5}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ClusterState) GetNetworks() []*Network {
@@ -629,7 +701,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[6]
+	mi := &file_clearhub_v1_state_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +713,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[6]
+	mi := &file_clearhub_v1_state_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +726,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{6}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Revocation) GetSerial() string {
@@ -710,7 +782,7 @@ type JoinTokenRecord struct {
 
 func (x *JoinTokenRecord) Reset() {
 	*x = JoinTokenRecord{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[7]
+	mi := &file_clearhub_v1_state_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +794,7 @@ func (x *JoinTokenRecord) String() string {
 func (*JoinTokenRecord) ProtoMessage() {}
 
 func (x *JoinTokenRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[7]
+	mi := &file_clearhub_v1_state_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +807,7 @@ func (x *JoinTokenRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenRecord.ProtoReflect.Descriptor instead.
 func (*JoinTokenRecord) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{7}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *JoinTokenRecord) GetId() string {
@@ -817,6 +889,7 @@ type Command struct {
 	//	*Command_RevokeCertificate
 	//	*Command_RecordJoinToken
 	//	*Command_RevokeJoinToken
+	//	*Command_RestoreState
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -824,7 +897,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[8]
+	mi := &file_clearhub_v1_state_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +909,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[8]
+	mi := &file_clearhub_v1_state_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +922,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{8}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Command) GetVersion() uint32 {
@@ -979,6 +1052,15 @@ func (x *Command) GetRevokeJoinToken() *RevokeJoinToken {
 	return nil
 }
 
+func (x *Command) GetRestoreState() *RestoreState {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RestoreState); ok {
+			return x.RestoreState
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -1027,6 +1109,10 @@ type Command_RevokeJoinToken struct {
 	RevokeJoinToken *RevokeJoinToken `protobuf:"bytes,20,opt,name=revoke_join_token,json=revokeJoinToken,proto3,oneof"`
 }
 
+type Command_RestoreState struct {
+	RestoreState *RestoreState `protobuf:"bytes,21,opt,name=restore_state,json=restoreState,proto3,oneof"`
+}
+
 func (*Command_AddNetwork) isCommand_Op() {}
 
 func (*Command_UpdateNetwork) isCommand_Op() {}
@@ -1049,6 +1135,8 @@ func (*Command_RecordJoinToken) isCommand_Op() {}
 
 func (*Command_RevokeJoinToken) isCommand_Op() {}
 
+func (*Command_RestoreState) isCommand_Op() {}
+
 type AddNetwork struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Network       *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
@@ -1058,7 +1146,7 @@ type AddNetwork struct {
 
 func (x *AddNetwork) Reset() {
 	*x = AddNetwork{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[9]
+	mi := &file_clearhub_v1_state_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1158,7 @@ func (x *AddNetwork) String() string {
 func (*AddNetwork) ProtoMessage() {}
 
 func (x *AddNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[9]
+	mi := &file_clearhub_v1_state_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1171,7 @@ func (x *AddNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddNetwork.ProtoReflect.Descriptor instead.
 func (*AddNetwork) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{9}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AddNetwork) GetNetwork() *Network {
@@ -1107,7 +1195,7 @@ type UpdateNetwork struct {
 
 func (x *UpdateNetwork) Reset() {
 	*x = UpdateNetwork{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[10]
+	mi := &file_clearhub_v1_state_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1207,7 @@ func (x *UpdateNetwork) String() string {
 func (*UpdateNetwork) ProtoMessage() {}
 
 func (x *UpdateNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[10]
+	mi := &file_clearhub_v1_state_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1220,7 @@ func (x *UpdateNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNetwork.ProtoReflect.Descriptor instead.
 func (*UpdateNetwork) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{10}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateNetwork) GetNetwork() *Network {
@@ -1159,7 +1247,7 @@ type SetNetworkStatus struct {
 
 func (x *SetNetworkStatus) Reset() {
 	*x = SetNetworkStatus{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[11]
+	mi := &file_clearhub_v1_state_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1259,7 @@ func (x *SetNetworkStatus) String() string {
 func (*SetNetworkStatus) ProtoMessage() {}
 
 func (x *SetNetworkStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[11]
+	mi := &file_clearhub_v1_state_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,7 +1272,7 @@ func (x *SetNetworkStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNetworkStatus.ProtoReflect.Descriptor instead.
 func (*SetNetworkStatus) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{11}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetNetworkStatus) GetId() string {
@@ -1210,7 +1298,7 @@ type RemoveNetwork struct {
 
 func (x *RemoveNetwork) Reset() {
 	*x = RemoveNetwork{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[12]
+	mi := &file_clearhub_v1_state_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1310,7 @@ func (x *RemoveNetwork) String() string {
 func (*RemoveNetwork) ProtoMessage() {}
 
 func (x *RemoveNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[12]
+	mi := &file_clearhub_v1_state_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1323,7 @@ func (x *RemoveNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNetwork.ProtoReflect.Descriptor instead.
 func (*RemoveNetwork) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{12}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RemoveNetwork) GetId() string {
@@ -1260,7 +1348,7 @@ type PolicyAllow struct {
 
 func (x *PolicyAllow) Reset() {
 	*x = PolicyAllow{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[13]
+	mi := &file_clearhub_v1_state_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1360,7 @@ func (x *PolicyAllow) String() string {
 func (*PolicyAllow) ProtoMessage() {}
 
 func (x *PolicyAllow) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[13]
+	mi := &file_clearhub_v1_state_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1373,7 @@ func (x *PolicyAllow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyAllow.ProtoReflect.Descriptor instead.
 func (*PolicyAllow) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{13}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PolicyAllow) GetDestination() string {
@@ -1330,7 +1418,7 @@ type PolicyDeny struct {
 
 func (x *PolicyDeny) Reset() {
 	*x = PolicyDeny{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[14]
+	mi := &file_clearhub_v1_state_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1430,7 @@ func (x *PolicyDeny) String() string {
 func (*PolicyDeny) ProtoMessage() {}
 
 func (x *PolicyDeny) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[14]
+	mi := &file_clearhub_v1_state_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1443,7 @@ func (x *PolicyDeny) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyDeny.ProtoReflect.Descriptor instead.
 func (*PolicyDeny) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{14}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PolicyDeny) GetDestination() string {
@@ -1395,7 +1483,7 @@ type PutNode struct {
 
 func (x *PutNode) Reset() {
 	*x = PutNode{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[15]
+	mi := &file_clearhub_v1_state_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1495,7 @@ func (x *PutNode) String() string {
 func (*PutNode) ProtoMessage() {}
 
 func (x *PutNode) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[15]
+	mi := &file_clearhub_v1_state_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1508,7 @@ func (x *PutNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutNode.ProtoReflect.Descriptor instead.
 func (*PutNode) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{15}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PutNode) GetNode() *Node {
@@ -1439,7 +1527,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[16]
+	mi := &file_clearhub_v1_state_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1539,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[16]
+	mi := &file_clearhub_v1_state_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1552,7 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{16}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RemoveNode) GetId() string {
@@ -1488,7 +1576,7 @@ type RevokeCertificate struct {
 
 func (x *RevokeCertificate) Reset() {
 	*x = RevokeCertificate{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[17]
+	mi := &file_clearhub_v1_state_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1588,7 @@ func (x *RevokeCertificate) String() string {
 func (*RevokeCertificate) ProtoMessage() {}
 
 func (x *RevokeCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[17]
+	mi := &file_clearhub_v1_state_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1601,7 @@ func (x *RevokeCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCertificate.ProtoReflect.Descriptor instead.
 func (*RevokeCertificate) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{17}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RevokeCertificate) GetSerial() string {
@@ -1549,7 +1637,7 @@ type RecordJoinToken struct {
 
 func (x *RecordJoinToken) Reset() {
 	*x = RecordJoinToken{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[18]
+	mi := &file_clearhub_v1_state_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1649,7 @@ func (x *RecordJoinToken) String() string {
 func (*RecordJoinToken) ProtoMessage() {}
 
 func (x *RecordJoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[18]
+	mi := &file_clearhub_v1_state_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1662,7 @@ func (x *RecordJoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordJoinToken.ProtoReflect.Descriptor instead.
 func (*RecordJoinToken) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{18}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RecordJoinToken) GetId() string {
@@ -1601,7 +1689,7 @@ type RevokeJoinToken struct {
 
 func (x *RevokeJoinToken) Reset() {
 	*x = RevokeJoinToken{}
-	mi := &file_clearhub_v1_state_proto_msgTypes[19]
+	mi := &file_clearhub_v1_state_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1701,7 @@ func (x *RevokeJoinToken) String() string {
 func (*RevokeJoinToken) ProtoMessage() {}
 
 func (x *RevokeJoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_state_proto_msgTypes[19]
+	mi := &file_clearhub_v1_state_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1714,7 @@ func (x *RevokeJoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeJoinToken.ProtoReflect.Descriptor instead.
 func (*RevokeJoinToken) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{19}
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RevokeJoinToken) GetId() string {
@@ -1643,6 +1731,53 @@ func (x *RevokeJoinToken) GetReason() string {
 	return ""
 }
 
+// RestoreState replaces the networks and policies (not the nodes, not the
+// revocations) with those of state: a cluster snapshot restored into a
+// running cluster through the log, so every replica applies it alike.
+type RestoreState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         *ClusterState          `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreState) Reset() {
+	*x = RestoreState{}
+	mi := &file_clearhub_v1_state_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreState) ProtoMessage() {}
+
+func (x *RestoreState) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_state_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreState.ProtoReflect.Descriptor instead.
+func (*RestoreState) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_state_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RestoreState) GetState() *ClusterState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
 var File_clearhub_v1_state_proto protoreflect.FileDescriptor
 
 const file_clearhub_v1_state_proto_rawDesc = "" +
@@ -1652,7 +1787,7 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\x06ca_pem\x18\x01 \x03(\tR\x05caPem\x12\x12\n" +
 	"\x04pins\x18\x02 \x03(\tR\x04pins\x12\x14\n" +
 	"\x05cidrs\x18\x03 \x03(\tR\x05cidrs\x12\x1b\n" +
-	"\ttls_cidrs\x18\x04 \x03(\tR\btlsCidrs\"\xfe\x02\n" +
+	"\ttls_cidrs\x18\x04 \x03(\tR\btlsCidrs\"\xb7\x03\n" +
 	"\aNetwork\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x18\n" +
@@ -1665,7 +1800,14 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\x11updated_unix_nano\x18\t \x01(\x03R\x0fupdatedUnixNano\x12\x1f\n" +
 	"\vkeep_bodies\x18\n" +
 	" \x01(\bR\n" +
-	"keepBodies\"V\n" +
+	"keepBodies\x127\n" +
+	"\vrate_limits\x18\v \x03(\v2\x16.clearhub.v1.RateLimitR\n" +
+	"rateLimits\"p\n" +
+	"\tRateLimit\x12.\n" +
+	"\aservice\x18\x01 \x01(\x0e2\x14.clearhub.v1.ServiceR\aservice\x12\x1d\n" +
+	"\n" +
+	"per_second\x18\x02 \x01(\x01R\tperSecond\x12\x14\n" +
+	"\x05burst\x18\x03 \x01(\rR\x05burst\"V\n" +
 	"\n" +
 	"PolicyRule\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x120\n" +
@@ -1708,7 +1850,7 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\x11revoked_unix_nano\x18\x06 \x01(\x03R\x0frevokedUnixNano\x12\x1d\n" +
 	"\n" +
 	"revoked_by\x18\a \x01(\tR\trevokedBy\x12\x16\n" +
-	"\x06reason\x18\b \x01(\tR\x06reason\"\xcd\x06\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\"\x8f\a\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12$\n" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12\x14\n" +
@@ -1727,7 +1869,8 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"removeNode\x12O\n" +
 	"\x12revoke_certificate\x18\x12 \x01(\v2\x1e.clearhub.v1.RevokeCertificateH\x00R\x11revokeCertificate\x12J\n" +
 	"\x11record_join_token\x18\x13 \x01(\v2\x1c.clearhub.v1.RecordJoinTokenH\x00R\x0frecordJoinToken\x12J\n" +
-	"\x11revoke_join_token\x18\x14 \x01(\v2\x1c.clearhub.v1.RevokeJoinTokenH\x00R\x0frevokeJoinTokenB\x04\n" +
+	"\x11revoke_join_token\x18\x14 \x01(\v2\x1c.clearhub.v1.RevokeJoinTokenH\x00R\x0frevokeJoinToken\x12@\n" +
+	"\rrestore_state\x18\x15 \x01(\v2\x19.clearhub.v1.RestoreStateH\x00R\frestoreStateB\x04\n" +
 	"\x02op\"<\n" +
 	"\n" +
 	"AddNetwork\x12.\n" +
@@ -1765,7 +1908,9 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\fexpires_unix\x18\x02 \x01(\x03R\vexpiresUnix\"9\n" +
 	"\x0fRevokeJoinToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason*\x81\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"?\n" +
+	"\fRestoreState\x12/\n" +
+	"\x05state\x18\x01 \x01(\v2\x19.clearhub.v1.ClusterStateR\x05state*\x81\x01\n" +
 	"\aService\x12\x17\n" +
 	"\x13SERVICE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10SERVICE_PRESENCE\x10\x01\x12\x0e\n" +
@@ -1792,65 +1937,71 @@ func file_clearhub_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_clearhub_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_clearhub_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_clearhub_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_clearhub_v1_state_proto_goTypes = []any{
 	(Service)(0),              // 0: clearhub.v1.Service
 	(NetworkStatus)(0),        // 1: clearhub.v1.NetworkStatus
 	(*Identity)(nil),          // 2: clearhub.v1.Identity
 	(*Network)(nil),           // 3: clearhub.v1.Network
-	(*PolicyRule)(nil),        // 4: clearhub.v1.PolicyRule
-	(*Policy)(nil),            // 5: clearhub.v1.Policy
-	(*Node)(nil),              // 6: clearhub.v1.Node
-	(*ClusterState)(nil),      // 7: clearhub.v1.ClusterState
-	(*Revocation)(nil),        // 8: clearhub.v1.Revocation
-	(*JoinTokenRecord)(nil),   // 9: clearhub.v1.JoinTokenRecord
-	(*Command)(nil),           // 10: clearhub.v1.Command
-	(*AddNetwork)(nil),        // 11: clearhub.v1.AddNetwork
-	(*UpdateNetwork)(nil),     // 12: clearhub.v1.UpdateNetwork
-	(*SetNetworkStatus)(nil),  // 13: clearhub.v1.SetNetworkStatus
-	(*RemoveNetwork)(nil),     // 14: clearhub.v1.RemoveNetwork
-	(*PolicyAllow)(nil),       // 15: clearhub.v1.PolicyAllow
-	(*PolicyDeny)(nil),        // 16: clearhub.v1.PolicyDeny
-	(*PutNode)(nil),           // 17: clearhub.v1.PutNode
-	(*RemoveNode)(nil),        // 18: clearhub.v1.RemoveNode
-	(*RevokeCertificate)(nil), // 19: clearhub.v1.RevokeCertificate
-	(*RecordJoinToken)(nil),   // 20: clearhub.v1.RecordJoinToken
-	(*RevokeJoinToken)(nil),   // 21: clearhub.v1.RevokeJoinToken
+	(*RateLimit)(nil),         // 4: clearhub.v1.RateLimit
+	(*PolicyRule)(nil),        // 5: clearhub.v1.PolicyRule
+	(*Policy)(nil),            // 6: clearhub.v1.Policy
+	(*Node)(nil),              // 7: clearhub.v1.Node
+	(*ClusterState)(nil),      // 8: clearhub.v1.ClusterState
+	(*Revocation)(nil),        // 9: clearhub.v1.Revocation
+	(*JoinTokenRecord)(nil),   // 10: clearhub.v1.JoinTokenRecord
+	(*Command)(nil),           // 11: clearhub.v1.Command
+	(*AddNetwork)(nil),        // 12: clearhub.v1.AddNetwork
+	(*UpdateNetwork)(nil),     // 13: clearhub.v1.UpdateNetwork
+	(*SetNetworkStatus)(nil),  // 14: clearhub.v1.SetNetworkStatus
+	(*RemoveNetwork)(nil),     // 15: clearhub.v1.RemoveNetwork
+	(*PolicyAllow)(nil),       // 16: clearhub.v1.PolicyAllow
+	(*PolicyDeny)(nil),        // 17: clearhub.v1.PolicyDeny
+	(*PutNode)(nil),           // 18: clearhub.v1.PutNode
+	(*RemoveNode)(nil),        // 19: clearhub.v1.RemoveNode
+	(*RevokeCertificate)(nil), // 20: clearhub.v1.RevokeCertificate
+	(*RecordJoinToken)(nil),   // 21: clearhub.v1.RecordJoinToken
+	(*RevokeJoinToken)(nil),   // 22: clearhub.v1.RevokeJoinToken
+	(*RestoreState)(nil),      // 23: clearhub.v1.RestoreState
 }
 var file_clearhub_v1_state_proto_depIdxs = []int32{
 	2,  // 0: clearhub.v1.Network.identity:type_name -> clearhub.v1.Identity
 	0,  // 1: clearhub.v1.Network.services:type_name -> clearhub.v1.Service
 	1,  // 2: clearhub.v1.Network.status:type_name -> clearhub.v1.NetworkStatus
-	0,  // 3: clearhub.v1.PolicyRule.services:type_name -> clearhub.v1.Service
-	0,  // 4: clearhub.v1.Policy.all_services:type_name -> clearhub.v1.Service
-	4,  // 5: clearhub.v1.Policy.rules:type_name -> clearhub.v1.PolicyRule
-	3,  // 6: clearhub.v1.ClusterState.networks:type_name -> clearhub.v1.Network
-	5,  // 7: clearhub.v1.ClusterState.policies:type_name -> clearhub.v1.Policy
-	6,  // 8: clearhub.v1.ClusterState.nodes:type_name -> clearhub.v1.Node
-	8,  // 9: clearhub.v1.ClusterState.revocations:type_name -> clearhub.v1.Revocation
-	9,  // 10: clearhub.v1.ClusterState.join_tokens:type_name -> clearhub.v1.JoinTokenRecord
-	11, // 11: clearhub.v1.Command.add_network:type_name -> clearhub.v1.AddNetwork
-	12, // 12: clearhub.v1.Command.update_network:type_name -> clearhub.v1.UpdateNetwork
-	13, // 13: clearhub.v1.Command.set_network_status:type_name -> clearhub.v1.SetNetworkStatus
-	14, // 14: clearhub.v1.Command.remove_network:type_name -> clearhub.v1.RemoveNetwork
-	15, // 15: clearhub.v1.Command.policy_allow:type_name -> clearhub.v1.PolicyAllow
-	16, // 16: clearhub.v1.Command.policy_deny:type_name -> clearhub.v1.PolicyDeny
-	17, // 17: clearhub.v1.Command.put_node:type_name -> clearhub.v1.PutNode
-	18, // 18: clearhub.v1.Command.remove_node:type_name -> clearhub.v1.RemoveNode
-	19, // 19: clearhub.v1.Command.revoke_certificate:type_name -> clearhub.v1.RevokeCertificate
-	20, // 20: clearhub.v1.Command.record_join_token:type_name -> clearhub.v1.RecordJoinToken
-	21, // 21: clearhub.v1.Command.revoke_join_token:type_name -> clearhub.v1.RevokeJoinToken
-	3,  // 22: clearhub.v1.AddNetwork.network:type_name -> clearhub.v1.Network
-	3,  // 23: clearhub.v1.UpdateNetwork.network:type_name -> clearhub.v1.Network
-	1,  // 24: clearhub.v1.SetNetworkStatus.status:type_name -> clearhub.v1.NetworkStatus
-	0,  // 25: clearhub.v1.PolicyAllow.services:type_name -> clearhub.v1.Service
-	0,  // 26: clearhub.v1.PolicyDeny.services:type_name -> clearhub.v1.Service
-	6,  // 27: clearhub.v1.PutNode.node:type_name -> clearhub.v1.Node
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	4,  // 3: clearhub.v1.Network.rate_limits:type_name -> clearhub.v1.RateLimit
+	0,  // 4: clearhub.v1.RateLimit.service:type_name -> clearhub.v1.Service
+	0,  // 5: clearhub.v1.PolicyRule.services:type_name -> clearhub.v1.Service
+	0,  // 6: clearhub.v1.Policy.all_services:type_name -> clearhub.v1.Service
+	5,  // 7: clearhub.v1.Policy.rules:type_name -> clearhub.v1.PolicyRule
+	3,  // 8: clearhub.v1.ClusterState.networks:type_name -> clearhub.v1.Network
+	6,  // 9: clearhub.v1.ClusterState.policies:type_name -> clearhub.v1.Policy
+	7,  // 10: clearhub.v1.ClusterState.nodes:type_name -> clearhub.v1.Node
+	9,  // 11: clearhub.v1.ClusterState.revocations:type_name -> clearhub.v1.Revocation
+	10, // 12: clearhub.v1.ClusterState.join_tokens:type_name -> clearhub.v1.JoinTokenRecord
+	12, // 13: clearhub.v1.Command.add_network:type_name -> clearhub.v1.AddNetwork
+	13, // 14: clearhub.v1.Command.update_network:type_name -> clearhub.v1.UpdateNetwork
+	14, // 15: clearhub.v1.Command.set_network_status:type_name -> clearhub.v1.SetNetworkStatus
+	15, // 16: clearhub.v1.Command.remove_network:type_name -> clearhub.v1.RemoveNetwork
+	16, // 17: clearhub.v1.Command.policy_allow:type_name -> clearhub.v1.PolicyAllow
+	17, // 18: clearhub.v1.Command.policy_deny:type_name -> clearhub.v1.PolicyDeny
+	18, // 19: clearhub.v1.Command.put_node:type_name -> clearhub.v1.PutNode
+	19, // 20: clearhub.v1.Command.remove_node:type_name -> clearhub.v1.RemoveNode
+	20, // 21: clearhub.v1.Command.revoke_certificate:type_name -> clearhub.v1.RevokeCertificate
+	21, // 22: clearhub.v1.Command.record_join_token:type_name -> clearhub.v1.RecordJoinToken
+	22, // 23: clearhub.v1.Command.revoke_join_token:type_name -> clearhub.v1.RevokeJoinToken
+	23, // 24: clearhub.v1.Command.restore_state:type_name -> clearhub.v1.RestoreState
+	3,  // 25: clearhub.v1.AddNetwork.network:type_name -> clearhub.v1.Network
+	3,  // 26: clearhub.v1.UpdateNetwork.network:type_name -> clearhub.v1.Network
+	1,  // 27: clearhub.v1.SetNetworkStatus.status:type_name -> clearhub.v1.NetworkStatus
+	0,  // 28: clearhub.v1.PolicyAllow.services:type_name -> clearhub.v1.Service
+	0,  // 29: clearhub.v1.PolicyDeny.services:type_name -> clearhub.v1.Service
+	7,  // 30: clearhub.v1.PutNode.node:type_name -> clearhub.v1.Node
+	8,  // 31: clearhub.v1.RestoreState.state:type_name -> clearhub.v1.ClusterState
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_clearhub_v1_state_proto_init() }
@@ -1858,7 +2009,7 @@ func file_clearhub_v1_state_proto_init() {
 	if File_clearhub_v1_state_proto != nil {
 		return
 	}
-	file_clearhub_v1_state_proto_msgTypes[8].OneofWrappers = []any{
+	file_clearhub_v1_state_proto_msgTypes[9].OneofWrappers = []any{
 		(*Command_AddNetwork)(nil),
 		(*Command_UpdateNetwork)(nil),
 		(*Command_SetNetworkStatus)(nil),
@@ -1870,6 +2021,7 @@ func file_clearhub_v1_state_proto_init() {
 		(*Command_RevokeCertificate)(nil),
 		(*Command_RecordJoinToken)(nil),
 		(*Command_RevokeJoinToken)(nil),
+		(*Command_RestoreState)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1877,7 +2029,7 @@ func file_clearhub_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearhub_v1_state_proto_rawDesc), len(file_clearhub_v1_state_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
