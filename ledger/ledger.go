@@ -221,6 +221,8 @@ type Ledger struct {
 	recovery *WALReport
 	// scrub is the background and on-demand re-verification (scrub.go).
 	scrub scrubState
+	// stats are the counters behind Stats (metrics.go).
+	stats ledgerStats
 	// applyHook, set by tests, runs before every bbolt apply; an error
 	// fails the apply.
 	applyHook atomic.Pointer[func() error]
@@ -616,6 +618,7 @@ func (l *Ledger) Append(ctx context.Context, e *Entry) (uint64, error) {
 	if err := prepare(&c); err != nil {
 		return 0, err
 	}
+	start := time.Now()
 	r := l.newReq(&c)
 	l.mu.RLock()
 	if l.closed {
@@ -631,6 +634,7 @@ func (l *Ledger) Append(ctx context.Context, e *Entry) (uint64, error) {
 	}
 	select {
 	case err := <-r.done:
+		l.observeAppend(start, err)
 		if err != nil {
 			return 0, err
 		}

@@ -90,6 +90,8 @@ type wal struct {
 	prealloc bool
 	buf      []byte
 	broken   error // sticky: the file could not be restored after a failed write
+	// onSync, when set, is told how long each fdatasync took (metrics).
+	onSync func(time.Duration)
 
 	mu        sync.Mutex
 	sealed    []walFile
@@ -212,7 +214,11 @@ func (w *wal) append(b *batch) error {
 	w.buf = buf
 	_, err := w.f.WriteAt(buf, w.off)
 	if err == nil && !w.noSync.Load() {
+		start := time.Now()
 		err = fdatasync(w.f)
+		if w.onSync != nil && err == nil {
+			w.onSync(time.Since(start))
+		}
 	}
 	if err != nil {
 		// After a failed write or fsync the file's tail is unknown: erase
@@ -715,6 +721,9 @@ func (l *Ledger) replayWAL() error {
 	w, err := openWAL(base, next)
 	if err != nil {
 		return err
+	}
+	if lm := l.latency(); lm != nil {
+		w.onSync = lm.Synced
 	}
 	l.wal = w
 	return nil

@@ -424,6 +424,7 @@ func (l *Ledger) finish(p *pipeline, b *batch) {
 		return
 	}
 	l.w = b.after
+	l.committedStats(b)
 	l.pubMu.Lock()
 	l.size = l.w.tree.size
 	l.pubMu.Unlock()
@@ -542,6 +543,7 @@ func (l *Ledger) checkpointNow() (*Checkpoint, error) {
 func (l *Ledger) checkpointed(cp *Checkpoint) {
 	l.w.ckptSize = max(l.w.ckptSize, cp.Size)
 	l.w.lastCkptTime = l.opts.Now()
+	l.stats.lastCkpt.Store(l.w.lastCkptTime.UnixNano())
 	l.pubMu.Lock()
 	l.latest = cp
 	l.pubMu.Unlock()
