@@ -107,9 +107,9 @@ func (s metricsSink) IncrCounterWithLabels(key []string, val float32, _ []gometr
 	s.IncrCounter(key, val)
 }
 
-func (metricsSink) SetGauge([]string, float32)                             {}
+func (metricsSink) SetGauge([]string, float32)                              {}
 func (metricsSink) SetGaugeWithLabels([]string, float32, []gometrics.Label) {}
-func (metricsSink) EmitKey([]string, float32)                              {}
+func (metricsSink) EmitKey([]string, float32)                               {}
 
 // LastContact is when this node last heard from a leader (zero if never).
 // On the leader itself it is not kept current: compare with IsLeader.
