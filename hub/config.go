@@ -21,6 +21,8 @@ type Config struct {
 	// ":0" for an ephemeral port). An empty address disables that
 	// transport; at least one must be set. UDP and TCP are lab transports
 	// (members identified by source address); TLS is the production one.
+	// Connections the hub dials to member edges leave from the TLS (or
+	// TCP) listen IP when it is specific (dial.go), UDP from its socket.
 	UDPAddr string
 	TCPAddr string
 	TLSAddr string
@@ -120,7 +122,21 @@ type Config struct {
 	// count what the hub refused or dropped without an entry of its own
 	// (default 10s; see guard.go).
 	AggregateInterval time.Duration
+
+	// AuditKeepalives says how members' keep-alive OPTIONS (Request-URI
+	// the hub itself, answered 200 by the hub) are audited:
+	// KeepaliveEntries (the default) records a request and a response
+	// entry for each, like any other request; KeepaliveCount counts them
+	// per member network and transport into one aggregate entry per
+	// AggregateInterval (guard.go). Metrics count them either way.
+	AuditKeepalives string
 }
+
+// Values of Config.AuditKeepalives.
+const (
+	KeepaliveEntries = "entries"
+	KeepaliveCount   = "count"
+)
 
 func (c Config) withDefaults() (Config, error) {
 	if c.UDPAddr == "" && c.TCPAddr == "" && c.TLSAddr == "" {
@@ -199,6 +215,13 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.AggregateInterval <= 0 {
 		c.AggregateInterval = 10 * time.Second
+	}
+	switch c.AuditKeepalives {
+	case "":
+		c.AuditKeepalives = KeepaliveEntries
+	case KeepaliveEntries, KeepaliveCount:
+	default:
+		return c, fmt.Errorf("hub config: AuditKeepalives %q: want %q or %q", c.AuditKeepalives, KeepaliveEntries, KeepaliveCount)
 	}
 	return c, nil
 }

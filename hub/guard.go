@@ -36,7 +36,9 @@ import (
 // The per-source budgets live in a bounded map (idle ones are evicted at
 // each flush; when it is full, new sources share one budget), and answers
 // are capped overall too, since a UDP source address can be forged.
-// Connections over the caps (conns below) are counted the same way.
+// Connections over the caps (conns below) are counted the same way, and so
+// are members' keep-alive OPTIONS when Config.AuditKeepalives is "count"
+// (one bucket per network and transport, keepalive.go).
 
 const (
 	guardMaxSources = 4096 // per-source budgets kept
@@ -200,6 +202,23 @@ func (g *guard) countLocked(k aggKey, src netip.AddrPort, method, cause string, 
 	}
 }
 
+// countKeepalive counts one keep-alive OPTIONS from network netID (Config
+// AuditKeepalives count). Its bucket is the network's, not the source
+// address's, and bypasses the guardMaxAgg cap: only attributed members get
+// here, so there are at most networks x transports such buckets.
+func (g *guard) countKeepalive(netID, transport string, src netip.AddrPort) {
+	k := aggKey{transport: transport, what: "keep-alives", label: "keepalive", status: 200, srcNet: netID}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c := g.agg[k]
+	if c == nil {
+		c = &aggCount{method: "OPTIONS", example: src.String()}
+		g.agg[k] = c
+	}
+	c.count++
+	c.answered++
+}
+
 // take empties the aggregate buckets and evicts budgets idle for a whole
 // interval; it returns the buckets and the length of the interval.
 func (g *guard) take(now time.Time) (map[aggKey]*aggCount, time.Duration) {
@@ -220,6 +239,13 @@ func (g *guard) take(now time.Time) (map[aggKey]*aggCount, time.Duration) {
 func aggregateEntries(buckets map[aggKey]*aggCount, d time.Duration) []*ledger.Entry {
 	out := make([]*ledger.Entry, 0, len(buckets))
 	for k, c := range buckets {
+		if k.what == "keep-alives" {
+			out = append(out, &ledger.Entry{Kind: ledger.KindRequest, Method: "OPTIONS", Src: c.example, Transport: k.transport,
+				SrcNet: k.srcNet, Status: 200,
+				Reason: fmt.Sprintf("aggregate: %d keep-alive OPTIONS from network %s over %s in %s (Request-URI the hub itself; first from %s): %d answered 200",
+					c.count, k.srcNet, k.transport, d.Round(time.Millisecond), c.example, c.answered)})
+			continue
+		}
 		from := "other sources (too many to count one by one)"
 		if k.src.IsValid() {
 			from = k.src.String()
@@ -296,6 +322,7 @@ type rawRefusal struct {
 // source's budget, otherwise answered (within budget) or dropped, and
 // counted for the aggregate entry. It never blocks: it runs on read loops.
 func (h *Hub) refuse(r rawRefusal) {
+	h.om.refused(rawReason(r.label), r.code)
 	isResp := bytes.HasPrefix(r.data, []byte("SIP/"))
 	method := rawMethod(r.data)
 	// No answer to a response, to an ACK (RFC 3261 17.1.1.3) or to

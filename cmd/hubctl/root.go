@@ -139,6 +139,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	if code, ok := exitStatusOf(err); ok { // apply --dry-run --exit-code: a status, not an error
+		return code
+	}
 	fmt.Fprintf(stderr, "hubctl: %s\n", describe(err))
 	help := "Run 'hubctl --help' for usage."
 	if cmd != nil {

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"clearhub/proto/hubv1"
+)
+
+func init() {
+	registerCommand(newExportCmd)
+	registerCommand(newApplyCmd)
+}
+
+// exitDiffers is apply --dry-run --exit-code's status when the file and the
+// cluster differ. Not 2 as in terraform plan -detailed-exitcode: hubctl's 2
+// already means a bad command line or file, and a script must tell "changes
+// pending" from "your file is wrong".
+const exitDiffers = 3
+
+// exitStatus is an error that only sets the exit status; run prints nothing
+// for it.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// exitStatusOf reports the status an exitStatus error asks for.
+func exitStatusOf(err error) (int, bool) {
+	var e exitStatus
+	if errors.As(err, &e) {
+		return int(e), true
+	}
+	return 0, false
+}
+
+func newExportCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "export",
+		Short: "Print every member network and the peering policy as one YAML document (for hubctl apply -f)",
+		Long: `Print the cluster's member networks and peering policy as one document
+that hubctl apply -f takes back: keep it in git, edit it, apply it.
+
+The document starts with apiVersion: ` + docAPIVersion + ` and kind: ` + docKind + `; its
+networks and policies have the shapes of "network list -o yaml" and
+"policy list -o yaml" without the created/updated times (they change on
+every write). -o json prints the same document as JSON.`,
+		Example: `  hubctl export > membership.yaml
+  hubctl apply -f membership.yaml --dry-run`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := outputFormat(cmd)
+			if err != nil {
+				return err
+			}
+			return withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
+				nets, pols, err := readCluster(ctx, c)
+				if err != nil {
+					return err
+				}
+				b, err := toJSON(exportDoc(nets, pols))
+				if err != nil {
+					return err
+				}
+				if format == formatJSON {
+					_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b)
+					return err
+				}
+				y, err := jsonToYAML(b)
+				if err != nil {
+					return err
+				}
+				_, err = cmd.OutOrStdout().Write(y)
+				return err
+			})
+		},
+	}
+}
+
+// readCluster lists networks and policies from the answering node.
+func readCluster(ctx context.Context, c hubv1.AdminServiceClient) ([]*hubv1.Network, []*hubv1.Policy, error) {
+	nr, err := c.ListNetworks(ctx, &hubv1.ListNetworksRequest{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list networks: %w", err)
+	}
+	pr, err := c.ListPolicies(ctx, &hubv1.ListPoliciesRequest{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list policies: %w", err)
+	}
+	return nr.GetNetworks(), pr.GetPolicies(), nil
+}
+
+func newApplyCmd() *cobra.Command {
+	var (
+		file     string
+		dryRun   bool
+		prune    bool
+		exitCode bool
+	)
+	c := &cobra.Command{
+		Use:   "apply -f FILE",
+		Short: "Make the cluster's networks and peering policy match a document (from hubctl export)",
+		Long: `Compare a document (as hubctl export writes it; -f - reads stdin) with the
+cluster, print the difference ("+" added, "~" changed field by field, "-"
+removed) and make the cluster match it through the admin API.
+
+The whole file is checked before anything changes: unknown keys, bad
+values and conflicts are reported with their YAML path (networks[1].domains[0])
+and exit status 2. A key left out means its empty value (status: active).
+The steps are replayed against a copy of the cluster state first, in the
+order they are sent: suspensions, network additions and changes (a domain,
+pin or prefix moving between networks is released before it is claimed),
+policy entries narrowed, then widened, resumptions, and removals last.
+Each network change is conditional on the version read: a change made by
+someone else in between fails with FailedPrecondition. apply stops at the
+first refused call and lists what was applied and what was not; run it
+again after checking.
+
+Networks in the cluster but not in the file are kept, and so is every
+policy entry naming them, unless --prune removes them.
+
+Exit status: 0 applied or nothing to do; 1 a call failed; 2 a bad command
+line or file; with --dry-run --exit-code, 3 when there are differences.`,
+		Example: `  hubctl export > membership.yaml
+  $EDITOR membership.yaml
+  hubctl apply -f membership.yaml --dry-run
+  hubctl apply -f membership.yaml
+  hubctl export | hubctl apply -f - --dry-run --exit-code   # 0: no drift`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return usagef("-f/--file: required (a file from hubctl export, or - for stdin)")
+			}
+			if exitCode && !dryRun {
+				return usagef("--exit-code: only with --dry-run")
+			}
+			data, name, err := readDocument(cmd, file)
+			if err != nil {
+				return err
+			}
+			want, err := parseDocument(name, data)
+			if err != nil {
+				return &usageError{err: err}
+			}
+			return withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
+				nets, pols, err := readCluster(ctx, c)
+				if err != nil {
+					return err
+				}
+				pl, err := makePlan(nets, pols, want, prune)
+				if err != nil {
+					return fmt.Errorf("%s: nothing changed: %w", name, err)
+				}
+				out := cmd.OutOrStdout()
+				writeDiff(out, pl)
+				if pl.empty() {
+					return nil
+				}
+				if dryRun {
+					fmt.Fprintln(out, "dry run: nothing changed")
+					if exitCode {
+						return exitStatus(exitDiffers)
+					}
+					return nil
+				}
+				return executePlan(ctx, c, pl, nets, out, cmd.ErrOrStderr())
+			})
+		},
+	}
+	fl := c.Flags()
+	fl.StringVarP(&file, "file", "f", "", "document to apply (from hubctl export); - reads stdin")
+	fl.BoolVar(&dryRun, "dry-run", false, "print the difference only; change nothing")
+	fl.BoolVar(&prune, "prune", false, "remove networks that are in the cluster but not in the file (and their policy)")
+	fl.BoolVar(&exitCode, "exit-code", false, "with --dry-run: exit 3 when the file and the cluster differ, 0 when not")
+	return c
+}
+
+// readDocument reads FILE or stdin ("-"), at most maxDocumentBytes.
+func readDocument(cmd *cobra.Command, file string) ([]byte, string, error) {
+	var r io.Reader
+	name := file
+	if file == "-" {
+		r, name = cmd.InOrStdin(), "stdin"
+	} else {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, "", usagef("-f: %v", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxDocumentBytes+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("read %s: %w", name, err)
+	}
+	return b, name, nil
+}
+
+// executePlan sends the steps in order and stops at the first refusal.
+// read is the cluster as the plan saw it: a network's own status change
+// must not look like someone else's to the conditional update after it.
+func executePlan(ctx context.Context, c hubv1.AdminServiceClient, pl *plan, read []*hubv1.Network, out, errw io.Writer) error {
+	version := map[string]int64{}
+	readByID := map[string]*hubv1.Network{}
+	for _, n := range read {
+		version[n.GetId()] = n.GetUpdatedUnixNano()
+		readByID[n.GetId()] = n
+	}
+	for i, s := range pl.steps {
+		got, err := sendStep(ctx, c, s, version[s.id])
+		if err == nil && s.kind == stepSuspend {
+			// SuspendNetwork takes no version and moves updated_unix_nano:
+			// carry the new one forward, unless the network changed in other
+			// ways since it was read.
+			if r := readByID[s.id]; r != nil && !sameConfig(r, got) {
+				err = status.Errorf(codes.FailedPrecondition, "network %q changed since it was read; export or apply again", s.id)
+			} else {
+				version[s.id] = got.GetUpdatedUnixNano()
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(out, "failed: %s: %s\n", s, describe(err))
+			fmt.Fprintf(errw, "apply stopped: %d of %s applied", i, calls(len(pl.steps)))
+			if i > 0 {
+				fmt.Fprintf(errw, " (%s)", stepList(pl.steps[:i]))
+			}
+			fmt.Fprintf(errw, "; not applied: %s\n", stepList(pl.steps[i:]))
+			return fmt.Errorf("%s: %w", s, err)
+		}
+		fmt.Fprintf(out, "applied: %s\n", s)
+	}
+	fmt.Fprintf(out, "applied %s\n", calls(len(pl.steps)))
+	return nil
+}
+
+func stepList(steps []step) string {
+	s := ""
+	for i, st := range steps {
+		if i > 0 {
+			s += "; "
+		}
+		s += st.String()
+	}
+	return s
+}
+
+// sendStep sends one step; the network answered, if the RPC returns one.
+func sendStep(ctx context.Context, c hubv1.AdminServiceClient, s step, version int64) (*hubv1.Network, error) {
+	switch s.kind {
+	case stepAdd:
+		n, err := c.AddNetwork(ctx, &hubv1.AddNetworkRequest{Network: s.network})
+		if err == nil && s.network.GetStatus() == hubv1.NetworkStatus_NETWORK_STATUS_SUSPENDED && n.GetStatus() != s.network.GetStatus() {
+			// A hub that activates every new network: suspend it at once.
+			return c.SuspendNetwork(ctx, &hubv1.NetworkRef{Id: s.id})
+		}
+		return n, err
+	case stepUpdate:
+		return c.UpdateNetwork(ctx, &hubv1.UpdateNetworkRequest{Network: s.network, UpdateMask: s.mask, IfUpdatedUnixNano: version})
+	case stepSuspend:
+		return c.SuspendNetwork(ctx, &hubv1.NetworkRef{Id: s.id})
+	case stepResume:
+		return c.ResumeNetwork(ctx, &hubv1.NetworkRef{Id: s.id})
+	case stepRemove:
+		_, err := c.RemoveNetwork(ctx, &hubv1.NetworkRef{Id: s.id})
+		return nil, err
+	case stepAllow:
+		_, err := c.AllowPolicy(ctx, s.change)
+		return nil, err
+	case stepDeny:
+		_, err := c.DenyPolicy(ctx, s.change)
+		return nil, err
+	}
+	return nil, fmt.Errorf("unknown step %d", s.kind)
+}
+
+// sameConfig reports whether a and b differ at most in status and times.
+func sameConfig(a, b *hubv1.Network) bool {
+	ai, bi := a.GetIdentity(), b.GetIdentity()
+	return a.GetId() == b.GetId() && a.GetDisplayName() == b.GetDisplayName() &&
+		slices.Equal(a.GetDomains(), b.GetDomains()) && slices.Equal(a.GetEdges(), b.GetEdges()) &&
+		slices.Equal(a.GetServices(), b.GetServices()) && a.GetKeepBodies() == b.GetKeepBodies() &&
+		slices.Equal(ai.GetCaPem(), bi.GetCaPem()) && slices.Equal(ai.GetPins(), bi.GetPins()) &&
+		slices.Equal(ai.GetCidrs(), bi.GetCidrs()) && slices.Equal(ai.GetTlsCidrs(), bi.GetTlsCidrs()) &&
+		a.GetCreatedUnixNano() == b.GetCreatedUnixNano()
+}
