@@ -144,10 +144,12 @@ func New(cfg Config, state StateSource, audit Auditor) (*Hub, error) {
 			sip.WithTransportLayerLogger(sipLog),
 			sip.WithTransportLayerReadFilter(h.readFilter),
 			sip.WithTransportLayerTransports(sip.TransportsConfig{
-				// Idle TCP/TLS connections (and stalled handshakes) are
-				// closed after IdleTimeout.
-				TCP: &sip.TransportTCP{ReadTimeout: cfg.IdleTimeout, WriteTimeout: cfg.TransactionTimeout},
-				TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{ReadTimeout: cfg.IdleTimeout, WriteTimeout: cfg.TransactionTimeout}},
+				// Idle TCP/TLS connections the hub dialled are closed
+				// after IdleTimeout (accepted ones keep their own
+				// deadlines, stream.go); dialled ones leave from the
+				// node's SIP address (dial.go).
+				TCP: &sip.TransportTCP{ReadTimeout: cfg.IdleTimeout, WriteTimeout: cfg.TransactionTimeout, DialerCreate: h.dialer("tcp")},
+				TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{ReadTimeout: cfg.IdleTimeout, WriteTimeout: cfg.TransactionTimeout, DialerCreate: h.dialer("tls")}},
 			}),
 		),
 	)

@@ -21,6 +21,8 @@ type metrics struct {
 	connClosed  *prometheus.CounterVec
 	acceptErrs  prometheus.Counter
 	connsOpen   prometheus.Gauge
+
+	keepalives *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -70,12 +72,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "clearhub", Subsystem: "sip", Name: "connections_open",
 			Help: "Accepted TCP/TLS connections open now.",
 		}),
+		keepalives: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clearhub", Subsystem: "sip", Name: "keepalives_total",
+			Help: "Keep-alive OPTIONS (Request-URI the hub itself) members sent and the hub answered 200, by source network; counted whatever sip.audit_keepalives says.",
+		}, []string{"network"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.latency, m.auditErrs, m.malformed, m.tlsRefused, m.retransmissions,
-		m.refusedRaw, m.connRefused, m.connClosed, m.acceptErrs, m.connsOpen} {
+		m.refusedRaw, m.connRefused, m.connClosed, m.acceptErrs, m.connsOpen, m.keepalives} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -108,7 +108,7 @@ func (c *call) run() {
 		mf = int(m.Val())
 	}
 	if req.Method == sip.OPTIONS && (mf == 0 || (req.Recipient.User == "" && h.isOurs(&req.Recipient))) {
-		c.refuse(200, "OK", "OPTIONS answered by the hub", sip.NewHeader("Allow", allowHeader), sip.NewHeader("Accept", "application/sdp, application/pidf+xml, text/plain"))
+		c.answerOptions() // keepalive.go
 		return
 	}
 	if mf <= 0 {
