@@ -603,3 +603,64 @@ func (s *Server) ScrubAudit(ctx context.Context, _ *hubv1.ScrubAuditRequest) (*h
 		FinishedUnixNano: res.Finished.UnixNano(),
 	}, nil
 }
+
+// CheckpointLister lists every checkpoint the node's ledger stores, in size
+// order (*ledger.Ledger); a ledger without it answers FailedPrecondition.
+type CheckpointLister interface {
+	Checkpoints(fn func(*ledger.Checkpoint) error) error
+}
+
+// MaxListCheckpoints bounds one ListCheckpoints answer (about 300 bytes a
+// checkpoint, so well under gRPC's 4 MiB default message size): a node
+// signing every 10 s keeps far more than anyone reads in one table.
+const MaxListCheckpoints = 5000
+
+// ListCheckpoints returns the newest limit checkpoints this node stores (0:
+// all, up to MaxListCheckpoints), oldest first. Nothing is signed: the list
+// is what 'audit prove --tree-size' and 'audit consistency' can name. A
+// list cut short says so in the WarningHeader.
+func (s *Server) ListCheckpoints(ctx context.Context, req *hubv1.ListCheckpointsRequest) (*hubv1.ListCheckpointsResponse, error) {
+	if _, err := callerFrom(ctx); err != nil {
+		return nil, err
+	}
+	l, err := s.auditLedger()
+	if err != nil {
+		return nil, err
+	}
+	cl, ok := l.(CheckpointLister)
+	if !ok {
+		return nil, &auditErr{msg: "audit: this node's ledger cannot list its checkpoints", kind: raft.ErrFailedPrecondition}
+	}
+	limit := int(min(req.GetLimit(), MaxListCheckpoints))
+	if limit == 0 {
+		limit = MaxListCheckpoints
+	}
+	// A ring of the newest limit: the ledger walks oldest first.
+	ring := make([]*ledger.Checkpoint, 0, min(limit, 256))
+	total := 0
+	err = cl.Checkpoints(func(cp *ledger.Checkpoint) error {
+		if len(ring) < limit {
+			ring = append(ring, cp)
+		} else {
+			ring[total%limit] = cp
+		}
+		total++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: list checkpoints: %w", ledgerErr(err))
+	}
+	resp := &hubv1.ListCheckpointsResponse{Checkpoints: make([]*hubv1.Checkpoint, 0, len(ring))}
+	start := 0
+	if total > limit {
+		start = total % limit // the oldest kept
+	}
+	for i := range ring {
+		resp.Checkpoints = append(resp.Checkpoints, checkpointMsg(l, ring[(start+i)%len(ring)]))
+	}
+	if total > len(ring) && (req.GetLimit() == 0 || req.GetLimit() > MaxListCheckpoints) {
+		_ = grpc.SetHeader(ctx, metadata.Pairs(WarningHeader,
+			fmt.Sprintf("showing the newest %d of %d checkpoints (at most %d per call)", len(ring), total, MaxListCheckpoints)))
+	}
+	return resp, nil
+}

@@ -135,6 +135,7 @@ var methodAccess = map[string]access{
 	// so readonly may watch the log grow; proofs carry entries and are for
 	// the audit roles.
 	hubv1.AdminService_GetCheckpoint_FullMethodName:       opAccess(rAll, false),
+	hubv1.AdminService_ListCheckpoints_FullMethodName:     opAccess(rAll, false),
 	hubv1.AdminService_GetInclusionProof_FullMethodName:   opAccess(rAdmin|rOperator|rAuditor, false),
 	hubv1.AdminService_GetConsistencyProof_FullMethodName: opAccess(rAdmin|rOperator|rAuditor, false),
 	hubv1.AdminService_ExportAudit_FullMethodName:         opAccess(rAdmin|rOperator|rAuditor, false),
@@ -146,6 +147,10 @@ var methodAccess = map[string]access{
 	hubv1.AdminService_RevokeCertificate_FullMethodName: opAccess(rAdmin, true),
 	hubv1.AdminService_ListRevocations_FullMethodName:   opAccess(rAll, false),
 	hubv1.AdminService_WhoAmI_FullMethodName:            opAccess(rAll, false),
+
+	// The node's own log level: admin only (debug logs carry member
+	// traffic and cost disk).
+	hubv1.AdminService_SetLogLevel_FullMethodName: opAccess(rAdmin, true),
 
 	// Node to node.
 	hubv1.ClusterInternal_Propose_FullMethodName:          {kind: pki.RoleNode},

@@ -180,6 +180,7 @@ func (s *Server) clusterStatus(ctx context.Context) *hubv1.ClusterStatusResponse
 		case srv.ID == s.nodeID:
 			self := s.localStatus()
 			ns.State, ns.Healthy, ns.AppliedIndex, ns.Error = self.State, self.Healthy, self.AppliedIndex, self.Error
+			ns.Version = self.Version
 		case ns.AdminAddr == "":
 			ns.Error = "no admin address recorded"
 		default:
@@ -211,6 +212,7 @@ func (s *Server) probe(ctx context.Context, ns *hubv1.NodeStatus) {
 		return
 	}
 	ns.State, ns.Healthy, ns.AppliedIndex, ns.Error = r.GetState(), r.GetHealthy(), r.GetAppliedIndex(), r.GetError()
+	ns.Version = r.GetVersion() // "" from a node built before versions were reported
 }
 
 // localStatus is this node's own entry in a cluster status: healthy when
@@ -218,7 +220,7 @@ func (s *Server) probe(ctx context.Context, ns *hubv1.NodeStatus) {
 // leader.
 func (s *Server) localStatus() *hubv1.NodeStatus {
 	st := s.store.Status()
-	ns := &hubv1.NodeStatus{Id: s.nodeID, State: strings.ToLower(st.State), AppliedIndex: st.AppliedIndex}
+	ns := &hubv1.NodeStatus{Id: s.nodeID, State: strings.ToLower(st.State), AppliedIndex: st.AppliedIndex, Version: s.version}
 	switch {
 	case st.Removed:
 		ns.State, ns.Error = "removed", "removed from the cluster: state frozen, not serving SIP"

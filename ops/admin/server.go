@@ -75,6 +75,12 @@ type Options struct {
 	// NodeCertTTL is the lifetime of node certificates issued to joiners;
 	// default one year.
 	NodeCertTTL time.Duration
+	// LogLevel, if set, is the node's log level (a *slog.LevelVar) that
+	// SetLogLevel reads and changes; without it SetLogLevel answers
+	// FailedPrecondition.
+	LogLevel LogLevel
+	// Version is this node's build version, reported in cluster status.
+	Version string
 }
 
 // DefaultNodeCertTTL is the default lifetime of a joiner's node certificate.
@@ -123,6 +129,8 @@ type Server struct {
 	nodeCertTTL time.Duration
 	tokens      *tokenKey
 	metrics     *metrics
+	logLevel    LogLevel
+	version     string
 
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn // admin address -> conn to that node
@@ -154,6 +162,8 @@ func NewServer(opts Options) (*Server, error) {
 		nodeCertTTL: opts.NodeCertTTL,
 		tokens:      tk,
 		metrics:     m,
+		logLevel:    opts.LogLevel,
+		version:     opts.Version,
 		conns:       map[string]*grpc.ClientConn{},
 	}
 	if s.log == nil {
