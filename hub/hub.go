@@ -53,6 +53,7 @@ type Hub struct {
 	addrs  []net.Addr
 	out    outCache
 	m      *metrics
+	om     *opsMetrics // edge health, refusal reasons, live gauges (edgehealth.go)
 	parser *sip.Parser // parses what the hub reads before sipgo (concurrent use is safe)
 	badSem chan struct{}
 	tlsSem chan struct{} // bounds audits of refused TLS handshakes in flight
@@ -110,6 +111,9 @@ func New(cfg Config, state StateSource, audit Auditor) (*Hub, error) {
 		h.log.Warn("no route secret configured; in-dialog requests will not survive a restart")
 	}
 	if h.m, err = newMetrics(cfg.Registerer); err != nil {
+		return nil, err
+	}
+	if h.om, err = newOpsMetrics(h, cfg.Registerer); err != nil {
 		return nil, err
 	}
 	if err := h.listen(); err != nil {

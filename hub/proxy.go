@@ -53,6 +53,10 @@ func (h *Hub) handle(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	defer h.leave()
 	c := &call{h: h, req: req, tx: tx, st: h.state.State(), start: time.Now(), transport: strings.ToLower(req.Transport())}
+	if req.Method == sip.INVITE {
+		h.om.invites.Add(1)
+		defer h.om.invites.Add(-1)
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			h.log.Error("panic handling SIP request", "panic", r, "method", req.Method, "src", req.Source(), "stack", string(debug.Stack()))
@@ -80,23 +84,23 @@ func (c *call) run() {
 	// 1. Identify the sending network from the connection (RFC 5922).
 	src, why := h.attribute(c.st, req, c.conn())
 	if src == nil {
-		c.refuse(403, "Forbidden", "unattributable source: "+why)
+		c.refuseFor(rsnUnattributable, 403, "Forbidden", "unattributable source: "+why)
 		return
 	}
 	c.src, c.srcID = src, src.GetId()
 	if !src.Active() {
-		c.refuse(403, "Forbidden", "source network suspended")
+		c.refuseFor(rsnSuspended, 403, "Forbidden", "source network suspended")
 		return
 	}
 	if req.Method == sip.CANCEL {
 		// A CANCEL matching a live INVITE never gets here: sipgo answers
 		// it, 487s the INVITE and the forwarding loop sends a CANCEL
 		// downstream. This one matches nothing (RFC 3261 9.2).
-		c.refuse(481, "Call/Transaction Does Not Exist", "CANCEL matches no transaction")
+		c.refuseFor(rsnNoTransaction, 481, "Call/Transaction Does Not Exist", "CANCEL matches no transaction")
 		return
 	}
 	if !carried[req.Method] {
-		c.refuse(405, "Method Not Allowed", "method not carried by the hub", sip.NewHeader("Allow", allowHeader))
+		c.refuseFor(rsnMethod, 405, "Method Not Allowed", "method not carried by the hub", sip.NewHeader("Allow", allowHeader))
 		return
 	}
 
@@ -112,20 +116,20 @@ func (c *call) run() {
 		return
 	}
 	if mf <= 0 {
-		c.refuse(483, "Too Many Hops", "Max-Forwards exhausted")
+		c.refuseFor(rsnMaxForwards, 483, "Too Many Hops", "Max-Forwards exhausted")
 		return
 	}
 	// RFC 3261 16.3 step 4: loop detection.
 	lh := loopHash(req)
 	if h.looped(req, lh) {
-		c.refuse(482, "Loop Detected", "request already passed this hub")
+		c.refuseFor(rsnLoop, 482, "Loop Detected", "request already passed this hub")
 		return
 	}
 
 	// 2. Anti-spoofing (after RFC 3261 16.3 validation): a network sends only as its own domains.
 	from := req.From()
 	if from == nil || c.st.DomainOwner(from.Address.Host) != src {
-		c.refuse(403, "From domain not owned by sender", "From domain not owned by sender")
+		c.refuseFor(rsnSpoof, 403, "From domain not owned by sender", "From domain not owned by sender")
 		return
 	}
 
@@ -137,7 +141,7 @@ func (c *call) run() {
 	var dr *dialogRoute
 	if rp != nil && inDialog(req) {
 		if bad != "" {
-			c.refuse(403, bad, bad)
+			c.refuseFor(rsnDialogRoute, 403, bad, bad)
 			return
 		}
 		var no *routeRefusal
@@ -146,7 +150,7 @@ func (c *call) run() {
 		}
 		if no != nil {
 			c.dstID = otherParty(rp, c.srcID)
-			c.refuse(no.code, no.reason, no.audit())
+			c.refuseFor(rsnDialogRoute, no.code, no.reason, no.audit())
 			return
 		}
 	}
@@ -171,22 +175,22 @@ func (c *call) run() {
 	} else {
 		c.dst = c.st.DomainOwner(req.Recipient.Host)
 		if c.dst == nil {
-			c.refuse(404, "Not Found", "no member network owns "+req.Recipient.Host)
+			c.refuseFor(rsnNotFound, 404, "Not Found", "no member network owns "+req.Recipient.Host)
 			return
 		}
 		c.dstID = c.dst.GetId()
 		if !c.dst.Active() {
-			c.refuse(403, "Forbidden", "destination network suspended")
+			c.refuseFor(rsnSuspended, 403, "Forbidden", "destination network suspended")
 			return
 		}
 		svc, ok := classify(req)
 		if !ok {
-			c.refuse(489, "Bad Event", "event package not carried: "+eventPackage(req))
+			c.refuseFor(rsnBadEvent, 489, "Bad Event", "event package not carried: "+eventPackage(req))
 			return
 		}
 		// 4. Both networks' services and the destination's peering policy.
 		if reason := permits(c.st, c.src, c.dst, svc); reason != "" {
-			c.refuse(403, reason, reason)
+			c.refuseFor(permitReason(reason), 403, reason, reason)
 			return
 		}
 		hops = edgeHops(c.dst)
@@ -197,7 +201,7 @@ func (c *call) run() {
 			fromTag, _ := tags(req)
 			if fromTag == "" {
 				// RFC 3261 8.1.1.3: MUST; the token binds it.
-				c.refuse(400, "Missing From tag", "dialog-creating request without a From tag")
+				c.refuseFor(rsnMalformed, 400, "Missing From tag", "dialog-creating request without a From tag")
 				return
 			}
 			rr = &dialogRoute{src: c.srcID, dst: c.dstID, kind: kind, svc: svc}
@@ -209,7 +213,8 @@ func (c *call) run() {
 		}
 	}
 	if len(hops) == 0 {
-		c.refuse(503, "Service Unavailable", "destination network has no usable edge", sip.NewHeader("Retry-After", "30"))
+		c.noUsableEdge("none_configured")
+		c.refuseFor(rsnNoEdge, 503, "Service Unavailable", "destination network has no usable edge", sip.NewHeader("Retry-After", "30"))
 		return
 	}
 
@@ -326,6 +331,7 @@ func (c *call) send(res *sip.Response) {
 		c.finalSent = true
 		c.h.m.requests.WithLabelValues(methodLabel(string(c.req.Method)), c.srcID, c.dstID, statusLabel(res.StatusCode)).Inc()
 		c.h.m.latency.WithLabelValues(methodLabel(string(c.req.Method))).Observe(time.Since(c.start).Seconds())
+		c.observeFinal()
 	}
 }
 
@@ -355,13 +361,14 @@ func (c *call) forward(hops []hop, popN, mf int, lh string, rr *dialogRoute) {
 		}
 	}
 	timedOut := false
-	for _, hp := range hops {
+	for i, hp := range hops {
 		if isClosed(cancelled) {
 			c.auditCancelled()
 			return
 		}
 		fwd := c.buildForward(hp, popN, mf, lh, rr)
 		res, out, wasCancelled := c.attempt(hp, fwd, cancelled)
+		c.edgeOutcome(hp, res, out, i+1 < len(hops))
 		switch out {
 		case outFinal:
 			if wasCancelled {
@@ -396,9 +403,11 @@ func (c *call) forward(hops []hop, popN, mf int, lh string, rr *dialogRoute) {
 		h.log.Debug("edge failed, trying next", "edge", hp.uri, "outcome", out)
 	}
 	if timedOut {
+		c.noUsableEdge("timeout")
 		c.generate(408, "Request Timeout", "no edge answered")
 		return
 	}
+	c.noUsableEdge("all_failed")
 	c.generate(503, "Service Unavailable", "no edge available", sip.NewHeader("Retry-After", "30"))
 }
 
@@ -705,6 +714,7 @@ func (c *call) relayProvisional(res *sip.Response) {
 // audited is replaced by 500. A 2xx after the server transaction completed
 // (raced a CANCEL) is sent statelessly.
 func (c *call) relayFinal(res *sip.Response, stateless bool) {
+	c.noteDialog(res)
 	c.auditAsync(c.responseEntry(res, true, ""))
 	up := c.upstream(res)
 	if c.lean != nil {
@@ -721,6 +731,7 @@ func (c *call) relayFinal(res *sip.Response, stateless bool) {
 		c.finalSent = true
 		c.h.m.requests.WithLabelValues(methodLabel(string(c.req.Method)), c.srcID, c.dstID, statusLabel(res.StatusCode)).Inc()
 		c.h.m.latency.WithLabelValues(methodLabel(string(c.req.Method))).Observe(time.Since(c.start).Seconds())
+		c.observeFinal()
 	}
 }
 
@@ -770,13 +781,13 @@ func (c *call) ack() {
 	h, req := c.h, c.req
 	src, why := h.attribute(c.st, req, c.conn())
 	if src == nil {
-		c.auditOnly(403, "unattributable ACK dropped: "+why)
+		c.dropFor(rsnUnattributable, 403, "unattributable ACK dropped: "+why)
 		return
 	}
 	c.src, c.srcID = src, src.GetId()
 	popN, rp, bad := h.ownRoutes(req)
 	if rp == nil || bad != "" || !inDialog(req) {
-		c.auditOnly(403, "ACK without a valid hub route dropped")
+		c.dropFor(rsnDialogRoute, 403, "ACK without a valid hub route dropped")
 		return
 	}
 	dr, no := h.openRoute(rp, req, c.srcID)
@@ -785,7 +796,7 @@ func (c *call) ack() {
 	}
 	if no != nil {
 		c.dstID = otherParty(rp, c.srcID)
-		c.auditOnly(no.code, "ACK dropped: "+no.audit())
+		c.dropFor(rsnDialogRoute, no.code, "ACK dropped: "+no.audit())
 		return
 	}
 	c.dstID = dr.peer
@@ -795,7 +806,7 @@ func (c *call) ack() {
 		mf = int(m.Val())
 	}
 	if mf <= 0 {
-		c.auditOnly(483, "ACK with Max-Forwards 0 dropped")
+		c.dropFor(rsnMaxForwards, 483, "ACK with Max-Forwards 0 dropped")
 		return
 	}
 	target := &req.Recipient
@@ -810,7 +821,7 @@ func (c *call) ack() {
 	} else if edges := edgeHops(c.dst); len(edges) > 0 {
 		hp = edges[0]
 	} else {
-		c.auditOnly(503, "ACK dropped: destination has no edge")
+		c.dropFor(rsnNoEdge, 503, "ACK dropped: destination has no edge")
 		return
 	}
 	if _, err := h.audit.Append(h.ctx, c.requestEntry(0, "")); err != nil {
@@ -819,7 +830,7 @@ func (c *call) ack() {
 		return
 	}
 	if hp.transport == "UDP" && h.udp == nil {
-		c.auditOnly(503, "ACK dropped: no UDP listener to send it from")
+		c.dropFor(rsnNoEdge, 503, "ACK dropped: no UDP listener to send it from")
 		return
 	}
 	fwd := c.buildForward(hp, popN, mf, loopHash(req), nil)

@@ -237,10 +237,12 @@ func (h *Hub) verifyServer(cs tls.ConnectionState) error {
 	st := h.state.State()
 	if r := h.trust(st).check(cs.PeerCertificates, x509.ExtKeyUsageServerAuth); r != nil {
 		h.logOutboundRefusal(cs, r.detail)
+		h.om.tlsOutRefused.WithLabelValues(r.label).Inc()
 		return fmt.Errorf("member edge certificate refused: %w", r)
 	}
 	if v, why := identifyCert(st, cs.PeerCertificates, x509.ExtKeyUsageServerAuth); v == nil {
 		h.logOutboundRefusal(cs, why)
+		h.om.tlsOutRefused.WithLabelValues("unattributable").Inc()
 		return fmt.Errorf("%w: %s", errUnattributable, why)
 	}
 	return nil
