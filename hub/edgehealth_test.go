@@ -203,7 +203,6 @@ func TestRefusalReasonLabel(t *testing.T) {
 	}
 }
 
-
 // Dialogs opened and closed are counted by kind: an INVITE's 2xx opens a
 // session and a BYE's 2xx closes it; a SUBSCRIBE's 2xx opens a
 // subscription and a NOTIFY with Subscription-State terminated closes it.

@@ -323,7 +323,6 @@ type rawRefusal struct {
 // counted for the aggregate entry. It never blocks: it runs on read loops.
 func (h *Hub) refuse(r rawRefusal) {
 	h.om.refused(rawReason(r.label), r.code)
-	h.om.refused(rawReason(r.label), r.code)
 	isResp := bytes.HasPrefix(r.data, []byte("SIP/"))
 	method := rawMethod(r.data)
 	// No answer to a response, to an ACK (RFC 3261 17.1.1.3) or to
