@@ -300,8 +300,9 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 
 	trans := cfg.Transport
+	var stream *TLSStreamLayer
 	if trans == nil {
-		trans, err = listenTLS(cfg, hl)
+		trans, stream, err = listenTLS(cfg, hl, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -346,6 +347,10 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("raft: reading the log store: %w", err)
 	}
 	fsm := NewFSM(logger, cfg.OnApply)
+	if stream != nil {
+		// Peers are checked against the replicated revocation list from now on.
+		stream.SetState(fsm.State)
+	}
 	// NewRaft restores the latest snapshot into fsm before it returns; the
 	// log after it is applied only once a leader says it is committed.
 	r, err := hraft.NewRaft(rc, fsm, logs, store, snaps, trans)
@@ -375,10 +380,10 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 	return n, nil
 }
 
-func listenTLS(cfg Config, hl hclog.Logger) (hraft.Transport, error) {
+func listenTLS(cfg Config, hl hclog.Logger, logger *slog.Logger) (hraft.Transport, *TLSStreamLayer, error) {
 	ln, err := net.Listen("tcp", cfg.BindAddr)
 	if err != nil {
-		return nil, fmt.Errorf("raft: listening on %s: %w", cfg.BindAddr, err)
+		return nil, nil, fmt.Errorf("raft: listening on %s: %w", cfg.BindAddr, err)
 	}
 	var adv net.Addr
 	if cfg.Advertise != "" {
@@ -387,14 +392,15 @@ func listenTLS(cfg Config, hl hclog.Logger) (hraft.Transport, error) {
 	sl, err := NewTLSStreamLayer(tls.NewListener(ln, cfg.ServerTLS), adv, cfg.ClientTLS)
 	if err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("raft: %w (set Advertise)", err)
+		return nil, nil, fmt.Errorf("raft: %w (set Advertise)", err)
 	}
+	sl.Logger = logger
 	return hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
 		Stream:  sl,
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  hl.Named("transport"),
-	}), nil
+	}), sl, nil
 }
 
 // watchLeader fans leader observations out to LeaderChanges subscribers.

@@ -3,9 +3,12 @@ package raft
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -23,6 +26,11 @@ import (
 // Accept does not handshake: hashicorp/raft's accept loop is serial, and one
 // slow or hostile peer must not stall it. The handshake runs on the first
 // read, in the per-connection goroutine the transport starts.
+//
+// Once SetState is called, the layer also refuses a peer whose certificate
+// the replicated revocation list names (State.Revoked), both ways: a revoked
+// node certificate can neither dial in nor be dialled. Connections made
+// before the revocation was applied end on their next read.
 type TLSStreamLayer struct {
 	net.Listener // a tls.NewListener
 
@@ -30,9 +38,82 @@ type TLSStreamLayer struct {
 	// peer that connects and stays silent does not hold a transport
 	// goroutine forever. Zero means DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// Logger, if set, gets one line per peer refused as revoked.
+	Logger *slog.Logger
 
 	advertise net.Addr
 	dialTLS   *tls.Config
+	state     atomic.Pointer[func() *State] // nil until SetState
+}
+
+// SetState makes the layer check peers against the revocation list of
+// state(), the node's current cluster state. It is set after the node is
+// built (the state lives in the FSM, which needs the transport first);
+// until then no revocation is known.
+func (t *TLSStreamLayer) SetState(state func() *State) {
+	if state == nil {
+		t.state.Store(nil)
+		return
+	}
+	t.state.Store(&state)
+}
+
+// currentState is the state to check against, or nil before SetState.
+func (t *TLSStreamLayer) currentState() *State {
+	f := t.state.Load()
+	if f == nil {
+		return nil
+	}
+	return (*f)()
+}
+
+// checkRevoked refuses a peer certificate that st lists as revoked. The
+// leaf is checked as presented: the handshake has already verified it
+// against the CA, and a revocation can only refuse.
+func (t *TLSStreamLayer) checkRevoked(st *State, cs tls.ConnectionState) error {
+	if st == nil || len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	leaf := cs.PeerCertificates[0]
+	r := st.Revoked(leaf)
+	if r == nil {
+		return nil
+	}
+	if t.Logger != nil {
+		t.Logger.Warn("raft peer refused: certificate revoked", "peer", leaf.Subject.CommonName,
+			"serial", SerialString(leaf.SerialNumber), "revocation", r.GetSerial()+r.GetName(), "reason", r.GetReason())
+	}
+	return revokedErr(leaf)
+}
+
+func revokedErr(leaf *x509.Certificate) error {
+	return fmt.Errorf("raft: peer certificate %q (serial %s) is revoked", leaf.Subject.CommonName, SerialString(leaf.SerialNumber))
+}
+
+// revocationGuard re-checks a connection's peer against the state each
+// time the state changes, so an established connection of a node revoked
+// since ends on its next read.
+type revocationGuard struct {
+	layer   *TLSStreamLayer
+	mu      sync.Mutex
+	checked *State // the last state the peer passed
+	err     error  // sticky once refused
+}
+
+// check runs the revocation check if the state moved since the last one.
+func (g *revocationGuard) check(cs func() tls.ConnectionState) error {
+	st := g.layer.currentState()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.err != nil || st == nil || st == g.checked {
+		return g.err
+	}
+	if err := g.layer.checkRevoked(st, cs()); err != nil {
+		g.err = err
+		return err
+	}
+	g.checked = st
+	return nil
 }
 
 // DefaultHandshakeTimeout is TLSStreamLayer's default HandshakeTimeout.
@@ -54,14 +135,16 @@ func (t *TLSStreamLayer) Accept() (net.Conn, error) {
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
 	}
-	return &handshakeConn{Conn: tc, timeout: timeout}, nil
+	return &handshakeConn{Conn: tc, timeout: timeout, guard: &revocationGuard{layer: t}}, nil
 }
 
 // handshakeConn runs the server-side handshake once, with a deadline, before
-// the first read or write.
+// the first read or write, and refuses a revoked peer then and on any read
+// after the state changed.
 type handshakeConn struct {
 	*tls.Conn
 	timeout time.Duration
+	guard   *revocationGuard
 	once    sync.Once
 	err     error
 }
@@ -70,7 +153,10 @@ func (h *handshakeConn) handshake() error {
 	h.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
 		defer cancel()
-		if h.err = h.Conn.HandshakeContext(ctx); h.err != nil {
+		if h.err = h.Conn.HandshakeContext(ctx); h.err == nil {
+			h.err = h.guard.check(h.Conn.ConnectionState)
+		}
+		if h.err != nil {
 			h.Conn.Close()
 		}
 	})
@@ -79,6 +165,10 @@ func (h *handshakeConn) handshake() error {
 
 func (h *handshakeConn) Read(b []byte) (int, error) {
 	if err := h.handshake(); err != nil {
+		return 0, err
+	}
+	if err := h.guard.check(h.Conn.ConnectionState); err != nil {
+		h.Conn.Close()
 		return 0, err
 	}
 	return h.Conn.Read(b)
@@ -132,16 +222,26 @@ func (t *TLSStreamLayer) Addr() net.Addr { return t.advertise }
 
 // Dial is called by the Raft transport on its own goroutines. It connects
 // and completes the TLS handshake (so a refused certificate fails here, not
-// on the first RPC) within timeout.
+// on the first RPC) within timeout. A peer whose certificate is revoked is
+// refused in the handshake, and a dialled connection ends on the first
+// read after its peer is revoked.
 func (t *TLSStreamLayer) Dial(address hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	cfg := t.dialTLS
+	cfg := t.dialTLS.Clone()
 	if cfg.ServerName == "" {
 		host, _, err := net.SplitHostPort(string(address))
 		if err != nil {
 			return nil, fmt.Errorf("raft dial %s: %w", address, err)
 		}
-		cfg = cfg.Clone()
 		cfg.ServerName = host
+	}
+	prev := cfg.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if prev != nil {
+			if err := prev(cs); err != nil {
+				return err
+			}
+		}
+		return t.checkRevoked(t.currentState(), cs)
 	}
 	ctx := context.Background()
 	if timeout > 0 {
@@ -154,7 +254,23 @@ func (t *TLSStreamLayer) Dial(address hraft.ServerAddress, timeout time.Duration
 	if err != nil {
 		return nil, fmt.Errorf("raft dial %s: %w", address, err)
 	}
-	return c, nil
+	tc := c.(*tls.Conn) // tls.Dialer returns one
+	g := &revocationGuard{layer: t, checked: t.currentState()}
+	return &guardedConn{Conn: tc, guard: g}, nil
+}
+
+// guardedConn is a dialled connection that ends once its peer is revoked.
+type guardedConn struct {
+	*tls.Conn
+	guard *revocationGuard
+}
+
+func (g *guardedConn) Read(b []byte) (int, error) {
+	if err := g.guard.check(g.Conn.ConnectionState); err != nil {
+		g.Conn.Close()
+		return 0, err
+	}
+	return g.Conn.Read(b)
 }
 
 // advertiseAddr is a net.Addr that keeps a host name as given (a

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+
+	"clearhub/proto/hubv1"
 )
 
 func tlsNodeConfig(t *testing.T, ca *testCA, id string) Config {
@@ -200,5 +202,173 @@ func TestTLSStreamLayerDropsSilentPeer(t *testing.T) {
 	raw.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if _, err := raw.Read(make([]byte, 1)); err == nil {
 		t.Fatal("server kept the silent connection open")
+	}
+}
+
+// revocationLayers serves a TLSStreamLayer with serverCert on loopback and
+// returns it with a dialling layer using clientCert; each checks peers
+// against its own FSM's state.
+func revocationLayers(t *testing.T, ca *testCA, serverCert, clientCert tls.Certificate) (srv, cli *TLSStreamLayer, srvFSM, cliFSM *FSM) {
+	t.Helper()
+	server, _ := tlsConfigs(ca, serverCert)
+	_, client := tlsConfigs(ca, clientCert)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv, err = NewTLSStreamLayer(ln, nil, client); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	dummy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dummy.Close() })
+	if cli, err = NewTLSStreamLayer(dummy, nil, client); err != nil {
+		t.Fatal(err)
+	}
+	srvFSM, cliFSM = NewFSM(discardLogger(), nil), NewFSM(discardLogger(), nil)
+	srv.SetState(srvFSM.State)
+	cli.SetState(cliFSM.State)
+	return srv, cli, srvFSM, cliFSM
+}
+
+// acceptRead accepts one connection on l and reads a byte from it (running
+// the handshake); it returns the read's error.
+func acceptRead(l *TLSStreamLayer) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		_, err = c.Read(make([]byte, 1))
+		done <- err
+	}()
+	return done
+}
+
+func revoke(t *testing.T, f *FSM, index uint64, r *hubv1.RevokeCertificate) {
+	t.Helper()
+	if res := applyLog(t, f, index, identityCmd(time.Now().UnixNano(), "root", r)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+}
+
+// A node certificate in the replicated revocation list can no longer
+// speak Raft: refused when it dials in, when it is dialled, by serial or
+// by name, and on a connection made before the revocation.
+func TestTLSStreamLayerRefusesRevoked(t *testing.T) {
+	ca := newTestCA(t, "hub ca")
+	serverCert, clientCert := ca.issue(t, "node", "n0"), ca.issue(t, "node", "n1")
+	bySerial := func(c tls.Certificate) *hubv1.RevokeCertificate {
+		return &hubv1.RevokeCertificate{Serial: SerialString(c.Leaf.SerialNumber), Reason: "stolen"}
+	}
+	byName := func(c tls.Certificate) *hubv1.RevokeCertificate {
+		return &hubv1.RevokeCertificate{Name: c.Leaf.Subject.CommonName}
+	}
+	for _, tc := range []struct {
+		name          string
+		onServer      *hubv1.RevokeCertificate // in the accepting node's state
+		onClient      *hubv1.RevokeCertificate // in the dialling node's state
+		dialErr       bool                     // Dial itself fails (the dialler refuses the server)
+		serverRefuses bool                     // the accepted connection's first read fails as revoked
+	}{
+		{"nothing revoked", nil, nil, false, false},
+		{"dialler revoked by serial", bySerial(clientCert), nil, false, true},
+		{"dialler revoked by name", byName(clientCert), nil, false, true},
+		{"server revoked by serial", nil, bySerial(serverCert), true, false},
+		{"server revoked by name", nil, byName(serverCert), true, false},
+		{"another certificate revoked", bySerial(ca.issue(t, "node", "n2")), nil, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, cli, srvFSM, cliFSM := revocationLayers(t, ca, serverCert, clientCert)
+			if tc.onServer != nil {
+				revoke(t, srvFSM, 1, tc.onServer)
+			}
+			if tc.onClient != nil {
+				revoke(t, cliFSM, 1, tc.onClient)
+			}
+			done := acceptRead(srv)
+			conn, err := cli.Dial(hraft.ServerAddress(srv.Addr().String()), 5*time.Second)
+			if tc.dialErr {
+				if err == nil || !strings.Contains(err.Error(), "revoked") {
+					t.Fatalf("Dial to a revoked server: %v", err)
+				}
+				if err := <-done; err == nil {
+					t.Fatal("server read succeeded after the dialler refused it")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := conn.Write([]byte{1}); err != nil && !tc.serverRefuses {
+				t.Fatal(err)
+			}
+			err = <-done
+			switch {
+			case tc.serverRefuses && (err == nil || !strings.Contains(err.Error(), "revoked")):
+				t.Fatalf("accepted a revoked dialler: %v", err)
+			case !tc.serverRefuses && err != nil:
+				t.Fatalf("refused a valid dialler: %v", err)
+			}
+		})
+	}
+}
+
+// A connection established before the revocation ends on its next read,
+// on both sides.
+func TestTLSStreamLayerEndsRevokedConnection(t *testing.T) {
+	ca := newTestCA(t, "hub ca")
+	serverCert, clientCert := ca.issue(t, "node", "n0"), ca.issue(t, "node", "n1")
+	srv, cli, srvFSM, cliFSM := revocationLayers(t, ca, serverCert, clientCert)
+	// The accepted side handshakes on its first read, as the Raft
+	// transport's connection goroutine does.
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		defer close(accepted)
+		c, err := srv.Accept()
+		if err != nil {
+			return
+		}
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			c.Close()
+			return
+		}
+		accepted <- c
+	}()
+	conn, err := cli.Dial(hraft.ServerAddress(srv.Addr().String()), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Both directions work before the revocation.
+	buf := make([]byte, 1)
+	if _, err := conn.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	sc, ok := <-accepted
+	if !ok {
+		t.Fatal("accept or first read failed")
+	}
+	defer sc.Close()
+	if _, err := sc.Write([]byte{2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	revoke(t, srvFSM, 1, &hubv1.RevokeCertificate{Serial: SerialString(clientCert.Leaf.SerialNumber)})
+	revoke(t, cliFSM, 1, &hubv1.RevokeCertificate{Serial: SerialString(serverCert.Leaf.SerialNumber)})
+	for name, c := range map[string]net.Conn{"accepted": sc, "dialled": conn} {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Read(buf); err == nil || !strings.Contains(err.Error(), "revoked") {
+			t.Errorf("%s connection after the revocation: read %v, want a revocation error", name, err)
+		}
 	}
 }
