@@ -16,8 +16,6 @@ import (
 	"syscall"
 
 	"github.com/emiago/sipgo/sip"
-
-	"clearhub/ops/metrics"
 )
 
 func main() {
@@ -44,7 +42,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case errors.Is(err, flag.ErrHelp):
 		return nil
 	case act.version:
-		fmt.Fprintf(stdout, "hubd %s (%s)\n", metrics.Version(), runtime.Version())
+		fmt.Fprintf(stdout, "hubd %s (%s)\n", buildVersion(), runtime.Version())
 		return nil
 	case act.checkConfig != "" && err != nil:
 		// Like kamailio -c: the verdict on stdout, exit 1.
@@ -59,7 +57,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s: configuration ok\n", act.checkConfig)
 		return nil
 	}
-	log := newLogger(cfg, stderr)
+	log, level := newLogger(cfg, stderr)
 	for _, w := range cfg.warnings() {
 		log.Warn(w)
 	}
@@ -69,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	sip.SetDefaultLogger(log.With("component", "sipgo"))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	n, err := start(ctx, cfg, log)
+	n, err := start(ctx, cfg, log, level)
 	if err != nil {
 		if ctx.Err() != nil {
 			// Signalled while starting (e.g. still restoring): a clean stop.
@@ -112,12 +110,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 // errCheckFailed: --check-config already printed the verdict; exit 1.
 var errCheckFailed = errors.New("configuration check failed")
 
-func newLogger(cfg Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+// newLogger builds hubd's logger. Its level is a LevelVar that the admin
+// API's SetLogLevel changes at runtime (hubctl log-level); every logger
+// derived with With, sipgo's and raft's included, shares it.
+func newLogger(cfg Config, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(cfg.Log.Level)) // validated by Config.Validate
+	level.Set(l)
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), level
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), level
 }

@@ -59,7 +59,7 @@ const certTTL = 365 * 24 * time.Hour
 // start brings a node up: identity, certificates (made or obtained by
 // joining), ledger, raft, admin API, SIP, metrics. On error everything
 // already started is stopped again.
-func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *hubNode, err error) {
+func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLevel) (_ *hubNode, err error) {
 	n := &hubNode{cfg: cfg, log: log, pkiDir: filepath.Join(cfg.DataDir, "pki")}
 	defer func() {
 		if err != nil {
@@ -131,6 +131,8 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *hubNode, err e
 		Ledger:        n.ledger,
 		Logger:        n.log.With("component", "admin"),
 		Registerer:    reg,
+		LogLevel:      level,
+		Version:       buildVersion(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
@@ -168,7 +170,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *hubNode, err e
 		if err := metrics.RegisterRaft(reg, n.raft); err != nil {
 			return nil, err
 		}
-		if err := metrics.RegisterBuildInfo(reg, metrics.Version()); err != nil {
+		if err := metrics.RegisterBuildInfo(reg, buildVersion()); err != nil {
 			return nil, err
 		}
 		if n.metrics, err = metrics.Listen(metrics.Config{Addr: cfg.HTTP.Addr, Gatherer: reg, Source: n.raft,
