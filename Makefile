@@ -7,9 +7,14 @@ BIN := bin
 
 all: build
 
+# The version both binaries report (hubd --version, hubctl version, cluster
+# status); each main package has a `version` variable, "dev" by default.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
 build:
-	$(GO) build -o $(BIN)/hubd ./cmd/hubd
-	$(GO) build -o $(BIN)/hubctl ./cmd/hubctl
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/hubd ./cmd/hubd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/hubctl ./cmd/hubctl
 
 # A single-node hub on embedded defaults: data in ./hub-data, dev CA made on
 # first start, SIP on loopback 5060/5061, admin gRPC on 127.0.0.1:9443.

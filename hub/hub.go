@@ -64,6 +64,7 @@ type Hub struct {
 	lean     *leanTable
 	guard    *guard    // refusals before the pipeline, aggregate audit (guard.go)
 	conns    connTable // accepted TCP/TLS connections against the caps
+	drain    drainFlag // maintenance drain (drain.go)
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc

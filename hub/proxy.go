@@ -103,6 +103,9 @@ func (c *call) run() {
 		c.refuseFor(rsnMethod, 405, "Method Not Allowed", "method not carried by the hub", sip.NewHeader("Allow", allowHeader))
 		return
 	}
+	if c.refuseDraining() { // drain.go
+		return
+	}
 
 	// RFC 3261 16.3 step 3 and section 11: Max-Forwards 0 ends the
 	// journey here; an OPTIONS is answered by the hub itself, as is an

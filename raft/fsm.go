@@ -106,6 +106,8 @@ func ApplyTo(s *State, index uint64, cmd *hubv1.Command) (*State, error) {
 		}
 	case *hubv1.Command_RemoveNode:
 		cs.Nodes = slices.DeleteFunc(cs.Nodes, func(x *hubv1.Node) bool { return x.GetId() == op.RemoveNode.GetId() })
+	case *hubv1.Command_RestoreState:
+		applyRestoreState(s, cs, op.RestoreState.GetState(), now) // restorestate.go
 	default:
 		applyIdentity(cs, cmd) // revocations and join tokens (identity.go)
 	}

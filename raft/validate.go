@@ -549,6 +549,8 @@ func CheckCommand(s *State, cmd *hubv1.Command) error {
 			return fmt.Errorf("node %q: %w", id, ErrNotFound)
 		}
 		return nil
+	case *hubv1.Command_RestoreState:
+		return checkRestoreState(op.RestoreState.GetState()) // restorestate.go
 	case *hubv1.Command_RevokeCertificate, *hubv1.Command_RecordJoinToken, *hubv1.Command_RevokeJoinToken:
 		_, err := checkIdentityCommand(s, cmd) // identity.go
 		return err
