@@ -460,6 +460,9 @@ func (n *hubNode) shutdown() error {
 // or makes one; a configured id that contradicts the kept one is refused.
 func nodeID(cfg Config) (string, error) {
 	path := filepath.Join(cfg.DataDir, "node-id")
+		// Audit tails never end on their own and GracefulStop waits for
+		// every stream: end them first (clients see Unavailable).
+		n.admin.StopStreams()
 	kept, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("read %s: %w", path, err)

@@ -536,12 +536,44 @@ func (w *lineSender) flush() error {
 	return w.emit(line)
 }
 
+// tailStop ends the TailAudit streams when the node shuts down: a tail
+// never ends on its own, and grpc.Server.GracefulStop waits for every
+// stream (hubd took its whole 10 s stop timeout with one tail attached).
+type tailStop struct {
+	once   sync.Once
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (t *tailStop) done() context.Context {
+	t.once.Do(func() { t.ctx, t.cancel = context.WithCancel(context.Background()) })
+	return t.ctx
+}
+
+// errTailShutdown is how a tail ends when the node stops: Unavailable, so
+// the client reconnects (to this node once it is back, or another).
+var errTailShutdown = &auditErr{msg: "audit: tail ended: node shutting down", kind: raft.ErrClosed}
+
+// StopStreams ends the TailAudit streams in progress (Unavailable "node
+// shutting down") and refuses new ones. Call it before
+// grpc.Server.GracefulStop, which would otherwise wait for them.
+func (s *Server) StopStreams() {
+	s.tails.done()
+	s.tails.cancel()
+}
+
 // TailAudit streams entries from from_seq (0: only entries appended from now
-// on) and follows the ledger until the client cancels.
+// on) and follows the ledger until the client cancels or the server stops
+// (StopStreams).
 func (s *Server) TailAudit(req *hubv1.TailAuditRequest, stream hubv1.AdminService_TailAuditServer) error {
-	ctx := stream.Context()
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+	defer context.AfterFunc(s.tails.done(), func() { cancel(errTailShutdown) })()
 	if _, err := callerFrom(ctx); err != nil {
 		return err
+	}
+	if s.tails.done().Err() != nil {
+		return errTailShutdown
 	}
 	l, err := s.auditLedger()
 	if err != nil {
@@ -557,6 +589,9 @@ func (s *Server) TailAudit(req *hubv1.TailAuditRequest, stream hubv1.AdminServic
 		return err
 	}
 	err = l.Tail(ctx, from, func(e *ledger.Entry) error { return stream.Send(entryRecord(e)) })
+	if context.Cause(ctx) == errTailShutdown {
+		return errTailShutdown
+	}
 	if ctx.Err() != nil {
 		// The client went away or cancelled: that is how a tail ends.
 		return ctx.Err()

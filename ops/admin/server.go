@@ -129,6 +129,7 @@ type Server struct {
 	nodeCertTTL time.Duration
 	tokens      *tokenKey
 	metrics     *metrics
+	tails       tailStop // ends TailAudit streams at shutdown (audit.go)
 	logLevel    LogLevel
 	version     string
 
