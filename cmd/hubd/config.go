@@ -39,6 +39,13 @@ type Config struct {
 		MaxConnectionsPerNetwork int           `yaml:"max_connections_per_network"`
 		RefusalsPerSource        int           `yaml:"refusals_per_source"`
 		AggregateInterval        time.Duration `yaml:"aggregate_interval"`
+		// AuditKeepalives: "entries" audits members' keep-alive OPTIONS
+		// to the hub like any request (two entries each); "count" counts
+		// them into one aggregate entry per network and interval.
+		AuditKeepalives string `yaml:"audit_keepalives"`
+		// DialogRouteTTL bounds how long the hub's Record-Route admits a
+		// dialog's requests (then 481, and the UAs start afresh).
+		DialogRouteTTL time.Duration `yaml:"dialog_route_ttl"`
 	} `yaml:"sip"`
 
 	Admin struct {
@@ -112,11 +119,6 @@ func DefaultConfig() Config {
 	c.SIP.TCP = "127.0.0.1:5060"
 	c.SIP.TLS = "127.0.0.1:5061"
 	c.SIP.TransactionTimeout = 4 * time.Second
-	c.Admin.Addr = "127.0.0.1:9443"
-	c.Raft.Addr = "127.0.0.1:9444"
-	c.Raft.Bootstrap = "auto"
-	c.HTTP.Addr = "127.0.0.1:9090"
-	c.Ledger.CheckpointEvery = 1000
 	c.SIP.IdleTimeout = 3 * time.Minute
 	c.SIP.HeaderTimeout = 10 * time.Second
 	c.SIP.HandshakeTimeout = 10 * time.Second
@@ -124,6 +126,13 @@ func DefaultConfig() Config {
 	c.SIP.MaxConnectionsPerNetwork = 1024
 	c.SIP.RefusalsPerSource = 10
 	c.SIP.AggregateInterval = 10 * time.Second
+	c.SIP.AuditKeepalives = "entries"
+	c.SIP.DialogRouteTTL = 24 * time.Hour
+	c.Admin.Addr = "127.0.0.1:9443"
+	c.Raft.Addr = "127.0.0.1:9444"
+	c.Raft.Bootstrap = "auto"
+	c.HTTP.Addr = "127.0.0.1:9090"
+	c.Ledger.CheckpointEvery = 1000
 	c.Ledger.CheckpointInterval = 10 * time.Second
 	c.Ledger.SegmentSize = 1 << 16
 	c.Ledger.ScrubInterval = time.Hour
@@ -198,18 +207,12 @@ func (c *Config) Validate() error {
 	if c.SIP.TransactionTimeout <= 0 {
 		return fmt.Errorf("sip.transaction_timeout: %s must be positive", c.SIP.TransactionTimeout)
 	}
-	if c.Ledger.CheckpointEvery <= 0 {
-		return fmt.Errorf("ledger.checkpoint_every: %d must be positive", c.Ledger.CheckpointEvery)
-	}
-	if c.Ledger.CheckpointInterval <= 0 {
-		return fmt.Errorf("ledger.checkpoint_interval: %s must be positive", c.Ledger.CheckpointInterval)
-	}
-	if c.Ledger.Retention < 0 {
 	for _, d := range []struct {
 		key string
 		v   time.Duration
 	}{{"sip.idle_timeout", c.SIP.IdleTimeout}, {"sip.header_timeout", c.SIP.HeaderTimeout},
-		{"sip.handshake_timeout", c.SIP.HandshakeTimeout}, {"sip.aggregate_interval", c.SIP.AggregateInterval}} {
+		{"sip.handshake_timeout", c.SIP.HandshakeTimeout}, {"sip.aggregate_interval", c.SIP.AggregateInterval},
+		{"sip.dialog_route_ttl", c.SIP.DialogRouteTTL}} {
 		if d.v <= 0 {
 			return fmt.Errorf("%s: %s must be positive", d.key, d.v)
 		}
@@ -226,6 +229,18 @@ func (c *Config) Validate() error {
 	if c.SIP.MaxConnections < 0 {
 		return fmt.Errorf("sip.max_connections: %d must not be negative (0: from the fd limit)", c.SIP.MaxConnections)
 	}
+	switch c.SIP.AuditKeepalives {
+	case "entries", "count":
+	default:
+		return fmt.Errorf("sip.audit_keepalives %q: want entries or count", c.SIP.AuditKeepalives)
+	}
+	if c.Ledger.CheckpointEvery <= 0 {
+		return fmt.Errorf("ledger.checkpoint_every: %d must be positive", c.Ledger.CheckpointEvery)
+	}
+	if c.Ledger.CheckpointInterval <= 0 {
+		return fmt.Errorf("ledger.checkpoint_interval: %s must be positive", c.Ledger.CheckpointInterval)
+	}
+	if c.Ledger.Retention < 0 {
 		return fmt.Errorf("ledger.retention: %s must not be negative", c.Ledger.Retention)
 	}
 	if c.Ledger.SegmentSize < 16 || c.Ledger.SegmentSize&(c.Ledger.SegmentSize-1) != 0 {

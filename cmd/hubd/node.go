@@ -195,6 +195,8 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 			MaxConnections:     cfg.SIP.MaxConnections,
 			RefusalsPerSource:  cfg.SIP.RefusalsPerSource,
 			AggregateInterval:  cfg.SIP.AggregateInterval,
+			AuditKeepalives:    cfg.SIP.AuditKeepalives,
+			DialogRouteTTL:     cfg.SIP.DialogRouteTTL,
 			UDPAddr:            cfg.SIP.UDP,
 			TCPAddr:            cfg.SIP.TCP,
 			TLSAddr:            cfg.SIP.TLS,
