@@ -131,6 +131,13 @@ var methodAccess = map[string]access{
 	hubv1.AdminService_ListJoinTokens_FullMethodName:  opAccess(rAdmin|rOperator|rReadonly, false),
 	hubv1.AdminService_ClusterStatus_FullMethodName:   opAccess(rAll, false),
 
+	// Cluster maintenance: admin only. The state holds member CAs and the
+	// whole policy, so its export is for admin and operator.
+	hubv1.AdminService_TransferLeader_FullMethodName: opAccess(rAdmin, true),
+	hubv1.AdminService_DrainNode_FullMethodName:      opAccess(rAdmin, true),
+	hubv1.AdminService_GetState_FullMethodName:       opAccess(rAdmin|rOperator, false),
+	hubv1.AdminService_RestoreState_FullMethodName:   opAccess(rAdmin, true),
+
 	// Audit ledger. A checkpoint (size, root, signature) carries no entry,
 	// so readonly may watch the log grow; proofs carry entries and are for
 	// the audit roles.
@@ -158,6 +165,7 @@ var methodAccess = map[string]access{
 	hubv1.ClusterInternal_RemoveServer_FullMethodName:     {kind: pki.RoleNode, change: true},
 	hubv1.ClusterInternal_LocalStatus_FullMethodName:      {kind: pki.RoleNode},
 	hubv1.ClusterInternal_ExportLocalAudit_FullMethodName: {kind: pki.RoleNode},
+	hubv1.ClusterInternal_SetDraining_FullMethodName:      {kind: pki.RoleNode, change: true},
 
 	// The join token is the credential.
 	hubv1.JoinService_Join_FullMethodName: {change: true},

@@ -181,6 +181,7 @@ func (s *Server) clusterStatus(ctx context.Context) *hubv1.ClusterStatusResponse
 			self := s.localStatus()
 			ns.State, ns.Healthy, ns.AppliedIndex, ns.Error = self.State, self.Healthy, self.AppliedIndex, self.Error
 			ns.Version = self.Version
+			ns.Draining = self.Draining
 		case ns.AdminAddr == "":
 			ns.Error = "no admin address recorded"
 		default:
@@ -213,6 +214,7 @@ func (s *Server) probe(ctx context.Context, ns *hubv1.NodeStatus) {
 	}
 	ns.State, ns.Healthy, ns.AppliedIndex, ns.Error = r.GetState(), r.GetHealthy(), r.GetAppliedIndex(), r.GetError()
 	ns.Version = r.GetVersion() // "" from a node built before versions were reported
+	ns.Draining = r.GetDraining()
 }
 
 // localStatus is this node's own entry in a cluster status: healthy when
@@ -221,6 +223,7 @@ func (s *Server) probe(ctx context.Context, ns *hubv1.NodeStatus) {
 func (s *Server) localStatus() *hubv1.NodeStatus {
 	st := s.store.Status()
 	ns := &hubv1.NodeStatus{Id: s.nodeID, State: strings.ToLower(st.State), AppliedIndex: st.AppliedIndex, Version: s.version}
+	ns.Draining = s.Draining() // clusterops.go
 	switch {
 	case st.Removed:
 		ns.State, ns.Error = "removed", "removed from the cluster: state frozen, not serving SIP"

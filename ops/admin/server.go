@@ -133,6 +133,9 @@ type Server struct {
 	logLevel    LogLevel
 	version     string
 
+	// drain is this node's maintenance drain (clusterops.go).
+	drain drainState
+
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn // admin address -> conn to that node
 	closed bool
