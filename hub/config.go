@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"clearhub/proto/hubv1"
 )
 
 // Config configures a Hub. New validates it and fills defaults; the caller's
@@ -135,6 +137,23 @@ type Config struct {
 // Values of Config.AuditKeepalives.
 const (
 	KeepaliveEntries = "entries"
+
+	// RateLimits are the per-member token buckets by service class
+	// (hubv1.Service_SERVICE_UNSPECIFIED: all of a network's traffic
+	// together); a class not named keeps DefaultRateLimits, and a Limit
+	// with PerSecond 0 is unlimited. Network.rate_limits in the cluster
+	// state overrides them per network (ratelimit.go).
+	RateLimits map[hubv1.Service]Limit
+
+	// MaxTransactions and MaxPendingAppends bound the work admitted:
+	// lean transactions in the pipeline (default 4096) and audit appends
+	// in progress (default 1024). Above them new requests are answered
+	// 503 + Retry-After at once (overload.go).
+	MaxTransactions   int
+	MaxPendingAppends int
+
+	// limitClock replaces time.Now in the rate limiter (tests).
+	limitClock func() time.Time
 	KeepaliveCount   = "count"
 )
 
@@ -225,3 +244,20 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	return c, nil
 }
+	limits := DefaultRateLimits()
+	for svc, l := range c.RateLimits {
+		if svc < 0 || int(svc) >= numClasses {
+			return c, fmt.Errorf("hub config: rate limit for unknown service %d", svc)
+		}
+		if err := l.check(className(svc)); err != nil {
+			return c, err
+		}
+		limits[svc] = l
+	}
+	c.RateLimits = limits
+	if c.MaxTransactions <= 0 {
+		c.MaxTransactions = 4096
+	}
+	if c.MaxPendingAppends <= 0 {
+		c.MaxPendingAppends = 1024
+	}

@@ -66,6 +66,10 @@ type Hub struct {
 	conns    connTable // accepted TCP/TLS connections against the caps
 	drain    drainFlag // maintenance drain (drain.go)
 
+	limits *rateLimiter // per-member token buckets (ratelimit.go)
+	ovl    *overload    // work admitted, shedding (overload.go)
+	sm     *shedMetrics
+
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 
@@ -115,6 +119,9 @@ func New(cfg Config, state StateSource, audit Auditor) (*Hub, error) {
 		return nil, err
 	}
 	if h.om, err = newOpsMetrics(h, cfg.Registerer); err != nil {
+		return nil, err
+	}
+	if err := h.initOverload(); err != nil {
 		return nil, err
 	}
 	if err := h.listen(); err != nil {

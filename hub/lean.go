@@ -271,13 +271,23 @@ func (h *Hub) leanRequest(req *sip.Request, up upPath) {
 		}
 		return
 	}
+	st := h.state.State()
+	// Overload control and rate limits (overload.go): a refused request is
+	// answered here, statelessly, before it costs a goroutine.
+	load, admitted := h.admitLean(st, req, up)
+	if !admitted {
+		h.lean.abandon(k)
+		return
+	}
 	if !h.enter() {
 		h.lean.abandon(k)
 		return
 	}
+	h.ovl.start(load)
 	go func() {
 		defer h.leave()
-		c := &call{h: h, req: req, lean: &leanServer{key: k, up: up}, st: h.state.State(), start: time.Now(), transport: strings.ToLower(req.Transport())}
+		c := &call{h: h, req: req, lean: &leanServer{key: k, up: up}, st: st, start: time.Now(), transport: strings.ToLower(req.Transport()), queued: true}
+		defer h.ovl.end(c, load)
 		defer func() {
 			if r := recover(); r != nil {
 				h.log.Error("panic handling SIP request", "panic", r, "method", req.Method, "src", req.Source(), "stack", string(debug.Stack()))

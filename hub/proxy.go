@@ -42,6 +42,7 @@ type call struct {
 	srcID, dstID string
 	respDest     string // where responses to req go (sipgo's own choice)
 	finalSent    bool
+	queued       bool // admitted, before its audit append (overload.go)
 }
 
 // handle is the sipgo request handler for every method. sipgo runs it on
@@ -65,6 +66,9 @@ func (h *Hub) handle(req *sip.Request, tx sip.ServerTransaction) {
 			}
 		}
 	}()
+	if req.Method == sip.INVITE && !c.admitInvite() { // overload.go
+		return
+	}
 	c.run()
 }
 
@@ -222,6 +226,7 @@ func (c *call) run() {
 	}
 
 	// 5. Audit before forwarding: unlogged traffic is never forwarded.
+	c.dequeue() // overload.go: the append itself counts as pending now
 	if _, err := h.audit.Append(h.ctx, c.requestEntry(0, "")); err != nil {
 		h.m.auditErrs.Inc()
 		h.log.Error("audit append failed; refusing request", "err", err, "method", req.Method)

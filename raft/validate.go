@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -127,6 +128,9 @@ func ValidateNetwork(n *hubv1.Network) error {
 	if err := validServices("network.services", n.GetServices()); err != nil {
 		return err
 	}
+	if err := validateRateLimits(n.GetRateLimits()); err != nil {
+		return err
+	}
 	if _, ok := hubv1.NetworkStatus_name[int32(n.GetStatus())]; !ok {
 		return invalid("network.status", n.GetStatus().String(), "unknown status")
 	}
@@ -158,6 +162,7 @@ func NormalizeNetwork(n *hubv1.Network) *hubv1.Network {
 		}
 	}
 	c.Services = normServices(c.Services)
+	slices.SortStableFunc(c.RateLimits, func(a, b *hubv1.RateLimit) int { return int(a.GetService()) - int(b.GetService()) })
 	return c
 }
 
@@ -353,6 +358,40 @@ func validateIdentity(id *hubv1.Identity) error {
 	// tls_cidrs is newer than every logged command, so checking it on apply
 	// cannot change how an old log replays.
 	return validPrefixes("network.identity.tls_cidrs", id.GetTlsCidrs())
+}
+
+// Bounds of a network's rate limits (RateLimit.per_second, .burst).
+const (
+	MaxRatePerSecond = 1e6
+	MaxRateBurst     = 1e7
+)
+
+// validateRateLimits checks Network.rate_limits: a known service (or
+// SERVICE_UNSPECIFIED, all traffic) at most once each, a finite rate in
+// [0, MaxRatePerSecond] and a burst up to MaxRateBurst. rate_limits is
+// newer than every logged command, so checking it on apply cannot change
+// how an old log replays.
+func validateRateLimits(rls []*hubv1.RateLimit) error {
+	seen := map[hubv1.Service]bool{}
+	for i, rl := range rls {
+		f := fmt.Sprintf("network.rate_limits[%d]", i)
+		svc := rl.GetService()
+		if _, ok := hubv1.Service_name[int32(svc)]; !ok {
+			return invalid(f+".service", svc.String(), "unknown service")
+		}
+		if seen[svc] {
+			return invalid(f+".service", svc.String(), "more than one limit for this service")
+		}
+		seen[svc] = true
+		ps := rl.GetPerSecond()
+		if math.IsNaN(ps) || math.IsInf(ps, 0) || ps < 0 || ps > MaxRatePerSecond {
+			return invalid(f+".per_second", strconv.FormatFloat(ps, 'g', -1, 64), fmt.Sprintf("must be a number from 0 (unlimited) to %g", MaxRatePerSecond))
+		}
+		if rl.GetBurst() > MaxRateBurst {
+			return invalid(f+".burst", strconv.FormatUint(uint64(rl.GetBurst()), 10), fmt.Sprintf("must be at most %g", MaxRateBurst))
+		}
+	}
+	return nil
 }
 
 func validPrefixes(field string, prefixes []string) error {

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -68,6 +69,18 @@ func TestValidateNetwork(t *testing.T) {
 		{"service unspecified", func(n *hubv1.Network) { n.Services = []hubv1.Service{0} }, "network.services[0]"},
 		{"service unknown", func(n *hubv1.Network) { n.Services = []hubv1.Service{hubv1.Service_SERVICE_IM, 99} }, "network.services[1]"},
 		{"status unknown", func(n *hubv1.Network) { n.Status = 7 }, "network.status"},
+		{"rate limits", func(n *hubv1.Network) {
+			n.RateLimits = []*hubv1.RateLimit{{Service: 0, PerSecond: 1e6, Burst: 1e7}, {Service: hubv1.Service_SERVICE_IM, PerSecond: 0.5}, {Service: hubv1.Service_SERVICE_FILE}}
+		}, ""},
+		{"rate limit unknown service", func(n *hubv1.Network) { n.RateLimits = []*hubv1.RateLimit{{Service: 9, PerSecond: 1}} }, "network.rate_limits[0].service"},
+		{"rate limit twice", func(n *hubv1.Network) {
+			n.RateLimits = []*hubv1.RateLimit{{Service: hubv1.Service_SERVICE_IM, PerSecond: 1}, {Service: hubv1.Service_SERVICE_IM, PerSecond: 2}}
+		}, "network.rate_limits[1].service"},
+		{"rate limit negative", func(n *hubv1.Network) { n.RateLimits = []*hubv1.RateLimit{{PerSecond: -1}} }, "network.rate_limits[0].per_second"},
+		{"rate limit NaN", func(n *hubv1.Network) { n.RateLimits = []*hubv1.RateLimit{{PerSecond: math.NaN()}} }, "network.rate_limits[0].per_second"},
+		{"rate limit infinite", func(n *hubv1.Network) { n.RateLimits = []*hubv1.RateLimit{{PerSecond: math.Inf(1)}} }, "per_second"},
+		{"rate limit too fast", func(n *hubv1.Network) { n.RateLimits = []*hubv1.RateLimit{{PerSecond: 1e6 + 1}} }, "per_second"},
+		{"rate limit burst too big", func(n *hubv1.Network) { n.RateLimits = []*hubv1.RateLimit{{PerSecond: 1, Burst: 1e7 + 1}} }, "network.rate_limits[0].burst"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,6 +119,10 @@ func TestNormalizeNetwork(t *testing.T) {
 	}
 	if len(got.Services) != 2 || got.Services[0] != 1 || got.Services[1] != 3 {
 		t.Errorf("services = %v, want [1 3]", got.Services)
+	}
+	n.RateLimits = []*hubv1.RateLimit{{Service: 2, PerSecond: 5}, {Service: 0, PerSecond: 9}}
+	if rl := NormalizeNetwork(n).RateLimits; len(rl) != 2 || rl[0].Service != 0 || rl[1].Service != 2 || n.RateLimits[0].Service != 2 {
+		t.Errorf("rate limits = %v, want sorted by service in a copy", rl)
 	}
 	if n.Domains[0] != "A.Example" {
 		t.Error("NormalizeNetwork modified its argument")

@@ -1,0 +1,275 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"clearhub/ledger"
+	"clearhub/raft"
+)
+
+// Overload control: above capacity the hub sheds instead of collapsing.
+// Two measures of the work admitted bound it:
+//
+//   - lean transactions in the pipeline (a goroutine each, from arrival to
+//     the final response), against Config.MaxTransactions;
+//   - audit appends in progress (every request waits for one before it is
+//     forwarded) plus admitted transactions that have not reached theirs,
+//     against Config.MaxPendingAppends.
+//
+// Below both limits everything is admitted. Above either, new work
+// (out-of-dialog requests, in-dialog MESSAGE/REFER) is answered 503 with
+// Retry-After at once on the read loop (RFC 3261 21.5.4), before any
+// goroutine or ledger entry of its own — except for a member below its
+// fair share of the transactions in flight (in flight / members with
+// work in flight), so one member flooding does not shut the others out —
+// and above 3/2 of a limit new work is shed whoever sends it. The rest of
+// a dialog's requests keep priority up to twice the limits, the hard cap;
+// responses, ACK and CANCEL are never gated. Shed requests are counted in
+// clearhub_sip_shed_total{network,reason} and audited in aggregate
+// entries (guard.go), never one by one, so a flood cannot fill the ledger.
+// A shed request is answered statelessly (RFC 3261 8.2.7): no lean entry
+// is kept, a retransmission is judged afresh.
+
+type overload struct {
+	maxTx, maxPending int64
+
+	inflight atomic.Int64 // lean transactions in the pipeline
+	pending  atomic.Int64 // audit appends in progress
+	queued   atomic.Int64 // admitted lean transactions not yet at their audit append
+	active   atomic.Int64 // networks with a lean transaction in flight
+}
+
+// countingAuditor counts the appends in progress of the auditor it wraps.
+type countingAuditor struct {
+	a Auditor
+	o *overload
+}
+
+func (c *countingAuditor) Append(ctx context.Context, e *ledger.Entry) (uint64, error) {
+	c.o.pending.Add(1)
+	defer c.o.pending.Add(-1)
+	return c.a.Append(ctx, e)
+}
+
+// start and end account for one lean transaction of the network whose
+// load is l (nil: not attributed). From start until its request's audit
+// append begins (call.dequeue) the transaction counts as queued for the
+// ledger, so a burst admitted faster than its goroutines reach the
+// ledger is bounded too.
+func (o *overload) start(l *memberLoad) {
+	o.inflight.Add(1)
+	o.queued.Add(1)
+	if l != nil && l.inflight.Add(1) == 1 {
+		o.active.Add(1)
+	}
+}
+
+func (o *overload) end(c *call, l *memberLoad) {
+	c.dequeue()
+	if l != nil && l.inflight.Add(-1) == 0 {
+		o.active.Add(-1)
+	}
+	o.inflight.Add(-1)
+}
+
+// dequeue ends c's time as queued for the ledger (once).
+func (c *call) dequeue() {
+	if c.queued {
+		c.queued = false
+		c.h.ovl.queued.Add(-1)
+	}
+}
+
+// gateInput is what one admission decision looks at.
+type gateInput struct {
+	inflight, pending int64 // now
+	maxTx, maxPending int64 // soft limits
+	active, mine      int64 // networks with work in flight; the sender's transactions in flight
+	priority, attrib  bool  // in-dialog upkeep; sender attributed
+}
+
+// shedReason returns "" to admit, else the reason label.
+func shedReason(in gateInput) string {
+	over := func(num, den int64) string {
+		switch {
+		case in.pending*den >= in.maxPending*num:
+			return "ledger_backlog"
+		case in.inflight*den >= in.maxTx*num:
+			return "transactions"
+		}
+		return ""
+	}
+	if in.priority {
+		return over(2, 1) // the hard cap
+	}
+	why := over(1, 1)
+	if why == "" {
+		return ""
+	}
+	if hard := over(3, 2); hard != "" {
+		return hard
+	}
+	// Between the soft limit and 3/2 of it: a member below its fair share
+	// of the transactions in flight is still admitted.
+	if in.attrib && in.active > 0 && in.mine*in.active < in.inflight {
+		return ""
+	}
+	return why
+}
+
+func (o *overload) check(priority bool, l *memberLoad) *shedding {
+	in := gateInput{inflight: o.inflight.Load(), pending: o.pending.Load() + o.queued.Load(), maxTx: o.maxTx, maxPending: o.maxPending,
+		active: o.active.Load(), priority: priority, attrib: l != nil}
+	if l != nil {
+		in.mine = l.inflight.Load()
+	}
+	why := shedReason(in)
+	if why == "" {
+		return nil
+	}
+	// Retry-After spread over 1-3 s so that shed senders do not come back
+	// in step (RFC 6357 3.1 on 503 synchronising retries).
+	r := &shedding{label: why, retry: time.Duration(1+rand.IntN(3)) * time.Second}
+	if why == "ledger_backlog" {
+		r.phrase, r.cause = "Overloaded: audit ledger backlog", "Overloaded: audit ledger backlog (sip.max_pending_appends)"
+	} else {
+		r.phrase, r.cause = "Overloaded: too many transactions", "Overloaded: too many transactions in progress (sip.max_transactions)"
+	}
+	return r
+}
+
+// shedMetrics are overload control's series.
+type shedMetrics struct {
+	shed *prometheus.CounterVec
+}
+
+func (h *Hub) initOverload() error {
+	h.limits = newRateLimiter(h.cfg)
+	h.ovl = &overload{maxTx: int64(h.cfg.MaxTransactions), maxPending: int64(h.cfg.MaxPendingAppends)}
+	h.audit = &countingAuditor{a: h.audit, o: h.ovl}
+	h.sm = &shedMetrics{shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "clearhub", Subsystem: "sip", Name: "shed_total",
+		Help: "Requests answered 503 at once by overload control or a per-member rate limit, by source network and reason (rate_<class>, ledger_backlog, transactions).",
+	}, []string{"network", "reason"})}
+	reg := h.cfg.Registerer
+	if reg == nil {
+		return nil
+	}
+	o := h.ovl
+	for _, c := range []prometheus.Collector{h.sm.shed,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "clearhub", Subsystem: "sip", Name: "transactions_in_flight",
+			Help: "Lean (non-INVITE) transactions in the pipeline, against sip.max_transactions.",
+		}, func() float64 { return float64(o.inflight.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "clearhub", Subsystem: "sip", Name: "audit_appends_pending",
+			Help: "Audit ledger appends the SIP plane waits for (admitted requests not yet at theirs are held against sip.max_pending_appends too).",
+		}, func() float64 { return float64(o.pending.Load()) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return errors.New("hub: metrics already registered on this registerer")
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// admit decides whether req (a new transaction, not a retransmission) may
+// start work: overload first (it costs no token), then the sender's rate
+// limits. It runs before any goroutine of the request's own; load is the
+// sender's (nil when it is not attributed, which the pipeline refuses).
+func (h *Hub) admit(st *raft.State, req *sip.Request, conn net.Conn) (load *memberLoad, netID string, no *shedding) {
+	v, _ := h.attribute(st, req, conn)
+	if v == nil || !v.Active() {
+		return nil, "", nil
+	}
+	netID = v.GetId()
+	if mb := h.limits.table(st).nets[netID]; mb != nil {
+		load = mb.load
+	}
+	_, rp, _ := h.ownRoutes(req)
+	inDlg := rp != nil && inDialog(req)
+	svc, counts := limitClass(req, inDlg)
+	if no = h.ovl.check(inDlg || !counts, load); no != nil {
+		return load, netID, no
+	}
+	if counts {
+		no = h.limits.table(st).take(netID, svc, h.limits.now())
+	}
+	return load, netID, no
+}
+
+// shedResponse is the 503 for a refused request, with a To tag (RFC 3261
+// 8.2.6.2) and Retry-After (21.5.4).
+func shedResponse(req *sip.Request, no *shedding) *sip.Response {
+	res := sip.NewResponseFromRequest(req, 503, no.phrase, nil)
+	res.AppendHeader(retryAfter(no.retry))
+	if to := res.To(); to != nil && !to.Params.Has("tag") {
+		to.Params.Add("tag", sip.GenerateTagN(10))
+	}
+	return res
+}
+
+// countShed accounts for one shed request in metrics and in the aggregate
+// ledger entry of its source address.
+func (h *Hub) countShed(req *sip.Request, netID string, no *shedding) {
+	h.sm.shed.WithLabelValues(netID, no.label).Inc()
+	src, _ := netip.ParseAddrPort(req.Source())
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	k := aggKey{src: src.Addr(), transport: strings.ToLower(req.Transport()), what: "requests", label: no.label, status: 503, srcNet: netID}
+	h.guard.count(k, src, string(req.Method), no.cause, true)
+}
+
+// admitLean runs admit for a lean request on the read loop and answers a
+// refused one statelessly; false when refused.
+func (h *Hub) admitLean(st *raft.State, req *sip.Request, up upPath) (load *memberLoad, ok bool) {
+	defer func() {
+		// This runs on a read loop, where a panic would end the node: admit
+		// instead, the pipeline recovers on its own goroutine.
+		if r := recover(); r != nil {
+			h.log.Error("panic in admission", "panic", r, "method", req.Method, "src", req.Source())
+			load, ok = nil, true
+		}
+	}()
+	var conn net.Conn
+	if up.conn != nil {
+		conn = up.conn
+	}
+	load, netID, no := h.admit(st, req, conn)
+	if no == nil {
+		return load, true
+	}
+	h.countShed(req, netID, no)
+	h.writeUp(up, marshalResponse(shedResponse(req, no)))
+	return nil, false
+}
+
+// admitInvite gates an INVITE on sipgo's path (its goroutine exists
+// already; the gate still keeps it off the ledger and the edges); false
+// when it was refused and answered.
+func (c *call) admitInvite() bool {
+	h := c.h
+	_, netID, no := h.admit(c.st, c.req, c.conn())
+	if no == nil {
+		return true
+	}
+	h.countShed(c.req, netID, no)
+	if err := c.tx.Respond(shedResponse(c.req, no)); err != nil {
+		h.log.Debug("respond shed INVITE", "err", err)
+	}
+	c.finalSent = true
+	return false
+}
