@@ -132,11 +132,6 @@ type Config struct {
 	// per member network and transport into one aggregate entry per
 	// AggregateInterval (guard.go). Metrics count them either way.
 	AuditKeepalives string
-}
-
-// Values of Config.AuditKeepalives.
-const (
-	KeepaliveEntries = "entries"
 
 	// RateLimits are the per-member token buckets by service class
 	// (hubv1.Service_SERVICE_UNSPECIFIED: all of a network's traffic
@@ -154,6 +149,11 @@ const (
 
 	// limitClock replaces time.Now in the rate limiter (tests).
 	limitClock func() time.Time
+}
+
+// Values of Config.AuditKeepalives.
+const (
+	KeepaliveEntries = "entries"
 	KeepaliveCount   = "count"
 )
 
@@ -242,8 +242,6 @@ func (c Config) withDefaults() (Config, error) {
 	default:
 		return c, fmt.Errorf("hub config: AuditKeepalives %q: want %q or %q", c.AuditKeepalives, KeepaliveEntries, KeepaliveCount)
 	}
-	return c, nil
-}
 	limits := DefaultRateLimits()
 	for svc, l := range c.RateLimits {
 		if svc < 0 || int(svc) >= numClasses {
@@ -261,3 +259,5 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxPendingAppends <= 0 {
 		c.MaxPendingAppends = 1024
 	}
+	return c, nil
+}
