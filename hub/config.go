@@ -46,6 +46,11 @@ type Config struct {
 	// edges. Required when TLSAddr is set.
 	ClientCertificate tls.Certificate
 
+	// GetClientCertificate, when set, is asked for the certificate of each
+	// outbound handshake instead (a node certificate reloaded without a
+	// restart); ClientCertificate is then only the fallback.
+	GetClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+
 	// RouteSecret keys the HMAC protecting the hub's Record-Route
 	// parameters. Every node of a cluster should share it and keep it
 	// across restarts so that dialogs survive a restart; when empty a random

@@ -215,5 +215,7 @@ func (h *Hub) clientTLS() *tls.Config {
 		Certificates:       []tls.Certificate{h.cfg.ClientCertificate},
 		InsecureSkipVerify: true, // verified by verifyServer against the cluster state
 		VerifyConnection:   h.verifyServer,
+		// Set: Go asks it instead of Certificates (a reloaded certificate).
+		GetClientCertificate: h.cfg.GetClientCertificate,
 	}
 }

@@ -52,6 +52,10 @@ type hubNode struct {
 	// removed: the node was removed from the cluster (at start, or
 	// while running): it serves no SIP and no state (see ready.go).
 	removed bool
+	// certs is the node certificate in use, reloaded on SIGHUP or a
+	// changed file (reload.go); reloadDone closes when its watcher ends.
+	certs      *certReloader
+	reloadDone <-chan struct{}
 }
 
 const certTTL = 365 * 24 * time.Hour
@@ -96,10 +100,15 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 	if err != nil {
 		return nil, fmt.Errorf("audit signing key: %w", err)
 	}
-	peerTLS := nodeTLS(ca, nodeCert)
+	certFile, keyFile := n.nodeCertFiles()
+	n.certs = newCertReloader(certFile, keyFile, nodeCert, ca.Pool(), n.log.With("component", "certs"))
+	peerTLS := nodeTLS(ca, nodeCert).reloading(n.certs)
 
 	// 3. Audit ledger: before anything can carry traffic.
-	n.ledger, err = ledger.Open(ctx, ledgerOptions(cfg, n.id, signer, n.log.With("component", "ledger")))
+	lopts := ledgerOptions(cfg, n.id, signer, n.log.With("component", "ledger"))
+	ledgerMetrics := metrics.NewLedgerMetrics()
+	lopts.Metrics = ledgerMetrics
+	n.ledger, err = ledger.Open(ctx, lopts)
 	if err != nil {
 		return nil, fmt.Errorf("audit ledger: %w", walHint(err, cfg.DataDir))
 	}
@@ -107,6 +116,8 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 	// 4. Raft: bootstrap a new single-node cluster unless joining or
 	// restarting.
 	reg := metrics.NewRegistry()
+	raftMetrics := metrics.NewRaftMetrics()
+	raft.SetMetrics(raftMetrics) // process-wide: hashicorp/raft's go-metrics sink
 	rcfg := raft.DefaultConfig()
 	rcfg.ID = n.id
 	rcfg.Dir = filepath.Join(cfg.DataDir, "raft")
@@ -142,7 +153,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 		return nil, fmt.Errorf("admin.addr: %w", err)
 	}
 	n.adminAdr = n.adminLn.Addr().String()
-	n.grpc = n.admin.NewGRPCServer(admin.ServerTLSConfig(ca, nodeCert), readyGate{n.raft}.serverOptions()...)
+	n.grpc = n.admin.NewGRPCServer(adminServerTLS(ca, n.certs), readyGate{n.raft}.serverOptions()...)
 	go n.grpc.Serve(n.adminLn)
 	// hubctl --data finds the node through this file, also while it restores.
 	if err := os.WriteFile(filepath.Join(cfg.DataDir, "admin.addr"), []byte(n.adminAdr+"\n"), 0o644); err != nil {
@@ -160,6 +171,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 	bg, cancel := context.WithCancel(context.Background())
 	n.cancel, n.bgDone = cancel, make(chan struct{})
 	go n.registerSelf(bg, signer.Public().(ed25519.PublicKey))
+	n.reloadDone = n.certs.watch(bg, certReloadEvery)
 
 	// 6. Metrics and health: up while the node restores, so /readyz can
 	// say why it is not ready.
@@ -168,6 +180,19 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 			return nil, err
 		}
 		if err := metrics.RegisterRaft(reg, n.raft); err != nil {
+			return nil, err
+		}
+		if err := ledgerMetrics.Register(reg, n.ledger); err != nil {
+			return nil, err
+		}
+		if err := raftMetrics.Register(reg, n.raft); err != nil {
+			return nil, err
+		}
+		n.certs.reloads = metrics.NewCertReloads()
+		if err := reg.Register(n.certs.reloads); err != nil {
+			return nil, fmt.Errorf("register certificate reloads: %w", err)
+		}
+		if err := metrics.RegisterCertExpiry(reg, metrics.CertSources{Local: n.localCerts(ca), State: n.raft.State}); err != nil {
 			return nil, err
 		}
 		if err := metrics.RegisterBuildInfo(reg, buildVersion()); err != nil {
@@ -189,6 +214,13 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 	if !n.removed && (cfg.SIP.UDP != "" || cfg.SIP.TCP != "" || cfg.SIP.TLS != "") {
 		hcfg := hub.Config{
 			NodeID:             n.id,
+			UDPAddr:            cfg.SIP.UDP,
+			TCPAddr:            cfg.SIP.TCP,
+			TLSAddr:            cfg.SIP.TLS,
+			Hostname:           cfg.SIP.Hostname,
+			ServerTLS:          serveReloaded(sipServerTLS(nodeCert), n.certs),
+			ClientCertificate:  nodeCert,
+			TransactionTimeout: cfg.SIP.TransactionTimeout,
 			IdleTimeout:        cfg.SIP.IdleTimeout,
 			HeaderTimeout:      cfg.SIP.HeaderTimeout,
 			HandshakeTimeout:   cfg.SIP.HandshakeTimeout,
@@ -197,20 +229,15 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 			AggregateInterval:  cfg.SIP.AggregateInterval,
 			AuditKeepalives:    cfg.SIP.AuditKeepalives,
 			DialogRouteTTL:     cfg.SIP.DialogRouteTTL,
-			UDPAddr:            cfg.SIP.UDP,
-			TCPAddr:            cfg.SIP.TCP,
-			TLSAddr:            cfg.SIP.TLS,
-
-			MaxConnectionsPerSource:  cfg.SIP.MaxConnectionsPerSource,
-			MaxConnectionsPerNetwork: cfg.SIP.MaxConnectionsPerNetwork,
-			Hostname:           cfg.SIP.Hostname,
-			ServerTLS:          sipServerTLS(nodeCert),
-			ClientCertificate:  nodeCert,
-			TransactionTimeout: cfg.SIP.TransactionTimeout,
 			RouteSecret:        routeSecret(ca),
 			Logger:             n.log.With("component", "sip"),
 			Registerer:         reg,
+
+			MaxConnectionsPerSource:  cfg.SIP.MaxConnectionsPerSource,
+			MaxConnectionsPerNetwork: cfg.SIP.MaxConnectionsPerNetwork,
 		}
+		// New outbound handshakes take a reloaded certificate (reload.go).
+		hcfg.GetClientCertificate = n.certs.GetClientCertificate
 		if n.sip, err = hub.New(hcfg, n.raft, n.ledger); err != nil {
 			return nil, fmt.Errorf("sip: %w", err)
 		}
@@ -430,8 +457,14 @@ func (n *hubNode) shutdown() error {
 	if n.cancel != nil {
 		n.cancel()
 		<-n.bgDone
+		if n.reloadDone != nil {
+			<-n.reloadDone
+		}
 	}
 	if n.grpc != nil {
+		// Audit tails never end on their own and GracefulStop waits for
+		// every stream: end them first (clients see Unavailable).
+		n.admin.StopStreams()
 		stopped := make(chan struct{})
 		go func() { n.grpc.GracefulStop(); close(stopped) }()
 		select {
@@ -462,9 +495,6 @@ func (n *hubNode) shutdown() error {
 // or makes one; a configured id that contradicts the kept one is refused.
 func nodeID(cfg Config) (string, error) {
 	path := filepath.Join(cfg.DataDir, "node-id")
-		// Audit tails never end on their own and GracefulStop waits for
-		// every stream: end them first (clients see Unavailable).
-		n.admin.StopStreams()
 	kept, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("read %s: %w", path, err)
