@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/url"
@@ -13,12 +14,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 
@@ -243,9 +246,12 @@ func dialAdmin(cmd *cobra.Command) (hubv1.AdminServiceClient, *grpc.ClientConn, 
 	}
 	r := manual.NewBuilderWithScheme("hubctl")
 	r.InitialState(resolver.State{Addresses: addrs})
+	warn := &warnings{w: cmd.ErrOrStderr()}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
 		grpc.WithResolvers(r),
+		grpc.WithChainUnaryInterceptor(warn.unary),
+		grpc.WithChainStreamInterceptor(warn.stream),
 	}
 	if len(eps) > 1 {
 		// A node that does not answer at all (a dropped SYN) must not use up
@@ -259,6 +265,73 @@ func dialAdmin(cmd *cobra.Command) (hubv1.AdminServiceClient, *grpc.ClientConn, 
 		return nil, nil, fmt.Errorf("--endpoints %s: %w", strings.Join(eps, ","), err)
 	}
 	return hubv1.NewAdminServiceClient(cc), cc, nil
+}
+
+// warningHeader is admin.WarningHeader: the response header in which a
+// call that succeeded says what the operator should know (a cluster shrunk
+// below three voters, a list that was cut).
+const warningHeader = "clearhub-warning"
+
+// warnings prints every clearhub-warning header value of every admin call
+// to stderr as "warning: ...", once per command for a repeated one (a tail
+// that reconnects).
+type warnings struct {
+	w    io.Writer
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (p *warnings) print(md metadata.MD) {
+	vals := md.Get(warningHeader)
+	if len(vals) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.seen == nil {
+		p.seen = map[string]bool{}
+	}
+	for _, v := range vals {
+		if p.seen[v] {
+			continue
+		}
+		p.seen[v] = true
+		fmt.Fprintf(p.w, "warning: %s\n", strings.ReplaceAll(v, "\n", " "))
+	}
+}
+
+func (p *warnings) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	var md metadata.MD
+	err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Header(&md))...)
+	p.print(md)
+	return err
+}
+
+func (p *warnings) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	cs, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &warnStream{ClientStream: cs, p: p}, nil
+}
+
+// warnStream prints a stream's warnings once its headers are in: after the
+// first RecvMsg returns (with a message or the stream's end) Header does
+// not block.
+type warnStream struct {
+	grpc.ClientStream
+	p    *warnings
+	once sync.Once
+}
+
+func (s *warnStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	s.once.Do(func() {
+		if md, herr := s.ClientStream.Header(); herr == nil {
+			s.p.print(md)
+		}
+	})
+	return err
 }
 
 // failoverConnectTimeout bounds one connection attempt when there is a next
