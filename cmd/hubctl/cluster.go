@@ -148,10 +148,10 @@ func printClusterStatus(cmd *cobra.Command, st *hubv1.ClusterStatusResponse) err
 		fmt.Fprintf(w, "APPLIED INDEX:\t%d\n", st.GetAppliedIndex())
 		fmt.Fprintf(w, "ANSWERED BY:\t%s (%s)\n", orDash(st.GetNodeId()), orDash(st.GetState()))
 		fmt.Fprintln(w)
-		row(w, "ID", "STATE", "SUFFRAGE", "HEALTHY", "APPLIED", "RAFT", "ADMIN", "ERROR")
+		row(w, "ID", "STATE", "SUFFRAGE", "HEALTHY", "APPLIED", "RAFT", "ADMIN", "VERSION", "ERROR")
 		for _, n := range st.GetNodes() {
 			row(w, n.GetId(), orDash(n.GetState()), orDash(n.GetSuffrage()), n.GetHealthy(), n.GetAppliedIndex(),
-				orDash(n.GetRaftAddr()), orDash(n.GetAdminAddr()), orDash(n.GetError()))
+				orDash(n.GetRaftAddr()), orDash(n.GetAdminAddr()), orDash(n.GetVersion()), orDash(n.GetError()))
 		}
 	})
 }

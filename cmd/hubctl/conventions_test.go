@@ -268,7 +268,8 @@ func TestVersion(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil {
 		t.Fatalf("version: exit %d %v %q %q", code, err, out, errOut)
 	}
-	want := []nodeVersionView{{ID: "n1", Version: nodeVersionUnknown}, {ID: "n2", Version: nodeVersionUnknown}}
+	// n1 reports its version; n2 did not answer the status probe.
+	want := []nodeVersionView{{ID: "n1", Version: "v1.2.3"}, {ID: "n2", Version: nodeVersionUnknown, Error: "dial refused"}}
 	if v.Client.Version != "dev" || !strings.HasPrefix(v.Client.Go, "go") || !cmp.Equal(v.Nodes, want) {
 		t.Errorf("version: %+v", v)
 	}

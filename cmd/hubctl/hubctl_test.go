@@ -88,7 +88,7 @@ func sampleStatus() *hubv1.ClusterStatusResponse {
 		Leader: "n1", LeaderAddr: "127.0.0.1:7000", Term: 3, CommitIndex: 42, AppliedIndex: 41,
 		NodeId: "n1", State: "leader",
 		Nodes: []*hubv1.NodeStatus{
-			{Id: "n1", RaftAddr: "127.0.0.1:7000", State: "leader", Suffrage: "voter", Healthy: true, AppliedIndex: 41},
+			{Id: "n1", RaftAddr: "127.0.0.1:7000", State: "leader", Suffrage: "voter", Healthy: true, AppliedIndex: 41, Version: "v1.2.3"},
 			{Id: "n2", RaftAddr: "127.0.0.1:7001", State: "unreachable", Suffrage: "voter", Error: "dial refused"},
 		},
 	}

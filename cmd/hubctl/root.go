@@ -181,16 +181,40 @@ func describe(err error) string {
 	if errors.As(err, &gs) {
 		st := gs.GRPCStatus()
 		msg := st.Message()
-		if st.Code() == codes.DeadlineExceeded {
+		switch {
+		case strings.Contains(msg, badCertAlert):
+			msg += badCertHint
+		case st.Code() == codes.Unauthenticated && strings.Contains(msg, "client certificate required"):
+			// hubctl always has one, but Go offers a client certificate
+			// only if the node's CA issued it: one of another CA is
+			// silently not sent.
+			msg += " (hubctl's certificate was not offered: this cluster's CA did not issue it; see --cert/--key and --ca)"
+		case st.Code() == codes.Unavailable && (strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset by peer")):
+			// TLS 1.3: the client's handshake is done before the node
+			// judges its certificate, so a refusal can reach hubctl as a
+			// closed connection instead of the alert.
+			msg += droppedHint
+		case st.Code() == codes.DeadlineExceeded:
 			msg += " (see --timeout)"
-		} else if st.Code() == codes.Unavailable && strings.Contains(msg, "connection error") {
+		case st.Code() == codes.Unavailable && strings.Contains(msg, "connection error"):
 			// Raised by the client transport, not by a hub that answered.
 			msg += " (is the hub running? see --endpoints)"
 		}
 		return fmt.Sprintf("%s: %s", st.Code(), msg)
 	}
+	if msg := err.Error(); strings.Contains(msg, badCertAlert) {
+		return msg + badCertHint
+	}
 	return err.Error()
 }
+
+// badCertAlert is how a TLS handshake the node refused reaches hubctl:
+// the node does not say why (revoked, expired, another CA), only the alert.
+const (
+	badCertAlert = "tls: bad certificate"
+	badCertHint  = " (the node refused this client certificate: it may be revoked (hubctl certs revoked), expired, or not issued by this cluster's CA; see --cert/--key and --ca)"
+	droppedHint  = " (the node closed the connection; if this repeats, it may be refusing this client certificate: revoked, expired, or not issued by this cluster's CA)"
+)
 
 // cmdContext derives the per-call context from --timeout.
 func cmdContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {

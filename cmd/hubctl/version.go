@@ -19,9 +19,10 @@ import (
 // Without it, hubctl reports "dev" plus the VCS revision Go recorded.
 var version = "dev"
 
-// nodeVersionUnknown is what hubctl version shows for a node until the
-// admin API reports node versions.
-const nodeVersionUnknown = "unknown (node does not report versions yet)"
+// nodeVersionUnknown is what hubctl version shows for a node that reports
+// no version: one built before nodes did, or one that did not answer the
+// status probe.
+const nodeVersionUnknown = "unknown"
 
 // clientVersionView is this binary's version.
 type clientVersionView struct {
@@ -41,7 +42,9 @@ type versionView struct {
 
 type nodeVersionView struct {
 	ID      string `json:"id"`
-	Version string `json:"version"`
+	Version string `json:"version"` // "unknown" when the node reports none
+	// Error is why the node's version is unknown ("" when known).
+	Error string `json:"error"`
 }
 
 func clientVersion() clientVersionView {
@@ -88,9 +91,9 @@ func newVersionCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "version [--client]",
 		Short: "Show hubctl's version and every node's",
-		Long: `Show the version of this hubctl binary and of every node of the cluster.
-Nodes do not report their version over the admin API yet: they show as
-"` + nodeVersionUnknown + `".`,
+		Long: `Show the version of this hubctl binary and of every node of the cluster,
+as each node reports it in cluster status. A node that does not answer, or
+runs a build from before nodes reported versions, shows as "` + nodeVersionUnknown + `".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := outputFormat(cmd); err != nil {
@@ -106,7 +109,15 @@ Nodes do not report their version over the admin API yet: they show as
 					}
 					v.Nodes = []nodeVersionView{}
 					for _, n := range st.GetNodes() {
-						v.Nodes = append(v.Nodes, nodeVersionView{ID: n.GetId(), Version: nodeVersionUnknown})
+						nv := nodeVersionView{ID: n.GetId(), Version: n.GetVersion()}
+						if nv.Version == "" {
+							nv.Version = nodeVersionUnknown
+							nv.Error = n.GetError()
+							if nv.Error == "" {
+								nv.Error = "the node reports no version (an older build)"
+							}
+						}
+						v.Nodes = append(v.Nodes, nv)
 					}
 					return nil
 				})
@@ -117,9 +128,9 @@ Nodes do not report their version over the admin API yet: they show as
 				row(w, "CLIENT:", v.Client.String())
 				if v.Nodes != nil {
 					fmt.Fprintln(w)
-					row(w, "NODE", "VERSION")
+					row(w, "NODE", "VERSION", "NOTE")
 					for _, n := range v.Nodes {
-						row(w, n.ID, n.Version)
+						row(w, n.ID, n.Version, orDash(n.Error))
 					}
 				}
 			}); err != nil {

@@ -127,6 +127,7 @@ type nodeView struct {
 	AppliedIndex uint64   `json:"applied_index"`
 	Error        string   `json:"error"`
 	PublicKey    string   `json:"public_key"`
+	Version      string   `json:"version"` // the node's build; "" when it reports none
 }
 
 func viewCluster(st *hubv1.ClusterStatusResponse) clusterView {
@@ -141,6 +142,7 @@ func viewCluster(st *hubv1.ClusterStatusResponse) clusterView {
 			ID: n.GetId(), RaftAddr: n.GetRaftAddr(), AdminAddr: n.GetAdminAddr(), SIPAddrs: strs(n.GetSipAddrs()),
 			Suffrage: n.GetSuffrage(), State: n.GetState(), Healthy: n.GetHealthy(), AppliedIndex: n.GetAppliedIndex(),
 			Error: n.GetError(), PublicKey: base64.StdEncoding.EncodeToString(n.GetPublicKey()),
+			Version: n.GetVersion(),
 		}
 	}
 	return v
