@@ -75,7 +75,9 @@ install: build
 	install -D -m 0755 $(BIN)/hubctl $(DESTDIR)$(PREFIX)/bin/hubctl
 	install -D -m 0644 ops/systemd/hubd.service $(DESTDIR)/etc/systemd/system/hubd.service
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/clearhub/README.md
-	test -e $(DESTDIR)/etc/clearhub/hubd.yaml || install -D -m 0640 ops/hubd.example.yaml $(DESTDIR)/etc/clearhub/hubd.yaml
+	install -d $(DESTDIR)$(PREFIX)/share/doc/clearhub/docs
+	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/clearhub/docs/
+	test -e $(DESTDIR)/etc/clearhub/hubd.yaml || install -D -m 0644 ops/hubd.example.yaml $(DESTDIR)/etc/clearhub/hubd.yaml
 	@echo "installed; edit /etc/clearhub/hubd.yaml, then: systemctl daemon-reload && systemctl enable --now hubd"
 
 clean:
