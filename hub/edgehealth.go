@@ -34,6 +34,7 @@ const (
 	rsnMaxForwards    = "max_forwards"   // 483
 	rsnNoTransaction  = "no_transaction" // CANCEL matching nothing (481)
 	rsnNoEdge         = "no_edge"        // the destination has no usable edge (503)
+	rsnOverload       = "overload"       // shed above capacity (503 + Retry-After): for the overload checks to count
 	rsnOther          = "other"
 )
 
@@ -78,7 +79,7 @@ func newOpsMetrics(h *Hub, reg prometheus.Registerer) (*opsMetrics, error) {
 			"Requests the hub answered itself because no edge of the destination network took them, by network and cause: none_configured (503), all_failed (503), timeout (408, some edge stayed silent).",
 			"network", "cause"),
 		refusals: cv("refusals_total",
-			"Requests (and stray responses, status 0) the hub refused itself, by reason (unattributable, suspended, spoof, policy, services, dialog_route, malformed, not_found, method, bad_event, loop, max_forwards, no_transaction, no_edge, other) and status.",
+			"Requests (and stray responses, status 0) the hub refused itself, by reason (unattributable, suspended, spoof, policy, services, dialog_route, malformed, not_found, method, bad_event, loop, max_forwards, no_transaction, no_edge, overload, other) and status.",
 			"reason", "status"),
 		pairLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "clearhub", Subsystem: "sip", Name: "network_pair_duration_seconds",
