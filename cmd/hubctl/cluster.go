@@ -17,7 +17,8 @@ func newClusterCmd() *cobra.Command {
 		Use:   "cluster",
 		Short: "Inspect and change the Raft cluster of hub nodes",
 	}
-	c.AddCommand(newClusterTokenCmd(), newClusterStatusCmd(), newClusterJoinCmd(), newClusterRemoveCmd())
+	c.AddCommand(newClusterTokenCmd(), newClusterStatusCmd(), newClusterJoinCmd(), newClusterRemoveCmd(),
+		newClusterTransferLeaderCmd(), newClusterDrainCmd(), newClusterSnapshotCmd()) // clusterops.go, snapshot.go
 	return c
 }
 
@@ -150,7 +151,7 @@ func printClusterStatus(cmd *cobra.Command, st *hubv1.ClusterStatusResponse) err
 		fmt.Fprintln(w)
 		row(w, "ID", "STATE", "SUFFRAGE", "HEALTHY", "APPLIED", "RAFT", "ADMIN", "VERSION", "ERROR")
 		for _, n := range st.GetNodes() {
-			row(w, n.GetId(), orDash(n.GetState()), orDash(n.GetSuffrage()), n.GetHealthy(), n.GetAppliedIndex(),
+			row(w, n.GetId(), nodeState(n), orDash(n.GetSuffrage()), n.GetHealthy(), n.GetAppliedIndex(),
 				orDash(n.GetRaftAddr()), orDash(n.GetAdminAddr()), orDash(n.GetVersion()), orDash(n.GetError()))
 		}
 	})

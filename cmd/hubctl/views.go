@@ -125,6 +125,7 @@ type nodeView struct {
 	State        string   `json:"state"`
 	Healthy      bool     `json:"healthy"`
 	AppliedIndex uint64   `json:"applied_index"`
+	Draining     bool     `json:"draining"`
 	Error        string   `json:"error"`
 	PublicKey    string   `json:"public_key"`
 	Version      string   `json:"version"` // the node's build; "" when it reports none
@@ -141,7 +142,7 @@ func viewCluster(st *hubv1.ClusterStatusResponse) clusterView {
 		v.Nodes[i] = nodeView{
 			ID: n.GetId(), RaftAddr: n.GetRaftAddr(), AdminAddr: n.GetAdminAddr(), SIPAddrs: strs(n.GetSipAddrs()),
 			Suffrage: n.GetSuffrage(), State: n.GetState(), Healthy: n.GetHealthy(), AppliedIndex: n.GetAppliedIndex(),
-			Error: n.GetError(), PublicKey: base64.StdEncoding.EncodeToString(n.GetPublicKey()),
+			Error: n.GetError(), PublicKey: base64.StdEncoding.EncodeToString(n.GetPublicKey()), Draining: n.GetDraining(),
 			Version: n.GetVersion(),
 		}
 	}
