@@ -30,7 +30,7 @@ import (
 // Once SetState is called, the layer also refuses a peer whose certificate
 // the replicated revocation list names (State.Revoked), both ways: a revoked
 // node certificate can neither dial in nor be dialled. Connections made
-// before the revocation was applied end on their next read.
+// before the revocation was applied end on their next read or write.
 type TLSStreamLayer struct {
 	net.Listener // a tls.NewListener
 
@@ -92,7 +92,7 @@ func revokedErr(leaf *x509.Certificate) error {
 
 // revocationGuard re-checks a connection's peer against the state each
 // time the state changes, so an established connection of a node revoked
-// since ends on its next read.
+// since ends on its next read or write.
 type revocationGuard struct {
 	layer   *TLSStreamLayer
 	mu      sync.Mutex
@@ -140,7 +140,7 @@ func (t *TLSStreamLayer) Accept() (net.Conn, error) {
 
 // handshakeConn runs the server-side handshake once, with a deadline, before
 // the first read or write, and refuses a revoked peer then and on any read
-// after the state changed.
+// or write after the state changed.
 type handshakeConn struct {
 	*tls.Conn
 	timeout time.Duration
@@ -176,6 +176,10 @@ func (h *handshakeConn) Read(b []byte) (int, error) {
 
 func (h *handshakeConn) Write(b []byte) (int, error) {
 	if err := h.handshake(); err != nil {
+		return 0, err
+	}
+	if err := h.guard.check(h.Conn.ConnectionState); err != nil {
+		h.Conn.Close()
 		return 0, err
 	}
 	return h.Conn.Write(b)
@@ -224,7 +228,7 @@ func (t *TLSStreamLayer) Addr() net.Addr { return t.advertise }
 // and completes the TLS handshake (so a refused certificate fails here, not
 // on the first RPC) within timeout. A peer whose certificate is revoked is
 // refused in the handshake, and a dialled connection ends on the first
-// read after its peer is revoked.
+// read or write after its peer is revoked.
 func (t *TLSStreamLayer) Dial(address hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	cfg := t.dialTLS.Clone()
 	if cfg.ServerName == "" {
@@ -271,6 +275,16 @@ func (g *guardedConn) Read(b []byte) (int, error) {
 		return 0, err
 	}
 	return g.Conn.Read(b)
+}
+
+// Write is checked too: the leader writes AppendEntries before it reads
+// the answer, and must not send the log to a node revoked since.
+func (g *guardedConn) Write(b []byte) (int, error) {
+	if err := g.guard.check(g.Conn.ConnectionState); err != nil {
+		g.Conn.Close()
+		return 0, err
+	}
+	return g.Conn.Write(b)
 }
 
 // advertiseAddr is a net.Addr that keeps a host name as given (a

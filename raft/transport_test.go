@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -370,5 +371,57 @@ func TestTLSStreamLayerEndsRevokedConnection(t *testing.T) {
 		if _, err := c.Read(buf); err == nil || !strings.Contains(err.Error(), "revoked") {
 			t.Errorf("%s connection after the revocation: read %v, want a revocation error", name, err)
 		}
+	}
+}
+
+// Open wires the revocation check: once a node's certificate is revoked,
+// the cluster stops replicating to it.
+func TestTLSClusterCutsOffRevokedNode(t *testing.T) {
+	ca := newTestCA(t, "hub ca")
+	ctx := ctxT(t)
+	var nodes []*Node
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.Close()
+		}
+	})
+	for i := range 3 {
+		cfg := tlsNodeConfig(t, ca, fmt.Sprintf("n%d", i))
+		cfg.Bootstrap = i == 0
+		n, err := Open(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	if err := nodes[0].WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes[1:] {
+		onLeader(t, nodes, func(l *Node) error { return l.AddVoter(ctx, n.ID(), n.Addr()) })
+	}
+	var idx uint64
+	onLeader(t, nodes, func(l *Node) (err error) { idx, err = l.Apply(ctx, addNet("a")); return err })
+	for _, n := range nodes {
+		if err := n.WaitForApplied(ctx, idx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// n2 must not be the one that leads when we revoke it.
+	if nodes[2].IsLeader() {
+		t.Skip("n2 leads; the test needs it as a follower")
+	}
+	onLeader(t, nodes[:2], func(l *Node) (err error) {
+		_, err = l.Apply(ctx, identityCmd(time.Now().UnixNano(), "root", &hubv1.RevokeCertificate{Name: "n2"}))
+		return err
+	})
+	onLeader(t, nodes[:2], func(l *Node) (err error) { idx, err = l.Apply(ctx, addNet("b")); return err })
+	if err := nodes[1].WaitForApplied(ctx, idx); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := nodes[2].WaitForApplied(wctx, idx); err == nil {
+		t.Fatal("the revoked node still receives the log")
 	}
 }
