@@ -51,6 +51,7 @@ type networkFlags struct {
 	pins       []string
 	services   []string
 	keepBodies bool
+	rateLimits []string
 }
 
 func (f *networkFlags) register(c *cobra.Command) {
@@ -67,6 +68,7 @@ func (f *networkFlags) register(c *cobra.Command) {
 	fl.StringSliceVar(&f.pins, "pin", nil, "SHA-256 fingerprint (hex) of a pinned client certificate (repeatable)")
 	fl.StringSliceVar(&f.services, "services", nil, "services the network uses: "+validServices)
 	fl.BoolVar(&f.keepBodies, "keep-bodies", false, "keep message bodies in the audit ledger (default: digests only)")
+	fl.StringSliceVar(&f.rateLimits, "rate-limit", nil, "the network's own token buckets, CLASS=RATE[/BURST] per second (repeatable or comma-separated; classes: "+rateClasses+"; rate 0 = unlimited; none = only the nodes' defaults)")
 }
 
 // identity builds the Identity from the identity flags.
@@ -113,6 +115,10 @@ func (f *networkFlags) network(id string) (*hubv1.Network, error) {
 	if err != nil {
 		return nil, err
 	}
+	rls, err := parseRateLimits("--rate-limit", f.rateLimits)
+	if err != nil {
+		return nil, err
+	}
 	return &hubv1.Network{
 		Id:          id,
 		DisplayName: f.name,
@@ -121,6 +127,7 @@ func (f *networkFlags) network(id string) (*hubv1.Network, error) {
 		Identity:    ident,
 		Services:    svcs,
 		KeepBodies:  f.keepBodies,
+		RateLimits:  rls,
 	}, nil
 }
 
@@ -216,9 +223,12 @@ func newNetworkUpdateCmd() *cobra.Command {
 a given list flag replaces that whole list (--domain a.example --domain
 a2.example sets exactly those two domains). --cidr, --tls-cidr,
 --member-ca and --pin each replace only their own list of the network's
-identity (--cidr= empties the CIDR list).`,
+identity (--cidr= empties the CIDR list). --rate-limit replaces the
+network's own rate limits (none: back to the nodes' defaults).`,
 		Example: `  hubctl network update a --edge sip:127.0.0.1:5071
   hubctl network update a --keep-bodies=false
+  hubctl network update a --rate-limit im=100/200,presence=50
+  hubctl network update a --rate-limit none
   hubctl network update a --member-ca a-ca.pem --tls-cidr 192.0.2.0/24,198.51.100.7`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -250,6 +260,14 @@ identity (--cidr= empties the CIDR list).`,
 				n.KeepBodies = f.keepBodies
 				mask = append(mask, "keep_bodies")
 			}
+			if fl.Changed("rate-limit") {
+				rls, err := parseRateLimits("--rate-limit", f.rateLimits)
+				if err != nil {
+					return err
+				}
+				n.RateLimits = rls
+				mask = append(mask, "rate_limits")
+			}
 			identChanged := fl.Changed("cidr") || fl.Changed("tls-cidr") || fl.Changed("member-ca") || fl.Changed("pin")
 			var ident *hubv1.Identity
 			if identChanged {
@@ -260,7 +278,7 @@ identity (--cidr= empties the CIDR list).`,
 				mask = append(mask, "identity")
 			}
 			if len(mask) == 0 {
-				return usagef("network update %s: nothing to change (give at least one of --name, --domain, --edge, --cidr, --tls-cidr, --member-ca, --pin, --services, --keep-bodies)", id)
+				return usagef("network update %s: nothing to change (give at least one of --name, --domain, --edge, --cidr, --tls-cidr, --member-ca, --pin, --services, --keep-bodies, --rate-limit)", id)
 			}
 			return withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
 				var version int64
@@ -411,6 +429,7 @@ func printNetwork(cmd *cobra.Command, n *hubv1.Network) error {
 		row(w, "PINS:", joinOrDash(id.GetPins()))
 		row(w, "CAS:", caSubjects(id.GetCaPem()))
 		row(w, "KEEP BODIES:", n.GetKeepBodies())
+		row(w, "RATE LIMITS:", rateLimitList(n.GetRateLimits()))
 		row(w, "CREATED:", unixNano(n.GetCreatedUnixNano()))
 		row(w, "UPDATED:", unixNano(n.GetUpdatedUnixNano()))
 	})

@@ -29,6 +29,25 @@ type networkView struct {
 	KeepBodies  bool         `json:"keep_bodies"`
 	Created     *string      `json:"created"`
 	Updated     *string      `json:"updated"`
+	// RateLimits are the network's own token buckets; classes not listed
+	// take the nodes' configured defaults (sip.rate_limits).
+	RateLimits []rateLimitView `json:"rate_limits"`
+}
+
+// rateLimitView is one token bucket: class is a service name or "all";
+// per_second 0 is unlimited, burst 0 means max(1, per_second).
+type rateLimitView struct {
+	Class     string  `json:"class"`
+	PerSecond float64 `json:"per_second"`
+	Burst     uint32  `json:"burst"`
+}
+
+func viewRateLimits(rls []*hubv1.RateLimit) []rateLimitView {
+	out := make([]rateLimitView, len(rls))
+	for i, rl := range rls {
+		out[i] = rateLimitView{Class: rateClassName(rl.GetService()), PerSecond: rl.GetPerSecond(), Burst: rl.GetBurst()}
+	}
+	return out
 }
 
 // identityView is how the hub attributes connections to a network.
@@ -57,6 +76,7 @@ func viewNetwork(n *hubv1.Network) networkView {
 		KeepBodies: n.GetKeepBodies(),
 		Created:    rfc3339(n.GetCreatedUnixNano()),
 		Updated:    rfc3339(n.GetUpdatedUnixNano()),
+		RateLimits: viewRateLimits(n.GetRateLimits()),
 	}
 }
 

@@ -10,6 +10,10 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"clearhub/hub"
+	"clearhub/proto/hubv1"
+	"clearhub/raft"
 )
 
 // Config is everything hubd reads at start. Defaults make a working
@@ -46,6 +50,14 @@ type Config struct {
 		// DialogRouteTTL bounds how long the hub's Record-Route admits a
 		// dialog's requests (then 481, and the UAs start afresh).
 		DialogRouteTTL time.Duration `yaml:"dialog_route_ttl"`
+		// RateLimits are the per-member token buckets by service class
+		// (all: a network's traffic together); a network's own
+		// (hubctl network update --rate-limit) override them.
+		RateLimits RateLimits `yaml:"rate_limits"`
+		// Overload control: lean transactions in flight and audit
+		// appends pending above which new requests get 503 at once.
+		MaxTransactions   int `yaml:"max_transactions"`
+		MaxPendingAppends int `yaml:"max_pending_appends"`
 	} `yaml:"sip"`
 
 	Admin struct {
@@ -111,6 +123,60 @@ type Config struct {
 	} `yaml:"log"`
 }
 
+// RateLimits is sip.rate_limits: one bucket per class.
+type RateLimits struct {
+	All      RateLimit `yaml:"all"`
+	Presence RateLimit `yaml:"presence"`
+	IM       RateLimit `yaml:"im"`
+	Session  RateLimit `yaml:"session"`
+	Chat     RateLimit `yaml:"chat"`
+	File     RateLimit `yaml:"file"`
+}
+
+// RateLimit is one token bucket: per_second 0 is unlimited, burst 0 is
+// max(1, per_second). Whole requests per second here (the defaults);
+// a network's own limits may be fractional.
+type RateLimit struct {
+	PerSecond int `yaml:"per_second"`
+	Burst     int `yaml:"burst"`
+}
+
+// classes pairs each bucket with its service and its key.
+func (r *RateLimits) classes() []struct {
+	key string
+	svc hubv1.Service
+	l   *RateLimit
+} {
+	return []struct {
+		key string
+		svc hubv1.Service
+		l   *RateLimit
+	}{{"all", hubv1.Service_SERVICE_UNSPECIFIED, &r.All}, {"presence", hubv1.Service_SERVICE_PRESENCE, &r.Presence},
+		{"im", hubv1.Service_SERVICE_IM, &r.IM}, {"session", hubv1.Service_SERVICE_SESSION, &r.Session},
+		{"chat", hubv1.Service_SERVICE_CHAT, &r.Chat}, {"file", hubv1.Service_SERVICE_FILE, &r.File}}
+}
+
+// hub converts the buckets for hub.Config.
+func (r RateLimits) hub() map[hubv1.Service]hub.Limit {
+	out := map[hubv1.Service]hub.Limit{}
+	for _, c := range r.classes() {
+		out[c.svc] = hub.Limit{PerSecond: float64(c.l.PerSecond), Burst: c.l.Burst}
+	}
+	return out
+}
+
+func (r *RateLimits) validate() error {
+	for _, c := range r.classes() {
+		if ps := c.l.PerSecond; ps < 0 || ps > raft.MaxRatePerSecond {
+			return fmt.Errorf("sip.rate_limits.%s.per_second: %d must be from 0 (unlimited) to %g", c.key, ps, raft.MaxRatePerSecond)
+		}
+		if b := c.l.Burst; b < 0 || b > raft.MaxRateBurst {
+			return fmt.Errorf("sip.rate_limits.%s.burst: %d must be from 0 to %g", c.key, b, raft.MaxRateBurst)
+		}
+	}
+	return nil
+}
+
 // DefaultConfig is the embedded single-node loopback configuration.
 func DefaultConfig() Config {
 	var c Config
@@ -128,6 +194,12 @@ func DefaultConfig() Config {
 	c.SIP.AggregateInterval = 10 * time.Second
 	c.SIP.AuditKeepalives = "entries"
 	c.SIP.DialogRouteTTL = 24 * time.Hour
+	for _, cl := range c.SIP.RateLimits.classes() {
+		l := hub.DefaultRateLimits()[cl.svc]
+		*cl.l = RateLimit{PerSecond: int(l.PerSecond), Burst: l.Burst}
+	}
+	c.SIP.MaxTransactions = 4096
+	c.SIP.MaxPendingAppends = 1024
 	c.Admin.Addr = "127.0.0.1:9443"
 	c.Raft.Addr = "127.0.0.1:9444"
 	c.Raft.Bootstrap = "auto"
@@ -221,13 +293,17 @@ func (c *Config) Validate() error {
 		key string
 		v   int
 	}{{"sip.max_connections_per_source", c.SIP.MaxConnectionsPerSource}, {"sip.max_connections_per_network", c.SIP.MaxConnectionsPerNetwork},
-		{"sip.refusals_per_source", c.SIP.RefusalsPerSource}} {
+		{"sip.refusals_per_source", c.SIP.RefusalsPerSource}, {"sip.max_transactions", c.SIP.MaxTransactions},
+		{"sip.max_pending_appends", c.SIP.MaxPendingAppends}} {
 		if n.v <= 0 {
 			return fmt.Errorf("%s: %d must be positive", n.key, n.v)
 		}
 	}
 	if c.SIP.MaxConnections < 0 {
 		return fmt.Errorf("sip.max_connections: %d must not be negative (0: from the fd limit)", c.SIP.MaxConnections)
+	}
+	if err := c.SIP.RateLimits.validate(); err != nil {
+		return err
 	}
 	switch c.SIP.AuditKeepalives {
 	case "entries", "count":

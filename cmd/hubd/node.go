@@ -235,6 +235,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 
 			MaxConnectionsPerSource:  cfg.SIP.MaxConnectionsPerSource,
 			MaxConnectionsPerNetwork: cfg.SIP.MaxConnectionsPerNetwork,
+			RateLimits:               cfg.SIP.RateLimits.hub(),
+			MaxTransactions:          cfg.SIP.MaxTransactions,
+			MaxPendingAppends:        cfg.SIP.MaxPendingAppends,
 		}
 		// New outbound handshakes take a reloaded certificate (reload.go).
 		hcfg.GetClientCertificate = n.certs.GetClientCertificate

@@ -12,7 +12,7 @@ import (
 )
 
 // updatePaths are the update_mask paths UpdateNetwork accepts.
-var updatePaths = []string{"display_name", "domains", "edges", "identity", "services", "keep_bodies"}
+var updatePaths = []string{"display_name", "domains", "edges", "identity", "services", "keep_bodies", "rate_limits"}
 
 func requireID(field, id string) error {
 	if id == "" {
@@ -141,6 +141,12 @@ func (s *Server) UpdateNetwork(ctx context.Context, req *hubv1.UpdateNetworkRequ
 	}
 	if seen["keep_bodies"] {
 		n.KeepBodies = in.GetKeepBodies()
+	}
+	if seen["rate_limits"] {
+		n.RateLimits = nil
+		for _, rl := range in.GetRateLimits() {
+			n.RateLimits = append(n.RateLimits, proto.Clone(rl).(*hubv1.RateLimit))
+		}
 	}
 	n = raft.NormalizeNetwork(n)
 	if err := raft.ValidateNetwork(n); err != nil {
