@@ -37,6 +37,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "wal-recover" {
 		return walRecover(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "recover-cluster" { // maintenance.go
+		return recoverCluster(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "ledger-backup" {
+		return ledgerBackup(args[1:], stdout, stderr)
+	}
 	cfg, act, err := parseCommandLine(args, stderr)
 	switch {
 	case errors.Is(err, flag.ErrHelp):

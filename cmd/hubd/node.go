@@ -199,7 +199,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 			return nil, err
 		}
 		if n.metrics, err = metrics.Listen(metrics.Config{Addr: cfg.HTTP.Addr, Gatherer: reg, Source: n.raft,
-			Logger: n.log.With("component", "http"), Pprof: cfg.HTTP.Pprof, Checks: []func() error{n.registered}}); err != nil {
+			Logger: n.log.With("component", "http"), Pprof: cfg.HTTP.Pprof, Checks: []func() error{n.registered, n.admin.DrainCheck}}); err != nil {
 			return nil, fmt.Errorf("http.addr: %w", err)
 		}
 	}
@@ -246,6 +246,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 		}
 		n.sipDone = make(chan error, 1)
 		go func() { n.sipDone <- n.sip.Run(bg) }()
+		n.admin.OnDrain(n.sip.SetDraining) // hubctl cluster drain
 	}
 	return n, nil
 }
