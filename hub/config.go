@@ -154,6 +154,11 @@ type Config struct {
 
 	// limitClock replaces time.Now in the rate limiter (tests).
 	limitClock func() time.Time
+
+	// Hosted maps a lower-case service domain the hub owns (rooms.domain,
+	// lists.domain) to the service that answers requests for it (hosted.go).
+	// Such requests are never routed to a member.
+	Hosted map[string]HostedService
 }
 
 // Values of Config.AuditKeepalives.

@@ -140,10 +140,15 @@ func (c *call) run() {
 		return
 	}
 
-	// 3. Route: by the hub's own Route entry in a dialog, by the
+	// 3. Resolve: a hosted service domain is answered here (hosted.go);
+	// otherwise by the hub's own Route entry in a dialog, by the
 	// Request-URI domain otherwise. A hub Route on a request that is not
 	// in a dialog (no To tag, or PUBLISH) is popped and otherwise ignored:
 	// it never carries a request past the destination's policy.
+	if svc, domain := h.hostedFor(&req.Recipient); svc != nil {
+		c.serveHosted(svc, domain)
+		return
+	}
 	popN, rp, bad := h.ownRoutes(req)
 	var dr *dialogRoute
 	if rp != nil && inDialog(req) {
