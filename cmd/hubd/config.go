@@ -384,7 +384,8 @@ func parseCommandLine(args []string, stderr io.Writer) (Config, cliAction, error
 	fs := flag.NewFlagSet("hubd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: hubd [flags]   (hubd --check-config FILE; hubd --version)\n")
+		fmt.Fprintf(fs.Output(), "usage: hubd [flags]   (hubd --check-config FILE; hubd --version)\n"+
+			"       hubd wal-recover | recover-cluster | ledger-backup ...   (offline maintenance; each takes --help)\n")
 		fs.PrintDefaults()
 	}
 	var act cliAction
