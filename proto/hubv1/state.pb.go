@@ -401,9 +401,12 @@ func (x *RateLimit) GetBurst() uint32 {
 // PolicyRule admits one source network (or every member when source is "*")
 // for a set of services.
 type PolicyRule struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Source        string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
-	Services      []Service              `protobuf:"varint,2,rep,packed,name=services,proto3,enum=clearhub.v1.Service" json:"services,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Source   string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	Services []Service              `protobuf:"varint,2,rep,packed,name=services,proto3,enum=clearhub.v1.Service" json:"services,omitempty"`
+	// Lists (lists.proto): source's watchers may share one back-end presence
+	// subscription per presentity of this destination (a domain-level view).
+	ShareViews    bool `protobuf:"varint,10,opt,name=share_views,json=shareViews,proto3" json:"share_views,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -450,6 +453,13 @@ func (x *PolicyRule) GetServices() []Service {
 		return x.Services
 	}
 	return nil
+}
+
+func (x *PolicyRule) GetShareViews() bool {
+	if x != nil {
+		return x.ShareViews
+	}
+	return false
 }
 
 // Policy is the inbound peering policy of one destination network. Default deny.
@@ -612,7 +622,9 @@ type ClusterState struct {
 	Revocations []*Revocation `protobuf:"bytes,4,rep,name=revocations,proto3" json:"revocations,omitempty"`
 	// Join tokens issued (never their MAC), sorted by id; pruned a day after
 	// they expire.
-	JoinTokens    []*JoinTokenRecord `protobuf:"bytes,5,rep,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
+	JoinTokens []*JoinTokenRecord `protobuf:"bytes,5,rep,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
+	// Resource lists (lists.proto), sorted by uri.
+	Lists         []*ResourceList `protobuf:"bytes,16,rep,name=lists,proto3" json:"lists,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -678,6 +690,13 @@ func (x *ClusterState) GetRevocations() []*Revocation {
 func (x *ClusterState) GetJoinTokens() []*JoinTokenRecord {
 	if x != nil {
 		return x.JoinTokens
+	}
+	return nil
+}
+
+func (x *ClusterState) GetLists() []*ResourceList {
+	if x != nil {
+		return x.Lists
 	}
 	return nil
 }
@@ -890,6 +909,11 @@ type Command struct {
 	//	*Command_RecordJoinToken
 	//	*Command_RevokeJoinToken
 	//	*Command_RestoreState
+	//	*Command_PutList
+	//	*Command_DeleteList
+	//	*Command_AddListEntries
+	//	*Command_RemoveListEntries
+	//	*Command_SetViewSharing
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1061,6 +1085,51 @@ func (x *Command) GetRestoreState() *RestoreState {
 	return nil
 }
 
+func (x *Command) GetPutList() *PutList {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutList); ok {
+			return x.PutList
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteList() *DeleteList {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteList); ok {
+			return x.DeleteList
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAddListEntries() *AddListEntries {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AddListEntries); ok {
+			return x.AddListEntries
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemoveListEntries() *RemoveListEntries {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RemoveListEntries); ok {
+			return x.RemoveListEntries
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetViewSharing() *SetViewSharing {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetViewSharing); ok {
+			return x.SetViewSharing
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -1113,6 +1182,27 @@ type Command_RestoreState struct {
 	RestoreState *RestoreState `protobuf:"bytes,21,opt,name=restore_state,json=restoreState,proto3,oneof"`
 }
 
+type Command_PutList struct {
+	// Resource lists (lists.proto).
+	PutList *PutList `protobuf:"bytes,55,opt,name=put_list,json=putList,proto3,oneof"`
+}
+
+type Command_DeleteList struct {
+	DeleteList *DeleteList `protobuf:"bytes,56,opt,name=delete_list,json=deleteList,proto3,oneof"`
+}
+
+type Command_AddListEntries struct {
+	AddListEntries *AddListEntries `protobuf:"bytes,57,opt,name=add_list_entries,json=addListEntries,proto3,oneof"`
+}
+
+type Command_RemoveListEntries struct {
+	RemoveListEntries *RemoveListEntries `protobuf:"bytes,58,opt,name=remove_list_entries,json=removeListEntries,proto3,oneof"`
+}
+
+type Command_SetViewSharing struct {
+	SetViewSharing *SetViewSharing `protobuf:"bytes,59,opt,name=set_view_sharing,json=setViewSharing,proto3,oneof"`
+}
+
 func (*Command_AddNetwork) isCommand_Op() {}
 
 func (*Command_UpdateNetwork) isCommand_Op() {}
@@ -1136,6 +1226,16 @@ func (*Command_RecordJoinToken) isCommand_Op() {}
 func (*Command_RevokeJoinToken) isCommand_Op() {}
 
 func (*Command_RestoreState) isCommand_Op() {}
+
+func (*Command_PutList) isCommand_Op() {}
+
+func (*Command_DeleteList) isCommand_Op() {}
+
+func (*Command_AddListEntries) isCommand_Op() {}
+
+func (*Command_RemoveListEntries) isCommand_Op() {}
+
+func (*Command_SetViewSharing) isCommand_Op() {}
 
 type AddNetwork struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1782,7 +1882,7 @@ var File_clearhub_v1_state_proto protoreflect.FileDescriptor
 
 const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x17clearhub/v1/state.proto\x12\vclearhub.v1\"h\n" +
+	"\x17clearhub/v1/state.proto\x12\vclearhub.v1\x1a\x17clearhub/v1/lists.proto\"h\n" +
 	"\bIdentity\x12\x15\n" +
 	"\x06ca_pem\x18\x01 \x03(\tR\x05caPem\x12\x12\n" +
 	"\x04pins\x18\x02 \x03(\tR\x04pins\x12\x14\n" +
@@ -1807,11 +1907,14 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\aservice\x18\x01 \x01(\x0e2\x14.clearhub.v1.ServiceR\aservice\x12\x1d\n" +
 	"\n" +
 	"per_second\x18\x02 \x01(\x01R\tperSecond\x12\x14\n" +
-	"\x05burst\x18\x03 \x01(\rR\x05burst\"V\n" +
+	"\x05burst\x18\x03 \x01(\rR\x05burst\"w\n" +
 	"\n" +
 	"PolicyRule\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x120\n" +
-	"\bservices\x18\x02 \x03(\x0e2\x14.clearhub.v1.ServiceR\bservices\"\xaf\x01\n" +
+	"\bservices\x18\x02 \x03(\x0e2\x14.clearhub.v1.ServiceR\bservices\x12\x1f\n" +
+	"\vshare_views\x18\n" +
+	" \x01(\bR\n" +
+	"shareViews\"\xaf\x01\n" +
 	"\x06Policy\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x1b\n" +
 	"\tallow_all\x18\x02 \x01(\bR\ballowAll\x127\n" +
@@ -1824,14 +1927,15 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"admin_addr\x18\x03 \x01(\tR\tadminAddr\x12\x1b\n" +
 	"\tsip_addrs\x18\x04 \x03(\tR\bsipAddrs\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x05 \x01(\fR\tpublicKey\"\x94\x02\n" +
+	"public_key\x18\x05 \x01(\fR\tpublicKey\"\xc5\x02\n" +
 	"\fClusterState\x120\n" +
 	"\bnetworks\x18\x01 \x03(\v2\x14.clearhub.v1.NetworkR\bnetworks\x12/\n" +
 	"\bpolicies\x18\x02 \x03(\v2\x13.clearhub.v1.PolicyR\bpolicies\x12'\n" +
 	"\x05nodes\x18\x03 \x03(\v2\x11.clearhub.v1.NodeR\x05nodes\x129\n" +
 	"\vrevocations\x18\x04 \x03(\v2\x17.clearhub.v1.RevocationR\vrevocations\x12=\n" +
 	"\vjoin_tokens\x18\x05 \x03(\v2\x1c.clearhub.v1.JoinTokenRecordR\n" +
-	"joinTokens\"\x9b\x01\n" +
+	"joinTokens\x12/\n" +
+	"\x05lists\x18\x10 \x03(\v2\x19.clearhub.v1.ResourceListR\x05lists\"\x9b\x01\n" +
 	"\n" +
 	"Revocation\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x12\n" +
@@ -1850,7 +1954,7 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\x11revoked_unix_nano\x18\x06 \x01(\x03R\x0frevokedUnixNano\x12\x1d\n" +
 	"\n" +
 	"revoked_by\x18\a \x01(\tR\trevokedBy\x12\x16\n" +
-	"\x06reason\x18\b \x01(\tR\x06reason\"\x8f\a\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\"\xe2\t\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12$\n" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12\x14\n" +
@@ -1870,7 +1974,13 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\x12revoke_certificate\x18\x12 \x01(\v2\x1e.clearhub.v1.RevokeCertificateH\x00R\x11revokeCertificate\x12J\n" +
 	"\x11record_join_token\x18\x13 \x01(\v2\x1c.clearhub.v1.RecordJoinTokenH\x00R\x0frecordJoinToken\x12J\n" +
 	"\x11revoke_join_token\x18\x14 \x01(\v2\x1c.clearhub.v1.RevokeJoinTokenH\x00R\x0frevokeJoinToken\x12@\n" +
-	"\rrestore_state\x18\x15 \x01(\v2\x19.clearhub.v1.RestoreStateH\x00R\frestoreStateB\x04\n" +
+	"\rrestore_state\x18\x15 \x01(\v2\x19.clearhub.v1.RestoreStateH\x00R\frestoreState\x121\n" +
+	"\bput_list\x187 \x01(\v2\x14.clearhub.v1.PutListH\x00R\aputList\x12:\n" +
+	"\vdelete_list\x188 \x01(\v2\x17.clearhub.v1.DeleteListH\x00R\n" +
+	"deleteList\x12G\n" +
+	"\x10add_list_entries\x189 \x01(\v2\x1b.clearhub.v1.AddListEntriesH\x00R\x0eaddListEntries\x12P\n" +
+	"\x13remove_list_entries\x18: \x01(\v2\x1e.clearhub.v1.RemoveListEntriesH\x00R\x11removeListEntries\x12G\n" +
+	"\x10set_view_sharing\x18; \x01(\v2\x1b.clearhub.v1.SetViewSharingH\x00R\x0esetViewSharingB\x04\n" +
 	"\x02op\"<\n" +
 	"\n" +
 	"AddNetwork\x12.\n" +
@@ -1963,6 +2073,12 @@ var file_clearhub_v1_state_proto_goTypes = []any{
 	(*RecordJoinToken)(nil),   // 21: clearhub.v1.RecordJoinToken
 	(*RevokeJoinToken)(nil),   // 22: clearhub.v1.RevokeJoinToken
 	(*RestoreState)(nil),      // 23: clearhub.v1.RestoreState
+	(*ResourceList)(nil),      // 24: clearhub.v1.ResourceList
+	(*PutList)(nil),           // 25: clearhub.v1.PutList
+	(*DeleteList)(nil),        // 26: clearhub.v1.DeleteList
+	(*AddListEntries)(nil),    // 27: clearhub.v1.AddListEntries
+	(*RemoveListEntries)(nil), // 28: clearhub.v1.RemoveListEntries
+	(*SetViewSharing)(nil),    // 29: clearhub.v1.SetViewSharing
 }
 var file_clearhub_v1_state_proto_depIdxs = []int32{
 	2,  // 0: clearhub.v1.Network.identity:type_name -> clearhub.v1.Identity
@@ -1978,30 +2094,36 @@ var file_clearhub_v1_state_proto_depIdxs = []int32{
 	7,  // 10: clearhub.v1.ClusterState.nodes:type_name -> clearhub.v1.Node
 	9,  // 11: clearhub.v1.ClusterState.revocations:type_name -> clearhub.v1.Revocation
 	10, // 12: clearhub.v1.ClusterState.join_tokens:type_name -> clearhub.v1.JoinTokenRecord
-	12, // 13: clearhub.v1.Command.add_network:type_name -> clearhub.v1.AddNetwork
-	13, // 14: clearhub.v1.Command.update_network:type_name -> clearhub.v1.UpdateNetwork
-	14, // 15: clearhub.v1.Command.set_network_status:type_name -> clearhub.v1.SetNetworkStatus
-	15, // 16: clearhub.v1.Command.remove_network:type_name -> clearhub.v1.RemoveNetwork
-	16, // 17: clearhub.v1.Command.policy_allow:type_name -> clearhub.v1.PolicyAllow
-	17, // 18: clearhub.v1.Command.policy_deny:type_name -> clearhub.v1.PolicyDeny
-	18, // 19: clearhub.v1.Command.put_node:type_name -> clearhub.v1.PutNode
-	19, // 20: clearhub.v1.Command.remove_node:type_name -> clearhub.v1.RemoveNode
-	20, // 21: clearhub.v1.Command.revoke_certificate:type_name -> clearhub.v1.RevokeCertificate
-	21, // 22: clearhub.v1.Command.record_join_token:type_name -> clearhub.v1.RecordJoinToken
-	22, // 23: clearhub.v1.Command.revoke_join_token:type_name -> clearhub.v1.RevokeJoinToken
-	23, // 24: clearhub.v1.Command.restore_state:type_name -> clearhub.v1.RestoreState
-	3,  // 25: clearhub.v1.AddNetwork.network:type_name -> clearhub.v1.Network
-	3,  // 26: clearhub.v1.UpdateNetwork.network:type_name -> clearhub.v1.Network
-	1,  // 27: clearhub.v1.SetNetworkStatus.status:type_name -> clearhub.v1.NetworkStatus
-	0,  // 28: clearhub.v1.PolicyAllow.services:type_name -> clearhub.v1.Service
-	0,  // 29: clearhub.v1.PolicyDeny.services:type_name -> clearhub.v1.Service
-	7,  // 30: clearhub.v1.PutNode.node:type_name -> clearhub.v1.Node
-	8,  // 31: clearhub.v1.RestoreState.state:type_name -> clearhub.v1.ClusterState
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	24, // 13: clearhub.v1.ClusterState.lists:type_name -> clearhub.v1.ResourceList
+	12, // 14: clearhub.v1.Command.add_network:type_name -> clearhub.v1.AddNetwork
+	13, // 15: clearhub.v1.Command.update_network:type_name -> clearhub.v1.UpdateNetwork
+	14, // 16: clearhub.v1.Command.set_network_status:type_name -> clearhub.v1.SetNetworkStatus
+	15, // 17: clearhub.v1.Command.remove_network:type_name -> clearhub.v1.RemoveNetwork
+	16, // 18: clearhub.v1.Command.policy_allow:type_name -> clearhub.v1.PolicyAllow
+	17, // 19: clearhub.v1.Command.policy_deny:type_name -> clearhub.v1.PolicyDeny
+	18, // 20: clearhub.v1.Command.put_node:type_name -> clearhub.v1.PutNode
+	19, // 21: clearhub.v1.Command.remove_node:type_name -> clearhub.v1.RemoveNode
+	20, // 22: clearhub.v1.Command.revoke_certificate:type_name -> clearhub.v1.RevokeCertificate
+	21, // 23: clearhub.v1.Command.record_join_token:type_name -> clearhub.v1.RecordJoinToken
+	22, // 24: clearhub.v1.Command.revoke_join_token:type_name -> clearhub.v1.RevokeJoinToken
+	23, // 25: clearhub.v1.Command.restore_state:type_name -> clearhub.v1.RestoreState
+	25, // 26: clearhub.v1.Command.put_list:type_name -> clearhub.v1.PutList
+	26, // 27: clearhub.v1.Command.delete_list:type_name -> clearhub.v1.DeleteList
+	27, // 28: clearhub.v1.Command.add_list_entries:type_name -> clearhub.v1.AddListEntries
+	28, // 29: clearhub.v1.Command.remove_list_entries:type_name -> clearhub.v1.RemoveListEntries
+	29, // 30: clearhub.v1.Command.set_view_sharing:type_name -> clearhub.v1.SetViewSharing
+	3,  // 31: clearhub.v1.AddNetwork.network:type_name -> clearhub.v1.Network
+	3,  // 32: clearhub.v1.UpdateNetwork.network:type_name -> clearhub.v1.Network
+	1,  // 33: clearhub.v1.SetNetworkStatus.status:type_name -> clearhub.v1.NetworkStatus
+	0,  // 34: clearhub.v1.PolicyAllow.services:type_name -> clearhub.v1.Service
+	0,  // 35: clearhub.v1.PolicyDeny.services:type_name -> clearhub.v1.Service
+	7,  // 36: clearhub.v1.PutNode.node:type_name -> clearhub.v1.Node
+	8,  // 37: clearhub.v1.RestoreState.state:type_name -> clearhub.v1.ClusterState
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_clearhub_v1_state_proto_init() }
@@ -2009,6 +2131,7 @@ func file_clearhub_v1_state_proto_init() {
 	if File_clearhub_v1_state_proto != nil {
 		return
 	}
+	file_clearhub_v1_lists_proto_init()
 	file_clearhub_v1_state_proto_msgTypes[9].OneofWrappers = []any{
 		(*Command_AddNetwork)(nil),
 		(*Command_UpdateNetwork)(nil),
@@ -2022,6 +2145,11 @@ func file_clearhub_v1_state_proto_init() {
 		(*Command_RecordJoinToken)(nil),
 		(*Command_RevokeJoinToken)(nil),
 		(*Command_RestoreState)(nil),
+		(*Command_PutList)(nil),
+		(*Command_DeleteList)(nil),
+		(*Command_AddListEntries)(nil),
+		(*Command_RemoveListEntries)(nil),
+		(*Command_SetViewSharing)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
