@@ -224,7 +224,9 @@ type Network struct {
 	KeepBodies bool `protobuf:"varint,10,opt,name=keep_bodies,json=keepBodies,proto3" json:"keep_bodies,omitempty"`
 	// Per-service token buckets for requests this network sends through the
 	// hub; services without an entry take the hub's configured defaults.
-	RateLimits    []*RateLimit `protobuf:"bytes,11,rep,name=rate_limits,json=rateLimits,proto3" json:"rate_limits,omitempty"`
+	RateLimits []*RateLimit `protobuf:"bytes,11,rep,name=rate_limits,json=rateLimits,proto3" json:"rate_limits,omitempty"`
+	// Users of this network may create chat rooms in band (#create).
+	RoomCreate    bool `protobuf:"varint,25,opt,name=room_create,json=roomCreate,proto3" json:"room_create,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -334,6 +336,13 @@ func (x *Network) GetRateLimits() []*RateLimit {
 		return x.RateLimits
 	}
 	return nil
+}
+
+func (x *Network) GetRoomCreate() bool {
+	if x != nil {
+		return x.RoomCreate
+	}
+	return false
 }
 
 // RateLimit is a token bucket for one service class of a member network's
@@ -623,6 +632,8 @@ type ClusterState struct {
 	// Join tokens issued (never their MAC), sorted by id; pruned a day after
 	// they expire.
 	JoinTokens []*JoinTokenRecord `protobuf:"bytes,5,rep,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
+	// Chat rooms (rooms.proto), sorted by uri.
+	Rooms []*Room `protobuf:"bytes,13,rep,name=rooms,proto3" json:"rooms,omitempty"`
 	// Resource lists (lists.proto), sorted by uri.
 	Lists         []*ResourceList `protobuf:"bytes,16,rep,name=lists,proto3" json:"lists,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -690,6 +701,13 @@ func (x *ClusterState) GetRevocations() []*Revocation {
 func (x *ClusterState) GetJoinTokens() []*JoinTokenRecord {
 	if x != nil {
 		return x.JoinTokens
+	}
+	return nil
+}
+
+func (x *ClusterState) GetRooms() []*Room {
+	if x != nil {
+		return x.Rooms
 	}
 	return nil
 }
@@ -909,6 +927,15 @@ type Command struct {
 	//	*Command_RecordJoinToken
 	//	*Command_RevokeJoinToken
 	//	*Command_RestoreState
+	//	*Command_PutRoom
+	//	*Command_DeleteRoom
+	//	*Command_PutRoomMember
+	//	*Command_RemoveRoomMember
+	//	*Command_BanRoom
+	//	*Command_UnbanRoom
+	//	*Command_PostRoomMessage
+	//	*Command_RoomFanoutProgress
+	//	*Command_ClaimRoomFanout
 	//	*Command_PutList
 	//	*Command_DeleteList
 	//	*Command_AddListEntries
@@ -1085,6 +1112,87 @@ func (x *Command) GetRestoreState() *RestoreState {
 	return nil
 }
 
+func (x *Command) GetPutRoom() *PutRoom {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutRoom); ok {
+			return x.PutRoom
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteRoom() *DeleteRoom {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteRoom); ok {
+			return x.DeleteRoom
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPutRoomMember() *PutRoomMember {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutRoomMember); ok {
+			return x.PutRoomMember
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemoveRoomMember() *RemoveRoomMember {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RemoveRoomMember); ok {
+			return x.RemoveRoomMember
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetBanRoom() *BanRoom {
+	if x != nil {
+		if x, ok := x.Op.(*Command_BanRoom); ok {
+			return x.BanRoom
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUnbanRoom() *UnbanRoom {
+	if x != nil {
+		if x, ok := x.Op.(*Command_UnbanRoom); ok {
+			return x.UnbanRoom
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPostRoomMessage() *PostRoomMessage {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PostRoomMessage); ok {
+			return x.PostRoomMessage
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRoomFanoutProgress() *RoomFanoutProgress {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RoomFanoutProgress); ok {
+			return x.RoomFanoutProgress
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetClaimRoomFanout() *ClaimRoomFanout {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ClaimRoomFanout); ok {
+			return x.ClaimRoomFanout
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetPutList() *PutList {
 	if x != nil {
 		if x, ok := x.Op.(*Command_PutList); ok {
@@ -1182,6 +1290,43 @@ type Command_RestoreState struct {
 	RestoreState *RestoreState `protobuf:"bytes,21,opt,name=restore_state,json=restoreState,proto3,oneof"`
 }
 
+type Command_PutRoom struct {
+	// Chat rooms (rooms.proto).
+	PutRoom *PutRoom `protobuf:"bytes,40,opt,name=put_room,json=putRoom,proto3,oneof"`
+}
+
+type Command_DeleteRoom struct {
+	DeleteRoom *DeleteRoom `protobuf:"bytes,41,opt,name=delete_room,json=deleteRoom,proto3,oneof"`
+}
+
+type Command_PutRoomMember struct {
+	PutRoomMember *PutRoomMember `protobuf:"bytes,42,opt,name=put_room_member,json=putRoomMember,proto3,oneof"`
+}
+
+type Command_RemoveRoomMember struct {
+	RemoveRoomMember *RemoveRoomMember `protobuf:"bytes,43,opt,name=remove_room_member,json=removeRoomMember,proto3,oneof"`
+}
+
+type Command_BanRoom struct {
+	BanRoom *BanRoom `protobuf:"bytes,44,opt,name=ban_room,json=banRoom,proto3,oneof"`
+}
+
+type Command_UnbanRoom struct {
+	UnbanRoom *UnbanRoom `protobuf:"bytes,45,opt,name=unban_room,json=unbanRoom,proto3,oneof"`
+}
+
+type Command_PostRoomMessage struct {
+	PostRoomMessage *PostRoomMessage `protobuf:"bytes,46,opt,name=post_room_message,json=postRoomMessage,proto3,oneof"`
+}
+
+type Command_RoomFanoutProgress struct {
+	RoomFanoutProgress *RoomFanoutProgress `protobuf:"bytes,47,opt,name=room_fanout_progress,json=roomFanoutProgress,proto3,oneof"`
+}
+
+type Command_ClaimRoomFanout struct {
+	ClaimRoomFanout *ClaimRoomFanout `protobuf:"bytes,48,opt,name=claim_room_fanout,json=claimRoomFanout,proto3,oneof"`
+}
+
 type Command_PutList struct {
 	// Resource lists (lists.proto).
 	PutList *PutList `protobuf:"bytes,55,opt,name=put_list,json=putList,proto3,oneof"`
@@ -1226,6 +1371,24 @@ func (*Command_RecordJoinToken) isCommand_Op() {}
 func (*Command_RevokeJoinToken) isCommand_Op() {}
 
 func (*Command_RestoreState) isCommand_Op() {}
+
+func (*Command_PutRoom) isCommand_Op() {}
+
+func (*Command_DeleteRoom) isCommand_Op() {}
+
+func (*Command_PutRoomMember) isCommand_Op() {}
+
+func (*Command_RemoveRoomMember) isCommand_Op() {}
+
+func (*Command_BanRoom) isCommand_Op() {}
+
+func (*Command_UnbanRoom) isCommand_Op() {}
+
+func (*Command_PostRoomMessage) isCommand_Op() {}
+
+func (*Command_RoomFanoutProgress) isCommand_Op() {}
+
+func (*Command_ClaimRoomFanout) isCommand_Op() {}
 
 func (*Command_PutList) isCommand_Op() {}
 
@@ -1882,12 +2045,12 @@ var File_clearhub_v1_state_proto protoreflect.FileDescriptor
 
 const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x17clearhub/v1/state.proto\x12\vclearhub.v1\x1a\x17clearhub/v1/lists.proto\"h\n" +
+	"\x17clearhub/v1/state.proto\x12\vclearhub.v1\x1a\x17clearhub/v1/rooms.proto\x1a\x17clearhub/v1/lists.proto\"h\n" +
 	"\bIdentity\x12\x15\n" +
 	"\x06ca_pem\x18\x01 \x03(\tR\x05caPem\x12\x12\n" +
 	"\x04pins\x18\x02 \x03(\tR\x04pins\x12\x14\n" +
 	"\x05cidrs\x18\x03 \x03(\tR\x05cidrs\x12\x1b\n" +
-	"\ttls_cidrs\x18\x04 \x03(\tR\btlsCidrs\"\xb7\x03\n" +
+	"\ttls_cidrs\x18\x04 \x03(\tR\btlsCidrs\"\xd8\x03\n" +
 	"\aNetwork\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x18\n" +
@@ -1902,7 +2065,9 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	" \x01(\bR\n" +
 	"keepBodies\x127\n" +
 	"\vrate_limits\x18\v \x03(\v2\x16.clearhub.v1.RateLimitR\n" +
-	"rateLimits\"p\n" +
+	"rateLimits\x12\x1f\n" +
+	"\vroom_create\x18\x19 \x01(\bR\n" +
+	"roomCreate\"p\n" +
 	"\tRateLimit\x12.\n" +
 	"\aservice\x18\x01 \x01(\x0e2\x14.clearhub.v1.ServiceR\aservice\x12\x1d\n" +
 	"\n" +
@@ -1927,14 +2092,15 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"admin_addr\x18\x03 \x01(\tR\tadminAddr\x12\x1b\n" +
 	"\tsip_addrs\x18\x04 \x03(\tR\bsipAddrs\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x05 \x01(\fR\tpublicKey\"\xc5\x02\n" +
+	"public_key\x18\x05 \x01(\fR\tpublicKey\"\xee\x02\n" +
 	"\fClusterState\x120\n" +
 	"\bnetworks\x18\x01 \x03(\v2\x14.clearhub.v1.NetworkR\bnetworks\x12/\n" +
 	"\bpolicies\x18\x02 \x03(\v2\x13.clearhub.v1.PolicyR\bpolicies\x12'\n" +
 	"\x05nodes\x18\x03 \x03(\v2\x11.clearhub.v1.NodeR\x05nodes\x129\n" +
 	"\vrevocations\x18\x04 \x03(\v2\x17.clearhub.v1.RevocationR\vrevocations\x12=\n" +
 	"\vjoin_tokens\x18\x05 \x03(\v2\x1c.clearhub.v1.JoinTokenRecordR\n" +
-	"joinTokens\x12/\n" +
+	"joinTokens\x12'\n" +
+	"\x05rooms\x18\r \x03(\v2\x11.clearhub.v1.RoomR\x05rooms\x12/\n" +
 	"\x05lists\x18\x10 \x03(\v2\x19.clearhub.v1.ResourceListR\x05lists\"\x9b\x01\n" +
 	"\n" +
 	"Revocation\x12\x16\n" +
@@ -1954,7 +2120,7 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\x11revoked_unix_nano\x18\x06 \x01(\x03R\x0frevokedUnixNano\x12\x1d\n" +
 	"\n" +
 	"revoked_by\x18\a \x01(\tR\trevokedBy\x12\x16\n" +
-	"\x06reason\x18\b \x01(\tR\x06reason\"\xe2\t\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\"\xbf\x0e\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12$\n" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12\x14\n" +
@@ -1975,6 +2141,17 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\x11record_join_token\x18\x13 \x01(\v2\x1c.clearhub.v1.RecordJoinTokenH\x00R\x0frecordJoinToken\x12J\n" +
 	"\x11revoke_join_token\x18\x14 \x01(\v2\x1c.clearhub.v1.RevokeJoinTokenH\x00R\x0frevokeJoinToken\x12@\n" +
 	"\rrestore_state\x18\x15 \x01(\v2\x19.clearhub.v1.RestoreStateH\x00R\frestoreState\x121\n" +
+	"\bput_room\x18( \x01(\v2\x14.clearhub.v1.PutRoomH\x00R\aputRoom\x12:\n" +
+	"\vdelete_room\x18) \x01(\v2\x17.clearhub.v1.DeleteRoomH\x00R\n" +
+	"deleteRoom\x12D\n" +
+	"\x0fput_room_member\x18* \x01(\v2\x1a.clearhub.v1.PutRoomMemberH\x00R\rputRoomMember\x12M\n" +
+	"\x12remove_room_member\x18+ \x01(\v2\x1d.clearhub.v1.RemoveRoomMemberH\x00R\x10removeRoomMember\x121\n" +
+	"\bban_room\x18, \x01(\v2\x14.clearhub.v1.BanRoomH\x00R\abanRoom\x127\n" +
+	"\n" +
+	"unban_room\x18- \x01(\v2\x16.clearhub.v1.UnbanRoomH\x00R\tunbanRoom\x12J\n" +
+	"\x11post_room_message\x18. \x01(\v2\x1c.clearhub.v1.PostRoomMessageH\x00R\x0fpostRoomMessage\x12S\n" +
+	"\x14room_fanout_progress\x18/ \x01(\v2\x1f.clearhub.v1.RoomFanoutProgressH\x00R\x12roomFanoutProgress\x12J\n" +
+	"\x11claim_room_fanout\x180 \x01(\v2\x1c.clearhub.v1.ClaimRoomFanoutH\x00R\x0fclaimRoomFanout\x121\n" +
 	"\bput_list\x187 \x01(\v2\x14.clearhub.v1.PutListH\x00R\aputList\x12:\n" +
 	"\vdelete_list\x188 \x01(\v2\x17.clearhub.v1.DeleteListH\x00R\n" +
 	"deleteList\x12G\n" +
@@ -2049,36 +2226,46 @@ func file_clearhub_v1_state_proto_rawDescGZIP() []byte {
 var file_clearhub_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_clearhub_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_clearhub_v1_state_proto_goTypes = []any{
-	(Service)(0),              // 0: clearhub.v1.Service
-	(NetworkStatus)(0),        // 1: clearhub.v1.NetworkStatus
-	(*Identity)(nil),          // 2: clearhub.v1.Identity
-	(*Network)(nil),           // 3: clearhub.v1.Network
-	(*RateLimit)(nil),         // 4: clearhub.v1.RateLimit
-	(*PolicyRule)(nil),        // 5: clearhub.v1.PolicyRule
-	(*Policy)(nil),            // 6: clearhub.v1.Policy
-	(*Node)(nil),              // 7: clearhub.v1.Node
-	(*ClusterState)(nil),      // 8: clearhub.v1.ClusterState
-	(*Revocation)(nil),        // 9: clearhub.v1.Revocation
-	(*JoinTokenRecord)(nil),   // 10: clearhub.v1.JoinTokenRecord
-	(*Command)(nil),           // 11: clearhub.v1.Command
-	(*AddNetwork)(nil),        // 12: clearhub.v1.AddNetwork
-	(*UpdateNetwork)(nil),     // 13: clearhub.v1.UpdateNetwork
-	(*SetNetworkStatus)(nil),  // 14: clearhub.v1.SetNetworkStatus
-	(*RemoveNetwork)(nil),     // 15: clearhub.v1.RemoveNetwork
-	(*PolicyAllow)(nil),       // 16: clearhub.v1.PolicyAllow
-	(*PolicyDeny)(nil),        // 17: clearhub.v1.PolicyDeny
-	(*PutNode)(nil),           // 18: clearhub.v1.PutNode
-	(*RemoveNode)(nil),        // 19: clearhub.v1.RemoveNode
-	(*RevokeCertificate)(nil), // 20: clearhub.v1.RevokeCertificate
-	(*RecordJoinToken)(nil),   // 21: clearhub.v1.RecordJoinToken
-	(*RevokeJoinToken)(nil),   // 22: clearhub.v1.RevokeJoinToken
-	(*RestoreState)(nil),      // 23: clearhub.v1.RestoreState
-	(*ResourceList)(nil),      // 24: clearhub.v1.ResourceList
-	(*PutList)(nil),           // 25: clearhub.v1.PutList
-	(*DeleteList)(nil),        // 26: clearhub.v1.DeleteList
-	(*AddListEntries)(nil),    // 27: clearhub.v1.AddListEntries
-	(*RemoveListEntries)(nil), // 28: clearhub.v1.RemoveListEntries
-	(*SetViewSharing)(nil),    // 29: clearhub.v1.SetViewSharing
+	(Service)(0),               // 0: clearhub.v1.Service
+	(NetworkStatus)(0),         // 1: clearhub.v1.NetworkStatus
+	(*Identity)(nil),           // 2: clearhub.v1.Identity
+	(*Network)(nil),            // 3: clearhub.v1.Network
+	(*RateLimit)(nil),          // 4: clearhub.v1.RateLimit
+	(*PolicyRule)(nil),         // 5: clearhub.v1.PolicyRule
+	(*Policy)(nil),             // 6: clearhub.v1.Policy
+	(*Node)(nil),               // 7: clearhub.v1.Node
+	(*ClusterState)(nil),       // 8: clearhub.v1.ClusterState
+	(*Revocation)(nil),         // 9: clearhub.v1.Revocation
+	(*JoinTokenRecord)(nil),    // 10: clearhub.v1.JoinTokenRecord
+	(*Command)(nil),            // 11: clearhub.v1.Command
+	(*AddNetwork)(nil),         // 12: clearhub.v1.AddNetwork
+	(*UpdateNetwork)(nil),      // 13: clearhub.v1.UpdateNetwork
+	(*SetNetworkStatus)(nil),   // 14: clearhub.v1.SetNetworkStatus
+	(*RemoveNetwork)(nil),      // 15: clearhub.v1.RemoveNetwork
+	(*PolicyAllow)(nil),        // 16: clearhub.v1.PolicyAllow
+	(*PolicyDeny)(nil),         // 17: clearhub.v1.PolicyDeny
+	(*PutNode)(nil),            // 18: clearhub.v1.PutNode
+	(*RemoveNode)(nil),         // 19: clearhub.v1.RemoveNode
+	(*RevokeCertificate)(nil),  // 20: clearhub.v1.RevokeCertificate
+	(*RecordJoinToken)(nil),    // 21: clearhub.v1.RecordJoinToken
+	(*RevokeJoinToken)(nil),    // 22: clearhub.v1.RevokeJoinToken
+	(*RestoreState)(nil),       // 23: clearhub.v1.RestoreState
+	(*Room)(nil),               // 24: clearhub.v1.Room
+	(*ResourceList)(nil),       // 25: clearhub.v1.ResourceList
+	(*PutRoom)(nil),            // 26: clearhub.v1.PutRoom
+	(*DeleteRoom)(nil),         // 27: clearhub.v1.DeleteRoom
+	(*PutRoomMember)(nil),      // 28: clearhub.v1.PutRoomMember
+	(*RemoveRoomMember)(nil),   // 29: clearhub.v1.RemoveRoomMember
+	(*BanRoom)(nil),            // 30: clearhub.v1.BanRoom
+	(*UnbanRoom)(nil),          // 31: clearhub.v1.UnbanRoom
+	(*PostRoomMessage)(nil),    // 32: clearhub.v1.PostRoomMessage
+	(*RoomFanoutProgress)(nil), // 33: clearhub.v1.RoomFanoutProgress
+	(*ClaimRoomFanout)(nil),    // 34: clearhub.v1.ClaimRoomFanout
+	(*PutList)(nil),            // 35: clearhub.v1.PutList
+	(*DeleteList)(nil),         // 36: clearhub.v1.DeleteList
+	(*AddListEntries)(nil),     // 37: clearhub.v1.AddListEntries
+	(*RemoveListEntries)(nil),  // 38: clearhub.v1.RemoveListEntries
+	(*SetViewSharing)(nil),     // 39: clearhub.v1.SetViewSharing
 }
 var file_clearhub_v1_state_proto_depIdxs = []int32{
 	2,  // 0: clearhub.v1.Network.identity:type_name -> clearhub.v1.Identity
@@ -2094,36 +2281,46 @@ var file_clearhub_v1_state_proto_depIdxs = []int32{
 	7,  // 10: clearhub.v1.ClusterState.nodes:type_name -> clearhub.v1.Node
 	9,  // 11: clearhub.v1.ClusterState.revocations:type_name -> clearhub.v1.Revocation
 	10, // 12: clearhub.v1.ClusterState.join_tokens:type_name -> clearhub.v1.JoinTokenRecord
-	24, // 13: clearhub.v1.ClusterState.lists:type_name -> clearhub.v1.ResourceList
-	12, // 14: clearhub.v1.Command.add_network:type_name -> clearhub.v1.AddNetwork
-	13, // 15: clearhub.v1.Command.update_network:type_name -> clearhub.v1.UpdateNetwork
-	14, // 16: clearhub.v1.Command.set_network_status:type_name -> clearhub.v1.SetNetworkStatus
-	15, // 17: clearhub.v1.Command.remove_network:type_name -> clearhub.v1.RemoveNetwork
-	16, // 18: clearhub.v1.Command.policy_allow:type_name -> clearhub.v1.PolicyAllow
-	17, // 19: clearhub.v1.Command.policy_deny:type_name -> clearhub.v1.PolicyDeny
-	18, // 20: clearhub.v1.Command.put_node:type_name -> clearhub.v1.PutNode
-	19, // 21: clearhub.v1.Command.remove_node:type_name -> clearhub.v1.RemoveNode
-	20, // 22: clearhub.v1.Command.revoke_certificate:type_name -> clearhub.v1.RevokeCertificate
-	21, // 23: clearhub.v1.Command.record_join_token:type_name -> clearhub.v1.RecordJoinToken
-	22, // 24: clearhub.v1.Command.revoke_join_token:type_name -> clearhub.v1.RevokeJoinToken
-	23, // 25: clearhub.v1.Command.restore_state:type_name -> clearhub.v1.RestoreState
-	25, // 26: clearhub.v1.Command.put_list:type_name -> clearhub.v1.PutList
-	26, // 27: clearhub.v1.Command.delete_list:type_name -> clearhub.v1.DeleteList
-	27, // 28: clearhub.v1.Command.add_list_entries:type_name -> clearhub.v1.AddListEntries
-	28, // 29: clearhub.v1.Command.remove_list_entries:type_name -> clearhub.v1.RemoveListEntries
-	29, // 30: clearhub.v1.Command.set_view_sharing:type_name -> clearhub.v1.SetViewSharing
-	3,  // 31: clearhub.v1.AddNetwork.network:type_name -> clearhub.v1.Network
-	3,  // 32: clearhub.v1.UpdateNetwork.network:type_name -> clearhub.v1.Network
-	1,  // 33: clearhub.v1.SetNetworkStatus.status:type_name -> clearhub.v1.NetworkStatus
-	0,  // 34: clearhub.v1.PolicyAllow.services:type_name -> clearhub.v1.Service
-	0,  // 35: clearhub.v1.PolicyDeny.services:type_name -> clearhub.v1.Service
-	7,  // 36: clearhub.v1.PutNode.node:type_name -> clearhub.v1.Node
-	8,  // 37: clearhub.v1.RestoreState.state:type_name -> clearhub.v1.ClusterState
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	24, // 13: clearhub.v1.ClusterState.rooms:type_name -> clearhub.v1.Room
+	25, // 14: clearhub.v1.ClusterState.lists:type_name -> clearhub.v1.ResourceList
+	12, // 15: clearhub.v1.Command.add_network:type_name -> clearhub.v1.AddNetwork
+	13, // 16: clearhub.v1.Command.update_network:type_name -> clearhub.v1.UpdateNetwork
+	14, // 17: clearhub.v1.Command.set_network_status:type_name -> clearhub.v1.SetNetworkStatus
+	15, // 18: clearhub.v1.Command.remove_network:type_name -> clearhub.v1.RemoveNetwork
+	16, // 19: clearhub.v1.Command.policy_allow:type_name -> clearhub.v1.PolicyAllow
+	17, // 20: clearhub.v1.Command.policy_deny:type_name -> clearhub.v1.PolicyDeny
+	18, // 21: clearhub.v1.Command.put_node:type_name -> clearhub.v1.PutNode
+	19, // 22: clearhub.v1.Command.remove_node:type_name -> clearhub.v1.RemoveNode
+	20, // 23: clearhub.v1.Command.revoke_certificate:type_name -> clearhub.v1.RevokeCertificate
+	21, // 24: clearhub.v1.Command.record_join_token:type_name -> clearhub.v1.RecordJoinToken
+	22, // 25: clearhub.v1.Command.revoke_join_token:type_name -> clearhub.v1.RevokeJoinToken
+	23, // 26: clearhub.v1.Command.restore_state:type_name -> clearhub.v1.RestoreState
+	26, // 27: clearhub.v1.Command.put_room:type_name -> clearhub.v1.PutRoom
+	27, // 28: clearhub.v1.Command.delete_room:type_name -> clearhub.v1.DeleteRoom
+	28, // 29: clearhub.v1.Command.put_room_member:type_name -> clearhub.v1.PutRoomMember
+	29, // 30: clearhub.v1.Command.remove_room_member:type_name -> clearhub.v1.RemoveRoomMember
+	30, // 31: clearhub.v1.Command.ban_room:type_name -> clearhub.v1.BanRoom
+	31, // 32: clearhub.v1.Command.unban_room:type_name -> clearhub.v1.UnbanRoom
+	32, // 33: clearhub.v1.Command.post_room_message:type_name -> clearhub.v1.PostRoomMessage
+	33, // 34: clearhub.v1.Command.room_fanout_progress:type_name -> clearhub.v1.RoomFanoutProgress
+	34, // 35: clearhub.v1.Command.claim_room_fanout:type_name -> clearhub.v1.ClaimRoomFanout
+	35, // 36: clearhub.v1.Command.put_list:type_name -> clearhub.v1.PutList
+	36, // 37: clearhub.v1.Command.delete_list:type_name -> clearhub.v1.DeleteList
+	37, // 38: clearhub.v1.Command.add_list_entries:type_name -> clearhub.v1.AddListEntries
+	38, // 39: clearhub.v1.Command.remove_list_entries:type_name -> clearhub.v1.RemoveListEntries
+	39, // 40: clearhub.v1.Command.set_view_sharing:type_name -> clearhub.v1.SetViewSharing
+	3,  // 41: clearhub.v1.AddNetwork.network:type_name -> clearhub.v1.Network
+	3,  // 42: clearhub.v1.UpdateNetwork.network:type_name -> clearhub.v1.Network
+	1,  // 43: clearhub.v1.SetNetworkStatus.status:type_name -> clearhub.v1.NetworkStatus
+	0,  // 44: clearhub.v1.PolicyAllow.services:type_name -> clearhub.v1.Service
+	0,  // 45: clearhub.v1.PolicyDeny.services:type_name -> clearhub.v1.Service
+	7,  // 46: clearhub.v1.PutNode.node:type_name -> clearhub.v1.Node
+	8,  // 47: clearhub.v1.RestoreState.state:type_name -> clearhub.v1.ClusterState
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_clearhub_v1_state_proto_init() }
@@ -2131,6 +2328,7 @@ func file_clearhub_v1_state_proto_init() {
 	if File_clearhub_v1_state_proto != nil {
 		return
 	}
+	file_clearhub_v1_rooms_proto_init()
 	file_clearhub_v1_lists_proto_init()
 	file_clearhub_v1_state_proto_msgTypes[9].OneofWrappers = []any{
 		(*Command_AddNetwork)(nil),
@@ -2145,6 +2343,15 @@ func file_clearhub_v1_state_proto_init() {
 		(*Command_RecordJoinToken)(nil),
 		(*Command_RevokeJoinToken)(nil),
 		(*Command_RestoreState)(nil),
+		(*Command_PutRoom)(nil),
+		(*Command_DeleteRoom)(nil),
+		(*Command_PutRoomMember)(nil),
+		(*Command_RemoveRoomMember)(nil),
+		(*Command_BanRoom)(nil),
+		(*Command_UnbanRoom)(nil),
+		(*Command_PostRoomMessage)(nil),
+		(*Command_RoomFanoutProgress)(nil),
+		(*Command_ClaimRoomFanout)(nil),
 		(*Command_PutList)(nil),
 		(*Command_DeleteList)(nil),
 		(*Command_AddListEntries)(nil),
