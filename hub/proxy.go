@@ -43,6 +43,9 @@ type call struct {
 	respDest     string // where responses to req go (sipgo's own choice)
 	finalSent    bool
 	queued       bool // admitted, before its audit append (overload.go)
+	// orig is set on a request the hub sends itself (originate.go): there
+	// is no upstream, responses are captured instead of sent.
+	orig *origination
 }
 
 // handle is the sipgo request handler for every method. sipgo runs it on
@@ -335,7 +338,9 @@ func (c *call) respond(code int, reason string) {
 }
 
 func (c *call) send(res *sip.Response) {
-	if c.lean != nil {
+	if c.orig != nil {
+		c.orig.capture(res)
+	} else if c.lean != nil {
 		c.lean.respond(c.h, res)
 	} else if err := c.tx.Respond(res); err != nil {
 		c.h.log.Debug("respond failed", "err", err, "status", res.StatusCode)
@@ -410,6 +415,7 @@ func (c *call) forward(hops []hop, popN, mf int, lh string, rr *dialogRoute) {
 				return
 			}
 		case outShutdown:
+			c.originFailure("shutdown")
 			c.generate(503, "Service Unavailable", "hub shutting down", sip.NewHeader("Retry-After", "5"))
 			return
 		}
@@ -417,10 +423,12 @@ func (c *call) forward(hops []hop, popN, mf int, lh string, rr *dialogRoute) {
 	}
 	if timedOut {
 		c.noUsableEdge("timeout")
+		c.originFailure("timeout")
 		c.generate(408, "Request Timeout", "no edge answered")
 		return
 	}
 	c.noUsableEdge("all_failed")
+	c.originFailure("all_failed")
 	c.generate(503, "Service Unavailable", "no edge available", sip.NewHeader("Retry-After", "30"))
 }
 
@@ -714,6 +722,9 @@ func (c *call) upstream(res *sip.Response) *sip.Response {
 }
 
 func (c *call) relayProvisional(res *sip.Response) {
+	if c.orig != nil {
+		return // originated: nobody upstream to tell
+	}
 	if c.lean != nil {
 		c.lean.respond(c.h, c.upstream(res))
 		return
@@ -730,7 +741,9 @@ func (c *call) relayFinal(res *sip.Response, stateless bool) {
 	c.noteDialog(res)
 	c.auditAsync(c.responseEntry(res, true, ""))
 	up := c.upstream(res)
-	if c.lean != nil {
+	if c.orig != nil {
+		c.orig.capture(up)
+	} else if c.lean != nil {
 		c.lean.respond(c.h, up)
 	} else if stateless {
 		if err := c.h.tpl.WriteMsg(up); err != nil {
