@@ -94,6 +94,8 @@ func ApplyTo(s *State, index uint64, cmd *hubv1.Command) (*State, error) {
 					return false
 				}
 				r.Services = without(r.Services, d.GetServices())
+				// A shared view is a presence grant: it goes with presence.
+				r.ShareViews = r.ShareViews && hasService(r.Services, hubv1.Service_SERVICE_PRESENCE)
 				return len(r.Services) == 0
 			})
 		}
@@ -109,7 +111,9 @@ func ApplyTo(s *State, index uint64, cmd *hubv1.Command) (*State, error) {
 	case *hubv1.Command_RestoreState:
 		applyRestoreState(s, cs, op.RestoreState.GetState(), now) // restorestate.go
 	default:
-		applyIdentity(cs, cmd) // revocations and join tokens (identity.go)
+		if !applyList(cs, cmd) { // resource lists and view sharing (lists.go)
+			applyIdentity(cs, cmd) // revocations and join tokens (identity.go)
+		}
 	}
 	// A policy that admits nothing is the same as no policy (default deny);
 	// dropping it keeps the state canonical.

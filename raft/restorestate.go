@@ -132,7 +132,8 @@ func applyRestoreState(cur *State, cs, rs *hubv1.ClusterState, now int64) {
 		}
 		for _, r := range p.GetRules() {
 			if svcs := normServices(r.GetServices()); len(svcs) > 0 {
-				c.Rules = append(c.Rules, &hubv1.PolicyRule{Source: r.GetSource(), Services: svcs})
+				c.Rules = append(c.Rules, &hubv1.PolicyRule{Source: r.GetSource(), Services: svcs,
+					ShareViews: r.GetShareViews() && hasService(svcs, hubv1.Service_SERVICE_PRESENCE)})
 			}
 		}
 		slices.SortFunc(c.Rules, func(a, b *hubv1.PolicyRule) int { return cmpString(a.GetSource(), b.GetSource()) })

@@ -29,6 +29,7 @@ type State struct {
 	nodeByID map[string]*hubv1.Node
 	labCIDRs []cidrOwner   // every lab prefix, most specific first
 	ident    identityIndex // revocations and join tokens (identity.go)
+	lists    listIndex     // resource lists (lists.go)
 }
 
 // NetworkView is one member network with its identity material pre-parsed
@@ -110,6 +111,7 @@ func NewState(index uint64, cs *hubv1.ClusterState) *State {
 		s.nodeByID[n.GetId()] = n
 	}
 	s.ident = newIdentityIndex(cs)
+	s.lists = newListIndex(cs)
 	return s
 }
 
@@ -266,5 +268,6 @@ func (s *State) Proto() *hubv1.ClusterState {
 		cs.Nodes = append(cs.Nodes, proto.Clone(n).(*hubv1.Node))
 	}
 	s.identityProto(cs)
+	s.listsProto(cs)
 	return cs
 }
