@@ -226,7 +226,9 @@ type Network struct {
 	// hub; services without an entry take the hub's configured defaults.
 	RateLimits []*RateLimit `protobuf:"bytes,11,rep,name=rate_limits,json=rateLimits,proto3" json:"rate_limits,omitempty"`
 	// Users of this network may create chat rooms in band (#create).
-	RoomCreate    bool `protobuf:"varint,25,opt,name=room_create,json=roomCreate,proto3" json:"room_create,omitempty"`
+	RoomCreate bool `protobuf:"varint,25,opt,name=room_create,json=roomCreate,proto3" json:"room_create,omitempty"`
+	// Store and forward settings (queue.proto).
+	Deferral      *Deferral `protobuf:"bytes,20,opt,name=deferral,proto3" json:"deferral,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -343,6 +345,13 @@ func (x *Network) GetRoomCreate() bool {
 		return x.RoomCreate
 	}
 	return false
+}
+
+func (x *Network) GetDeferral() *Deferral {
+	if x != nil {
+		return x.Deferral
+	}
+	return nil
 }
 
 // RateLimit is a token bucket for one service class of a member network's
@@ -634,6 +643,9 @@ type ClusterState struct {
 	JoinTokens []*JoinTokenRecord `protobuf:"bytes,5,rep,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
 	// Chat rooms (rooms.proto), sorted by uri.
 	Rooms []*Room `protobuf:"bytes,13,rep,name=rooms,proto3" json:"rooms,omitempty"`
+	// Store-and-forward queues (queue.proto): every stored message, sorted
+	// by destination then seq.
+	Queued []*QueuedMessage `protobuf:"bytes,10,rep,name=queued,proto3" json:"queued,omitempty"`
 	// Resource lists (lists.proto), sorted by uri.
 	Lists         []*ResourceList `protobuf:"bytes,16,rep,name=lists,proto3" json:"lists,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -708,6 +720,13 @@ func (x *ClusterState) GetJoinTokens() []*JoinTokenRecord {
 func (x *ClusterState) GetRooms() []*Room {
 	if x != nil {
 		return x.Rooms
+	}
+	return nil
+}
+
+func (x *ClusterState) GetQueued() []*QueuedMessage {
+	if x != nil {
+		return x.Queued
 	}
 	return nil
 }
@@ -936,6 +955,8 @@ type Command struct {
 	//	*Command_PostRoomMessage
 	//	*Command_RoomFanoutProgress
 	//	*Command_ClaimRoomFanout
+	//	*Command_QueueStore
+	//	*Command_QueueRemove
 	//	*Command_PutList
 	//	*Command_DeleteList
 	//	*Command_AddListEntries
@@ -1193,6 +1214,24 @@ func (x *Command) GetClaimRoomFanout() *ClaimRoomFanout {
 	return nil
 }
 
+func (x *Command) GetQueueStore() *QueueStore {
+	if x != nil {
+		if x, ok := x.Op.(*Command_QueueStore); ok {
+			return x.QueueStore
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetQueueRemove() *QueueRemove {
+	if x != nil {
+		if x, ok := x.Op.(*Command_QueueRemove); ok {
+			return x.QueueRemove
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetPutList() *PutList {
 	if x != nil {
 		if x, ok := x.Op.(*Command_PutList); ok {
@@ -1327,6 +1366,15 @@ type Command_ClaimRoomFanout struct {
 	ClaimRoomFanout *ClaimRoomFanout `protobuf:"bytes,48,opt,name=claim_room_fanout,json=claimRoomFanout,proto3,oneof"`
 }
 
+type Command_QueueStore struct {
+	// Store and forward (queue.proto).
+	QueueStore *QueueStore `protobuf:"bytes,30,opt,name=queue_store,json=queueStore,proto3,oneof"`
+}
+
+type Command_QueueRemove struct {
+	QueueRemove *QueueRemove `protobuf:"bytes,31,opt,name=queue_remove,json=queueRemove,proto3,oneof"`
+}
+
 type Command_PutList struct {
 	// Resource lists (lists.proto).
 	PutList *PutList `protobuf:"bytes,55,opt,name=put_list,json=putList,proto3,oneof"`
@@ -1389,6 +1437,10 @@ func (*Command_PostRoomMessage) isCommand_Op() {}
 func (*Command_RoomFanoutProgress) isCommand_Op() {}
 
 func (*Command_ClaimRoomFanout) isCommand_Op() {}
+
+func (*Command_QueueStore) isCommand_Op() {}
+
+func (*Command_QueueRemove) isCommand_Op() {}
 
 func (*Command_PutList) isCommand_Op() {}
 
@@ -2045,12 +2097,12 @@ var File_clearhub_v1_state_proto protoreflect.FileDescriptor
 
 const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x17clearhub/v1/state.proto\x12\vclearhub.v1\x1a\x17clearhub/v1/rooms.proto\x1a\x17clearhub/v1/lists.proto\"h\n" +
+	"\x17clearhub/v1/state.proto\x12\vclearhub.v1\x1a\x17clearhub/v1/rooms.proto\x1a\x17clearhub/v1/lists.proto\x1a\x17clearhub/v1/queue.proto\"h\n" +
 	"\bIdentity\x12\x15\n" +
 	"\x06ca_pem\x18\x01 \x03(\tR\x05caPem\x12\x12\n" +
 	"\x04pins\x18\x02 \x03(\tR\x04pins\x12\x14\n" +
 	"\x05cidrs\x18\x03 \x03(\tR\x05cidrs\x12\x1b\n" +
-	"\ttls_cidrs\x18\x04 \x03(\tR\btlsCidrs\"\xd8\x03\n" +
+	"\ttls_cidrs\x18\x04 \x03(\tR\btlsCidrs\"\x8b\x04\n" +
 	"\aNetwork\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x18\n" +
@@ -2067,7 +2119,8 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\vrate_limits\x18\v \x03(\v2\x16.clearhub.v1.RateLimitR\n" +
 	"rateLimits\x12\x1f\n" +
 	"\vroom_create\x18\x19 \x01(\bR\n" +
-	"roomCreate\"p\n" +
+	"roomCreate\x121\n" +
+	"\bdeferral\x18\x14 \x01(\v2\x15.clearhub.v1.DeferralR\bdeferral\"p\n" +
 	"\tRateLimit\x12.\n" +
 	"\aservice\x18\x01 \x01(\x0e2\x14.clearhub.v1.ServiceR\aservice\x12\x1d\n" +
 	"\n" +
@@ -2092,7 +2145,7 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"admin_addr\x18\x03 \x01(\tR\tadminAddr\x12\x1b\n" +
 	"\tsip_addrs\x18\x04 \x03(\tR\bsipAddrs\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x05 \x01(\fR\tpublicKey\"\xee\x02\n" +
+	"public_key\x18\x05 \x01(\fR\tpublicKey\"\xa2\x03\n" +
 	"\fClusterState\x120\n" +
 	"\bnetworks\x18\x01 \x03(\v2\x14.clearhub.v1.NetworkR\bnetworks\x12/\n" +
 	"\bpolicies\x18\x02 \x03(\v2\x13.clearhub.v1.PolicyR\bpolicies\x12'\n" +
@@ -2100,7 +2153,9 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\vrevocations\x18\x04 \x03(\v2\x17.clearhub.v1.RevocationR\vrevocations\x12=\n" +
 	"\vjoin_tokens\x18\x05 \x03(\v2\x1c.clearhub.v1.JoinTokenRecordR\n" +
 	"joinTokens\x12'\n" +
-	"\x05rooms\x18\r \x03(\v2\x11.clearhub.v1.RoomR\x05rooms\x12/\n" +
+	"\x05rooms\x18\r \x03(\v2\x11.clearhub.v1.RoomR\x05rooms\x122\n" +
+	"\x06queued\x18\n" +
+	" \x03(\v2\x1a.clearhub.v1.QueuedMessageR\x06queued\x12/\n" +
 	"\x05lists\x18\x10 \x03(\v2\x19.clearhub.v1.ResourceListR\x05lists\"\x9b\x01\n" +
 	"\n" +
 	"Revocation\x12\x16\n" +
@@ -2120,7 +2175,7 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\x11revoked_unix_nano\x18\x06 \x01(\x03R\x0frevokedUnixNano\x12\x1d\n" +
 	"\n" +
 	"revoked_by\x18\a \x01(\tR\trevokedBy\x12\x16\n" +
-	"\x06reason\x18\b \x01(\tR\x06reason\"\xbf\x0e\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\"\xba\x0f\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12$\n" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12\x14\n" +
@@ -2151,7 +2206,10 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"unban_room\x18- \x01(\v2\x16.clearhub.v1.UnbanRoomH\x00R\tunbanRoom\x12J\n" +
 	"\x11post_room_message\x18. \x01(\v2\x1c.clearhub.v1.PostRoomMessageH\x00R\x0fpostRoomMessage\x12S\n" +
 	"\x14room_fanout_progress\x18/ \x01(\v2\x1f.clearhub.v1.RoomFanoutProgressH\x00R\x12roomFanoutProgress\x12J\n" +
-	"\x11claim_room_fanout\x180 \x01(\v2\x1c.clearhub.v1.ClaimRoomFanoutH\x00R\x0fclaimRoomFanout\x121\n" +
+	"\x11claim_room_fanout\x180 \x01(\v2\x1c.clearhub.v1.ClaimRoomFanoutH\x00R\x0fclaimRoomFanout\x12:\n" +
+	"\vqueue_store\x18\x1e \x01(\v2\x17.clearhub.v1.QueueStoreH\x00R\n" +
+	"queueStore\x12=\n" +
+	"\fqueue_remove\x18\x1f \x01(\v2\x18.clearhub.v1.QueueRemoveH\x00R\vqueueRemove\x121\n" +
 	"\bput_list\x187 \x01(\v2\x14.clearhub.v1.PutListH\x00R\aputList\x12:\n" +
 	"\vdelete_list\x188 \x01(\v2\x17.clearhub.v1.DeleteListH\x00R\n" +
 	"deleteList\x12G\n" +
@@ -2250,77 +2308,85 @@ var file_clearhub_v1_state_proto_goTypes = []any{
 	(*RecordJoinToken)(nil),    // 21: clearhub.v1.RecordJoinToken
 	(*RevokeJoinToken)(nil),    // 22: clearhub.v1.RevokeJoinToken
 	(*RestoreState)(nil),       // 23: clearhub.v1.RestoreState
-	(*Room)(nil),               // 24: clearhub.v1.Room
-	(*ResourceList)(nil),       // 25: clearhub.v1.ResourceList
-	(*PutRoom)(nil),            // 26: clearhub.v1.PutRoom
-	(*DeleteRoom)(nil),         // 27: clearhub.v1.DeleteRoom
-	(*PutRoomMember)(nil),      // 28: clearhub.v1.PutRoomMember
-	(*RemoveRoomMember)(nil),   // 29: clearhub.v1.RemoveRoomMember
-	(*BanRoom)(nil),            // 30: clearhub.v1.BanRoom
-	(*UnbanRoom)(nil),          // 31: clearhub.v1.UnbanRoom
-	(*PostRoomMessage)(nil),    // 32: clearhub.v1.PostRoomMessage
-	(*RoomFanoutProgress)(nil), // 33: clearhub.v1.RoomFanoutProgress
-	(*ClaimRoomFanout)(nil),    // 34: clearhub.v1.ClaimRoomFanout
-	(*PutList)(nil),            // 35: clearhub.v1.PutList
-	(*DeleteList)(nil),         // 36: clearhub.v1.DeleteList
-	(*AddListEntries)(nil),     // 37: clearhub.v1.AddListEntries
-	(*RemoveListEntries)(nil),  // 38: clearhub.v1.RemoveListEntries
-	(*SetViewSharing)(nil),     // 39: clearhub.v1.SetViewSharing
+	(*Deferral)(nil),           // 24: clearhub.v1.Deferral
+	(*Room)(nil),               // 25: clearhub.v1.Room
+	(*QueuedMessage)(nil),      // 26: clearhub.v1.QueuedMessage
+	(*ResourceList)(nil),       // 27: clearhub.v1.ResourceList
+	(*PutRoom)(nil),            // 28: clearhub.v1.PutRoom
+	(*DeleteRoom)(nil),         // 29: clearhub.v1.DeleteRoom
+	(*PutRoomMember)(nil),      // 30: clearhub.v1.PutRoomMember
+	(*RemoveRoomMember)(nil),   // 31: clearhub.v1.RemoveRoomMember
+	(*BanRoom)(nil),            // 32: clearhub.v1.BanRoom
+	(*UnbanRoom)(nil),          // 33: clearhub.v1.UnbanRoom
+	(*PostRoomMessage)(nil),    // 34: clearhub.v1.PostRoomMessage
+	(*RoomFanoutProgress)(nil), // 35: clearhub.v1.RoomFanoutProgress
+	(*ClaimRoomFanout)(nil),    // 36: clearhub.v1.ClaimRoomFanout
+	(*QueueStore)(nil),         // 37: clearhub.v1.QueueStore
+	(*QueueRemove)(nil),        // 38: clearhub.v1.QueueRemove
+	(*PutList)(nil),            // 39: clearhub.v1.PutList
+	(*DeleteList)(nil),         // 40: clearhub.v1.DeleteList
+	(*AddListEntries)(nil),     // 41: clearhub.v1.AddListEntries
+	(*RemoveListEntries)(nil),  // 42: clearhub.v1.RemoveListEntries
+	(*SetViewSharing)(nil),     // 43: clearhub.v1.SetViewSharing
 }
 var file_clearhub_v1_state_proto_depIdxs = []int32{
 	2,  // 0: clearhub.v1.Network.identity:type_name -> clearhub.v1.Identity
 	0,  // 1: clearhub.v1.Network.services:type_name -> clearhub.v1.Service
 	1,  // 2: clearhub.v1.Network.status:type_name -> clearhub.v1.NetworkStatus
 	4,  // 3: clearhub.v1.Network.rate_limits:type_name -> clearhub.v1.RateLimit
-	0,  // 4: clearhub.v1.RateLimit.service:type_name -> clearhub.v1.Service
-	0,  // 5: clearhub.v1.PolicyRule.services:type_name -> clearhub.v1.Service
-	0,  // 6: clearhub.v1.Policy.all_services:type_name -> clearhub.v1.Service
-	5,  // 7: clearhub.v1.Policy.rules:type_name -> clearhub.v1.PolicyRule
-	3,  // 8: clearhub.v1.ClusterState.networks:type_name -> clearhub.v1.Network
-	6,  // 9: clearhub.v1.ClusterState.policies:type_name -> clearhub.v1.Policy
-	7,  // 10: clearhub.v1.ClusterState.nodes:type_name -> clearhub.v1.Node
-	9,  // 11: clearhub.v1.ClusterState.revocations:type_name -> clearhub.v1.Revocation
-	10, // 12: clearhub.v1.ClusterState.join_tokens:type_name -> clearhub.v1.JoinTokenRecord
-	24, // 13: clearhub.v1.ClusterState.rooms:type_name -> clearhub.v1.Room
-	25, // 14: clearhub.v1.ClusterState.lists:type_name -> clearhub.v1.ResourceList
-	12, // 15: clearhub.v1.Command.add_network:type_name -> clearhub.v1.AddNetwork
-	13, // 16: clearhub.v1.Command.update_network:type_name -> clearhub.v1.UpdateNetwork
-	14, // 17: clearhub.v1.Command.set_network_status:type_name -> clearhub.v1.SetNetworkStatus
-	15, // 18: clearhub.v1.Command.remove_network:type_name -> clearhub.v1.RemoveNetwork
-	16, // 19: clearhub.v1.Command.policy_allow:type_name -> clearhub.v1.PolicyAllow
-	17, // 20: clearhub.v1.Command.policy_deny:type_name -> clearhub.v1.PolicyDeny
-	18, // 21: clearhub.v1.Command.put_node:type_name -> clearhub.v1.PutNode
-	19, // 22: clearhub.v1.Command.remove_node:type_name -> clearhub.v1.RemoveNode
-	20, // 23: clearhub.v1.Command.revoke_certificate:type_name -> clearhub.v1.RevokeCertificate
-	21, // 24: clearhub.v1.Command.record_join_token:type_name -> clearhub.v1.RecordJoinToken
-	22, // 25: clearhub.v1.Command.revoke_join_token:type_name -> clearhub.v1.RevokeJoinToken
-	23, // 26: clearhub.v1.Command.restore_state:type_name -> clearhub.v1.RestoreState
-	26, // 27: clearhub.v1.Command.put_room:type_name -> clearhub.v1.PutRoom
-	27, // 28: clearhub.v1.Command.delete_room:type_name -> clearhub.v1.DeleteRoom
-	28, // 29: clearhub.v1.Command.put_room_member:type_name -> clearhub.v1.PutRoomMember
-	29, // 30: clearhub.v1.Command.remove_room_member:type_name -> clearhub.v1.RemoveRoomMember
-	30, // 31: clearhub.v1.Command.ban_room:type_name -> clearhub.v1.BanRoom
-	31, // 32: clearhub.v1.Command.unban_room:type_name -> clearhub.v1.UnbanRoom
-	32, // 33: clearhub.v1.Command.post_room_message:type_name -> clearhub.v1.PostRoomMessage
-	33, // 34: clearhub.v1.Command.room_fanout_progress:type_name -> clearhub.v1.RoomFanoutProgress
-	34, // 35: clearhub.v1.Command.claim_room_fanout:type_name -> clearhub.v1.ClaimRoomFanout
-	35, // 36: clearhub.v1.Command.put_list:type_name -> clearhub.v1.PutList
-	36, // 37: clearhub.v1.Command.delete_list:type_name -> clearhub.v1.DeleteList
-	37, // 38: clearhub.v1.Command.add_list_entries:type_name -> clearhub.v1.AddListEntries
-	38, // 39: clearhub.v1.Command.remove_list_entries:type_name -> clearhub.v1.RemoveListEntries
-	39, // 40: clearhub.v1.Command.set_view_sharing:type_name -> clearhub.v1.SetViewSharing
-	3,  // 41: clearhub.v1.AddNetwork.network:type_name -> clearhub.v1.Network
-	3,  // 42: clearhub.v1.UpdateNetwork.network:type_name -> clearhub.v1.Network
-	1,  // 43: clearhub.v1.SetNetworkStatus.status:type_name -> clearhub.v1.NetworkStatus
-	0,  // 44: clearhub.v1.PolicyAllow.services:type_name -> clearhub.v1.Service
-	0,  // 45: clearhub.v1.PolicyDeny.services:type_name -> clearhub.v1.Service
-	7,  // 46: clearhub.v1.PutNode.node:type_name -> clearhub.v1.Node
-	8,  // 47: clearhub.v1.RestoreState.state:type_name -> clearhub.v1.ClusterState
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	24, // 4: clearhub.v1.Network.deferral:type_name -> clearhub.v1.Deferral
+	0,  // 5: clearhub.v1.RateLimit.service:type_name -> clearhub.v1.Service
+	0,  // 6: clearhub.v1.PolicyRule.services:type_name -> clearhub.v1.Service
+	0,  // 7: clearhub.v1.Policy.all_services:type_name -> clearhub.v1.Service
+	5,  // 8: clearhub.v1.Policy.rules:type_name -> clearhub.v1.PolicyRule
+	3,  // 9: clearhub.v1.ClusterState.networks:type_name -> clearhub.v1.Network
+	6,  // 10: clearhub.v1.ClusterState.policies:type_name -> clearhub.v1.Policy
+	7,  // 11: clearhub.v1.ClusterState.nodes:type_name -> clearhub.v1.Node
+	9,  // 12: clearhub.v1.ClusterState.revocations:type_name -> clearhub.v1.Revocation
+	10, // 13: clearhub.v1.ClusterState.join_tokens:type_name -> clearhub.v1.JoinTokenRecord
+	25, // 14: clearhub.v1.ClusterState.rooms:type_name -> clearhub.v1.Room
+	26, // 15: clearhub.v1.ClusterState.queued:type_name -> clearhub.v1.QueuedMessage
+	27, // 16: clearhub.v1.ClusterState.lists:type_name -> clearhub.v1.ResourceList
+	12, // 17: clearhub.v1.Command.add_network:type_name -> clearhub.v1.AddNetwork
+	13, // 18: clearhub.v1.Command.update_network:type_name -> clearhub.v1.UpdateNetwork
+	14, // 19: clearhub.v1.Command.set_network_status:type_name -> clearhub.v1.SetNetworkStatus
+	15, // 20: clearhub.v1.Command.remove_network:type_name -> clearhub.v1.RemoveNetwork
+	16, // 21: clearhub.v1.Command.policy_allow:type_name -> clearhub.v1.PolicyAllow
+	17, // 22: clearhub.v1.Command.policy_deny:type_name -> clearhub.v1.PolicyDeny
+	18, // 23: clearhub.v1.Command.put_node:type_name -> clearhub.v1.PutNode
+	19, // 24: clearhub.v1.Command.remove_node:type_name -> clearhub.v1.RemoveNode
+	20, // 25: clearhub.v1.Command.revoke_certificate:type_name -> clearhub.v1.RevokeCertificate
+	21, // 26: clearhub.v1.Command.record_join_token:type_name -> clearhub.v1.RecordJoinToken
+	22, // 27: clearhub.v1.Command.revoke_join_token:type_name -> clearhub.v1.RevokeJoinToken
+	23, // 28: clearhub.v1.Command.restore_state:type_name -> clearhub.v1.RestoreState
+	28, // 29: clearhub.v1.Command.put_room:type_name -> clearhub.v1.PutRoom
+	29, // 30: clearhub.v1.Command.delete_room:type_name -> clearhub.v1.DeleteRoom
+	30, // 31: clearhub.v1.Command.put_room_member:type_name -> clearhub.v1.PutRoomMember
+	31, // 32: clearhub.v1.Command.remove_room_member:type_name -> clearhub.v1.RemoveRoomMember
+	32, // 33: clearhub.v1.Command.ban_room:type_name -> clearhub.v1.BanRoom
+	33, // 34: clearhub.v1.Command.unban_room:type_name -> clearhub.v1.UnbanRoom
+	34, // 35: clearhub.v1.Command.post_room_message:type_name -> clearhub.v1.PostRoomMessage
+	35, // 36: clearhub.v1.Command.room_fanout_progress:type_name -> clearhub.v1.RoomFanoutProgress
+	36, // 37: clearhub.v1.Command.claim_room_fanout:type_name -> clearhub.v1.ClaimRoomFanout
+	37, // 38: clearhub.v1.Command.queue_store:type_name -> clearhub.v1.QueueStore
+	38, // 39: clearhub.v1.Command.queue_remove:type_name -> clearhub.v1.QueueRemove
+	39, // 40: clearhub.v1.Command.put_list:type_name -> clearhub.v1.PutList
+	40, // 41: clearhub.v1.Command.delete_list:type_name -> clearhub.v1.DeleteList
+	41, // 42: clearhub.v1.Command.add_list_entries:type_name -> clearhub.v1.AddListEntries
+	42, // 43: clearhub.v1.Command.remove_list_entries:type_name -> clearhub.v1.RemoveListEntries
+	43, // 44: clearhub.v1.Command.set_view_sharing:type_name -> clearhub.v1.SetViewSharing
+	3,  // 45: clearhub.v1.AddNetwork.network:type_name -> clearhub.v1.Network
+	3,  // 46: clearhub.v1.UpdateNetwork.network:type_name -> clearhub.v1.Network
+	1,  // 47: clearhub.v1.SetNetworkStatus.status:type_name -> clearhub.v1.NetworkStatus
+	0,  // 48: clearhub.v1.PolicyAllow.services:type_name -> clearhub.v1.Service
+	0,  // 49: clearhub.v1.PolicyDeny.services:type_name -> clearhub.v1.Service
+	7,  // 50: clearhub.v1.PutNode.node:type_name -> clearhub.v1.Node
+	8,  // 51: clearhub.v1.RestoreState.state:type_name -> clearhub.v1.ClusterState
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_clearhub_v1_state_proto_init() }
@@ -2330,6 +2396,7 @@ func file_clearhub_v1_state_proto_init() {
 	}
 	file_clearhub_v1_rooms_proto_init()
 	file_clearhub_v1_lists_proto_init()
+	file_clearhub_v1_queue_proto_init()
 	file_clearhub_v1_state_proto_msgTypes[9].OneofWrappers = []any{
 		(*Command_AddNetwork)(nil),
 		(*Command_UpdateNetwork)(nil),
@@ -2352,6 +2419,8 @@ func file_clearhub_v1_state_proto_init() {
 		(*Command_PostRoomMessage)(nil),
 		(*Command_RoomFanoutProgress)(nil),
 		(*Command_ClaimRoomFanout)(nil),
+		(*Command_QueueStore)(nil),
+		(*Command_QueueRemove)(nil),
 		(*Command_PutList)(nil),
 		(*Command_DeleteList)(nil),
 		(*Command_AddListEntries)(nil),
