@@ -35,6 +35,12 @@ func ApplyTo(s *State, index uint64, cmd *hubv1.Command) (*State, error) {
 	if err := CheckCommand(s, cmd); err != nil {
 		return nil, err
 	}
+	if next := applyRoomCommand(s, index, cmd); next != nil {
+		return next, nil // rooms.go: copies only the room it changes
+	}
+	if next := applyQueueCommand(s, index, cmd); next != nil {
+		return next, nil // queue.go: copies only the destination's queue
+	}
 	cs := s.Proto() // deep copy, sorted
 	now := cmd.GetTimeUnixNano()
 	switch op := cmd.GetOp().(type) {
@@ -54,6 +60,7 @@ func ApplyTo(s *State, index uint64, cmd *hubv1.Command) (*State, error) {
 	case *hubv1.Command_SetNetworkStatus:
 		n := cs.Networks[networkIndex(cs, op.SetNetworkStatus.GetId())]
 		n.Status, n.UpdatedUnixNano = op.SetNetworkStatus.GetStatus(), now
+		evictRoomMembers(cs) // rooms.go: a suspended network's users leave every room
 	case *hubv1.Command_RemoveNetwork:
 		id := op.RemoveNetwork.GetId()
 		cs.Networks = slices.DeleteFunc(cs.Networks, func(n *hubv1.Network) bool { return n.GetId() == id })
@@ -64,6 +71,7 @@ func ApplyTo(s *State, index uint64, cmd *hubv1.Command) (*State, error) {
 		for _, p := range cs.Policies {
 			p.Rules = slices.DeleteFunc(p.Rules, func(r *hubv1.PolicyRule) bool { return r.GetSource() == id })
 		}
+		evictRoomMembers(cs) // rooms.go
 	case *hubv1.Command_PolicyAllow:
 		a := op.PolicyAllow
 		svcs := normServices(a.GetServices())
@@ -110,6 +118,7 @@ func ApplyTo(s *State, index uint64, cmd *hubv1.Command) (*State, error) {
 		cs.Nodes = slices.DeleteFunc(cs.Nodes, func(x *hubv1.Node) bool { return x.GetId() == op.RemoveNode.GetId() })
 	case *hubv1.Command_RestoreState:
 		applyRestoreState(s, cs, op.RestoreState.GetState(), now) // restorestate.go
+		evictRoomMembers(cs)                                      // rooms.go
 	default:
 		if !applyList(cs, cmd) { // resource lists and view sharing (lists.go)
 			applyIdentity(cs, cmd) // revocations and join tokens (identity.go)

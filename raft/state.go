@@ -27,9 +27,11 @@ type State struct {
 	policies map[string]*hubv1.Policy // destination id -> policy
 	nodes    []*hubv1.Node            // sorted by id
 	nodeByID map[string]*hubv1.Node
-	labCIDRs []cidrOwner   // every lab prefix, most specific first
-	ident    identityIndex // revocations and join tokens (identity.go)
-	lists    listIndex     // resource lists (lists.go)
+	labCIDRs []cidrOwner            // every lab prefix, most specific first
+	ident    identityIndex          // revocations and join tokens (identity.go)
+	lists    listIndex              // resource lists (lists.go)
+	rooms    map[string]*hubv1.Room // chat rooms by uri (rooms.go)
+	queue    queueIndex             // store-and-forward queues (queue.go)
 }
 
 // NetworkView is one member network with its identity material pre-parsed
@@ -112,6 +114,8 @@ func NewState(index uint64, cs *hubv1.ClusterState) *State {
 	}
 	s.ident = newIdentityIndex(cs)
 	s.lists = newListIndex(cs)
+	s.rooms = newRoomMap(cs)
+	s.queue = newQueueIndex(cs)
 	return s
 }
 
@@ -269,5 +273,7 @@ func (s *State) Proto() *hubv1.ClusterState {
 	}
 	s.identityProto(cs)
 	s.listsProto(cs)
+	s.roomsProto(cs)
+	s.queueProto(cs)
 	return cs
 }

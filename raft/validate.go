@@ -593,10 +593,16 @@ func CheckCommand(s *State, cmd *hubv1.Command) error {
 	case *hubv1.Command_RevokeCertificate, *hubv1.Command_RecordJoinToken, *hubv1.Command_RevokeJoinToken:
 		_, err := checkIdentityCommand(s, cmd) // identity.go
 		return err
+	case *hubv1.Command_QueueStore, *hubv1.Command_QueueRemove:
+		return checkQueueCommand(s, cmd) // queue.go
 	case *hubv1.Command_PutList, *hubv1.Command_DeleteList, *hubv1.Command_AddListEntries,
 		*hubv1.Command_RemoveListEntries, *hubv1.Command_SetViewSharing:
 		_, err := checkListCommand(s, cmd) // lists.go
 		return err
+	case *hubv1.Command_PutRoom, *hubv1.Command_DeleteRoom, *hubv1.Command_PutRoomMember,
+		*hubv1.Command_RemoveRoomMember, *hubv1.Command_BanRoom, *hubv1.Command_UnbanRoom,
+		*hubv1.Command_PostRoomMessage, *hubv1.Command_RoomFanoutProgress, *hubv1.Command_ClaimRoomFanout:
+		return checkRoomCommand(s, cmd) // rooms.go
 	case nil:
 		return invalid("command.op", "", "no operation")
 	default:
