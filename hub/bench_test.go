@@ -468,3 +468,203 @@ func benchMessage(buf []byte, i int, transport string) []byte {
 		"Content-Length: 5\r\n\r\nhello", tp, id, id)
 	return buf
 }
+
+// BenchmarkFairness is issue 10's fairness case: network neta (127.0.0.2)
+// floods MESSAGEs at netb's responder (127.0.0.3) while netc (127.0.0.4)
+// sends its own at 200/s to the same destination, through the real ledger.
+// b.N is the victim's message count (b.N/200 seconds of flood). It reports
+// the victim's success rate and round-trip p50/p99 beside what the flooder
+// got through and had shed; compare flood=0 with the flooded runs (the
+// target: the victim's success and p99 within 10% of flood=0). limit=N
+// gives the flooder a network rate limit of N IM/s (Network.rate_limits),
+// pending=N sets MaxPendingAppends.
+//
+//	go test -run '^$' -bench Fairness -benchtime 2000x ./hub/
+func BenchmarkFairness(b *testing.B) {
+	for _, mode := range []string{"flood=0", "flood=20000", "flood=20000,pending=256", "flood=20000,limit=2000"} {
+		b.Run(mode, func(b *testing.B) { benchFairness(b, mode) })
+	}
+}
+
+func benchFairness(b *testing.B, mode string) {
+	var flood, limit, pending int
+	for _, p := range strings.Split(mode, ",") {
+		if v, ok := cutPrefix(p, "flood="); ok {
+			flood, _ = strconv.Atoi(v)
+		} else if v, ok := cutPrefix(p, "limit="); ok {
+			limit, _ = strconv.Atoi(v)
+		} else if v, ok := cutPrefix(p, "pending="); ok {
+			pending, _ = strconv.Atoi(v)
+		}
+	}
+	t1, t2, t4 := sip.T1, sip.T2, sip.T4
+	sip.SetTimers(500*time.Millisecond, 4*time.Second, 5*time.Second)
+	defer sip.SetTimers(t1, t2, t4)
+
+	dstAddr, stopDst := rawResponder(b, "127.0.0.3")
+	defer stopDst()
+	im := []hubv1.Service{hubv1.Service_SERVICE_IM}
+	flooder := &hubv1.Network{Id: "neta", Domains: []string{"a.example"}, Edges: []string{"sip:127.0.0.2:5999"}, Identity: &hubv1.Identity{Cidrs: []string{"127.0.0.2/32"}}}
+	if limit > 0 {
+		flooder.RateLimits = []*hubv1.RateLimit{{Service: hubv1.Service_SERVICE_IM, PerSecond: float64(limit)}}
+	}
+	st := &fakeState{}
+	st.set(&hubv1.ClusterState{
+		Networks: []*hubv1.Network{flooder,
+			{Id: "netb", Domains: []string{"b.example"}, Edges: []string{"sip:" + dstAddr + ";transport=udp"}, Identity: &hubv1.Identity{Cidrs: []string{"127.0.0.3/32"}}},
+			{Id: "netc", Domains: []string{"c.example"}, Edges: []string{"sip:127.0.0.4:5999"}, Identity: &hubv1.Identity{Cidrs: []string{"127.0.0.4/32"}}},
+		},
+		Policies: []*hubv1.Policy{{Destination: "netb", Rules: []*hubv1.PolicyRule{{Source: "neta", Services: im}, {Source: "netc", Services: im}}}},
+	})
+	led, err := ledger.Open(context.Background(), ledger.Options{
+		Path: filepath.Join(b.TempDir(), "audit.db"), NodeID: "n1",
+		Signer: ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)), CheckpointInterval: -1, CheckpointEvery: 1 << 30,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer led.Close()
+	h, err := New(Config{NodeID: "n1", Logger: quietLogger(), RouteSecret: []byte("s"), Hostname: "127.0.0.1", UDPAddr: "127.0.0.1:0",
+		MaxPendingAppends: pending}, st, led)
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = h.Run(context.Background()) }()
+	defer func() { h.Close(); <-done }()
+	hubAddr := mustResolveUDP(h.Addrs()[0].String())
+
+	open := func(ip string) *udpBenchConn {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(ip)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = c.SetReadBuffer(8 << 20)
+		return &udpBenchConn{c: c, to: hubAddr}
+	}
+	victim := open("127.0.0.4")
+	var floods []*udpBenchConn
+	for range 4 {
+		floods = append(floods, open("127.0.0.2"))
+	}
+
+	n := b.N
+	sentAt := make([]int64, n)
+	var start time.Time
+	var latMu sync.Mutex
+	lat := make([]time.Duration, 0, n)
+	var floodOK, floodShed atomic.Int64
+	var readers sync.WaitGroup
+	read := func(c *udpBenchConn, f func([]byte)) {
+		readers.Add(1)
+		go func() { defer readers.Done(); c.readLoop(f) }()
+	}
+	read(victim, func(m []byte) {
+		i := bytes.Index(m, []byte("Call-ID: fair-v-"))
+		if i < 0 || !bytes.HasPrefix(m, []byte("SIP/2.0 200")) {
+			return
+		}
+		rest := m[i+len("Call-ID: fair-v-"):]
+		idx, err := strconv.Atoi(string(rest[:max(bytes.IndexByte(rest, '\r'), 0)]))
+		if err != nil || idx < 0 || idx >= n {
+			return
+		}
+		d := time.Since(start) - time.Duration(atomic.LoadInt64(&sentAt[idx]))
+		latMu.Lock()
+		lat = append(lat, d)
+		latMu.Unlock()
+	})
+	for _, c := range floods {
+		read(c, func(m []byte) {
+			switch {
+			case bytes.HasPrefix(m, []byte("SIP/2.0 200")):
+				floodOK.Add(1)
+			case bytes.HasPrefix(m, []byte("SIP/2.0 503")):
+				floodShed.Add(1)
+			}
+		})
+	}
+
+	stopFlood := make(chan struct{})
+	var flooding sync.WaitGroup
+	b.ResetTimer()
+	start = time.Now()
+	if flood > 0 {
+		flooding.Add(1)
+		go func() {
+			defer flooding.Done()
+			var msg []byte
+			for i := 0; ; i++ {
+				select {
+				case <-stopFlood:
+					return
+				default:
+				}
+				due := time.Duration(int64(i) * int64(time.Second) / int64(flood))
+				if ahead := due - time.Since(start); ahead > time.Millisecond {
+					time.Sleep(ahead)
+				}
+				c := floods[i%len(floods)]
+				msg = fairMessage(msg[:0], "a.example", c.c.LocalAddr().String(), "fair-f-", i)
+				_ = c.write(msg)
+			}
+		}()
+	}
+	var msg []byte
+	for i := 0; i < n; i++ {
+		due := time.Duration(int64(i) * int64(time.Second) / 200)
+		if ahead := due - time.Since(start); ahead > 0 {
+			time.Sleep(ahead)
+		}
+		msg = fairMessage(msg[:0], "c.example", victim.c.LocalAddr().String(), "fair-v-", i)
+		atomic.StoreInt64(&sentAt[i], int64(time.Since(start)))
+		if err := victim.write(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start)
+	close(stopFlood)
+	flooding.Wait()
+	// Answers still on their way (2 s: the load driver's timeout).
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		latMu.Lock()
+		got := len(lat)
+		latMu.Unlock()
+		if got == n {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.StopTimer()
+	victim.close()
+	for _, c := range floods {
+		c.close()
+	}
+	readers.Wait()
+
+	latMu.Lock()
+	defer latMu.Unlock()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(100*float64(len(lat))/float64(n), "victim-ok-%")
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "victim-p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "victim-p99-µs")
+	}
+	b.ReportMetric(float64(floodOK.Load())/elapsed.Seconds(), "flood-ok/s")
+	b.ReportMetric(float64(floodShed.Load())/elapsed.Seconds(), "flood-shed/s")
+}
+
+// fairMessage is a MESSAGE from alice@domain sent from via (ip:port).
+func fairMessage(buf []byte, domain, via, callPrefix string, i int) []byte {
+	id := strconv.Itoa(i)
+	return fmt.Appendf(buf, "MESSAGE sip:bob@b.example SIP/2.0\r\n"+
+		"Via: SIP/2.0/UDP %s;rport;branch=z9hG4bK%s%s\r\n"+
+		"Max-Forwards: 70\r\n"+
+		"From: <sip:alice@%s>;tag=a1\r\n"+
+		"To: <sip:bob@b.example>\r\n"+
+		"Call-ID: %s%s\r\n"+
+		"CSeq: 1 MESSAGE\r\n"+
+		"Content-Type: text/plain\r\n"+
+		"Content-Length: 5\r\n\r\nhello", via, callPrefix, id, domain, callPrefix, id)
+}

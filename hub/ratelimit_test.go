@@ -90,6 +90,7 @@ func count(res []*sip.Response, code int) int {
 // bucket limits every class together. The limiter's clock is frozen, so
 // no bucket refills during a case.
 func TestRateLimitPerMember(t *testing.T) {
+	noLeaks(t)
 	im := hubv1.Service_SERVICE_IM
 	all := hubv1.Service_SERVICE_UNSPECIFIED
 	cases := []struct {
@@ -182,6 +183,7 @@ func TestRateLimitPerMember(t *testing.T) {
 // request: lifted, imposed, and re-rated on the same bucket (what the
 // member used is kept, the new rate refills it).
 func TestRateLimitFollowsState(t *testing.T) {
+	noLeaks(t)
 	im := hubv1.Service_SERVICE_IM
 	clock := newFrozenClock()
 	l, _ := guardLab(t, Config{limitClock: clock.now})
@@ -216,6 +218,7 @@ func TestRateLimitFollowsState(t *testing.T) {
 // An INVITE over the session limit is answered 503 by the hub on sipgo's
 // path, and the sender's client transaction ends normally.
 func TestRateLimitInvite(t *testing.T) {
+	noLeaks(t)
 	clock := newFrozenClock()
 	l, reg := guardLab(t, Config{limitClock: clock.now,
 		RateLimits: map[hubv1.Service]Limit{hubv1.Service_SERVICE_SESSION: {PerSecond: 1, Burst: 1}}})
