@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"clearhub/ledger"
 	"clearhub/proto/hubv1"
@@ -368,11 +369,19 @@ func runExport(cmd *cobra.Command, o *exportOpts) error {
 		sink = newCSVSink(bw)
 	}
 
+	ctx, cancel := streamContext(cmd)
+	defer cancel()
+	st, err := c.ExportAudit(ctx, req, grpc.MaxCallRecvMsgSize(maxAuditRecord))
+	if err != nil {
+		return err
+	}
 	var bar *progressbar.ProgressBar
 	if isTerminal(cmd.ErrOrStderr()) {
-		// The total is unknown (filters, other nodes): a counting spinner.
-		// No change interval: it redraws on progress only, so no goroutine.
-		bar = progressbar.NewOptions64(-1,
+		// A bar when the node announced how many entries it will send
+		// (unfiltered or seq-range exports of one node); otherwise
+		// (filters, other nodes) a counting spinner. No change interval:
+		// it redraws on progress only, so no goroutine.
+		bar = progressbar.NewOptions64(exportTotal(st),
 			progressbar.OptionSetWriter(cmd.ErrOrStderr()),
 			progressbar.OptionSetDescription("exporting"),
 			progressbar.OptionShowCount(),
@@ -383,13 +392,6 @@ func runExport(cmd *cobra.Command, o *exportOpts) error {
 			progressbar.OptionThrottle(100*time.Millisecond),
 			progressbar.OptionClearOnFinish(),
 		)
-	}
-
-	ctx, cancel := streamContext(cmd)
-	defer cancel()
-	st, err := c.ExportAudit(ctx, req, grpc.MaxCallRecvMsgSize(maxAuditRecord))
-	if err != nil {
-		return err
 	}
 	perNode := map[string]int{}
 	total := 0
@@ -897,3 +899,22 @@ func checkConsistency(p *hubv1.ConsistencyProof, oldSize, newSize uint64, k node
 }
 
 // --- tail --- (audit_tail.go)
+
+// exportTotalHeader is admin.ExportTotalHeader (not imported: hubctl does
+// not link the server).
+const exportTotalHeader = "clearhub-export-total"
+
+// exportTotal is the entry count the node announced in the export's
+// header, or -1 when it did not.
+func exportTotal(st interface{ Header() (metadata.MD, error) }) int64 {
+	md, err := st.Header()
+	if err != nil {
+		return -1
+	}
+	for _, v := range md.Get(exportTotalHeader) {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+			return n
+		}
+	}
+	return -1
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -289,13 +290,40 @@ func (s *Server) ExportAudit(req *hubv1.ExportAuditRequest, stream hubv1.AdminSe
 	if _, err := callerFrom(ctx); err != nil {
 		return err
 	}
-	if _, err := exportFilter(req); err != nil {
+	f, err := exportFilter(req)
+	if err != nil {
 		return err
 	}
 	if !req.GetCluster() {
+		// The entry count is known without a scan when only a sequence
+		// range narrows the export: hubctl shows a progress bar with it.
+		if l, lerr := s.auditLedger(); lerr == nil && f.Since.IsZero() && f.Until.IsZero() && f.Network == "" && f.User == "" && f.Kind == "" {
+			if n := seqRangeCount(f.FromSeq, f.ToSeq, l.Size()); n > 0 {
+				_ = stream.SendHeader(metadata.Pairs(ExportTotalHeader, strconv.FormatUint(n, 10)))
+			}
+		}
 		return s.exportLocal(ctx, req, stream.Send)
 	}
 	return s.exportCluster(ctx, req, stream.Send)
+}
+
+// ExportTotalHeader carries the number of entries an export will send,
+// when the node knows it before scanning (unfiltered or by seq range only).
+const ExportTotalHeader = "clearhub-export-total"
+
+// seqRangeCount is how many of the entries 1..size fall in [from, to]
+// (zero bounds are open).
+func seqRangeCount(from, to, size uint64) uint64 {
+	if from == 0 {
+		from = 1
+	}
+	if to == 0 || to > size {
+		to = size
+	}
+	if to < from {
+		return 0
+	}
+	return to - from + 1
 }
 
 // ExportLocalAudit serves a peer's cluster export: this node's lines only.

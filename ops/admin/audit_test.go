@@ -11,6 +11,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -290,6 +291,17 @@ func TestAuditExport(t *testing.T) {
 			recs, file := collectExport(t, st)
 			if got := entrySeqs(recs); !slices.Equal(got, want) {
 				t.Fatalf("entries %v, want %v", got, want)
+			}
+			// The count is announced when known without a scan (all, seq
+			// range only), and then exactly.
+			md, _ := st.Header()
+			announced := md.Get(ExportTotalHeader)
+			if known := tc.name == "all" || tc.name == "seq range"; known {
+				if len(announced) != 1 || announced[0] != strconv.Itoa(len(want)) {
+					t.Fatalf("announced total %v, want %d", announced, len(want))
+				}
+			} else if len(announced) != 0 {
+				t.Fatalf("announced total %v for a filtered export", announced)
 			}
 			for _, r := range recs {
 				if r.GetNode() != "node-a" {
