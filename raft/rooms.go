@@ -562,7 +562,7 @@ func applyRoomCommand(s *State, index uint64, cmd *hubv1.Command) *State {
 		slices.Sort(r.Networks)
 		r.Networks = slices.Compact(r.Networks)
 		r.UpdatedUnixNano = now
-		r.History = trimHistory(r.GetHistory(), RoomHistoryLen(r))
+		r.History = trimHistory(r.GetHistory(), RoomHistoryLen(r), r.GetFanouts())
 		put(r)
 	case *hubv1.Command_DeleteRoom:
 		delete(next.rooms, op.DeleteRoom.GetUri())
@@ -652,13 +652,6 @@ func applyPost(cur *hubv1.Room, index uint64, now int64, p *hubv1.PostRoomMessag
 		Seq: r.LastSeq, Sender: m.GetUser(), Nickname: m.GetNickname(), Network: m.GetNetwork(),
 		ContentType: in.GetContentType(), Body: in.GetBody(), UnixNano: now, RaftIndex: index, CallId: in.GetCallId(),
 	}
-	if n := RoomHistoryLen(cur); n > 0 {
-		h := cur.GetHistory()
-		if len(h) >= n {
-			h = h[len(h)-n+1:]
-		}
-		r.History = append(slices.Clip(h), msg) // Clip: never write into the shared array
-	}
 	var rcpt []string
 	for _, x := range cur.GetMembers() {
 		if Joined(x) && x.GetUser() != m.GetUser() {
@@ -668,14 +661,57 @@ func applyPost(cur *hubv1.Room, index uint64, now int64, p *hubv1.PostRoomMessag
 	if len(rcpt) > 0 {
 		r.Fanouts = append(slices.Clip(cur.GetFanouts()), &hubv1.RoomFanout{Seq: r.LastSeq, Owner: p.GetOwner(), Recipients: rcpt, UpdatedUnixNano: now})
 	}
+	if n := RoomHistoryLen(cur); n > 0 || len(rcpt) > 0 {
+		// Clip: never write into the shared array.
+		r.History = trimHistory(append(slices.Clip(cur.GetHistory()), msg), n, r.Fanouts)
+	}
 	return r
 }
 
-func trimHistory(h []*hubv1.RoomMessage, n int) []*hubv1.RoomMessage {
-	if len(h) <= n {
+// trimHistory keeps the last n messages of h, and every message whose
+// fan-out is unfinished (the fan-out reads its content from here, so a short
+// history never loses an undelivered message).
+func trimHistory(h []*hubv1.RoomMessage, n int, pending []*hubv1.RoomFanout) []*hubv1.RoomMessage {
+	start := max(len(h)-n, 0)
+	if len(pending) > 0 {
+		low := pending[0].GetSeq()
+		for _, f := range pending {
+			low = min(low, f.GetSeq())
+		}
+		first, _ := slices.BinarySearchFunc(h, low, func(m *hubv1.RoomMessage, seq uint64) int { return cmpUint(m.GetSeq(), seq) })
+		start = min(start, first)
+	}
+	if start == 0 {
 		return h
 	}
-	return slices.Clip(h[len(h)-n:])
+	return slices.Clip(h[start:])
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// RoomRecent returns the last RoomHistoryLen(r) messages of r's history
+// (the history may hold more while their deliveries are unfinished).
+func RoomRecent(r *hubv1.Room) []*hubv1.RoomMessage {
+	h := r.GetHistory()
+	return h[max(len(h)-RoomHistoryLen(r), 0):]
+}
+
+// RoomMessageBySeq returns r's history message seq, or nil.
+func RoomMessageBySeq(r *hubv1.Room, seq uint64) *hubv1.RoomMessage {
+	h := r.GetHistory()
+	i, ok := slices.BinarySearchFunc(h, seq, func(m *hubv1.RoomMessage, s uint64) int { return cmpUint(m.GetSeq(), s) })
+	if !ok {
+		return nil
+	}
+	return h[i]
 }
 
 // updateFanout returns fs with seq's entry replaced by fn's result (or

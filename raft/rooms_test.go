@@ -197,9 +197,36 @@ func TestRoomCommands(t *testing.T) {
 			roomCmdAt(clock, post("sip:bob@b.example", "2")),
 			roomCmdAt(clock, post("sip:bob@b.example", "3")),
 		}, check: func(t *testing.T, s *State) {
-			h := s.Room(testRoom).GetHistory()
+			// Undelivered messages stay; the recent view is the last two.
+			if h := s.Room(testRoom).GetHistory(); len(h) != 3 {
+				t.Fatalf("history with pending fan-outs = %v", h)
+			}
+			h := RoomRecent(s.Room(testRoom))
 			if len(h) != 2 || string(h[0].GetBody()) != "2" || string(h[1].GetBody()) != "3" {
-				t.Fatalf("history = %v", h)
+				t.Fatalf("recent history = %v", h)
+			}
+			for seq := uint64(1); seq <= 3; seq++ {
+				next, err := ApplyTo(s, s.Index+1, roomCmdAt(clock, &hubv1.RoomFanoutProgress{Room: testRoom, Seq: seq, Owner: "n1", Done: 2}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				s = next
+			}
+			next, err := ApplyTo(s, s.Index+1, roomCmdAt(clock, post("sip:bob@b.example", "4")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h := next.Room(testRoom).GetHistory(); len(h) != 2 || string(h[0].GetBody()) != "3" {
+				t.Fatalf("history after delivery = %v", h)
+			}
+		}},
+		{name: "no history keeps only undelivered", cmds: []*hubv1.Command{
+			roomCmdAt(clock, &hubv1.PutRoom{Room: &hubv1.Room{Uri: testRoom, NoHistory: true}}),
+			roomCmdAt(clock, post("sip:bob@b.example", "1")),
+		}, check: func(t *testing.T, s *State) {
+			r := s.Room(testRoom)
+			if RoomMessageBySeq(r, 1) == nil || len(RoomRecent(r)) != 0 {
+				t.Fatalf("history = %v", r.GetHistory())
 			}
 		}},
 		{name: "fan-out progress, foreign owner, claim", cmds: []*hubv1.Command{
