@@ -38,6 +38,9 @@ func ApplyTo(s *State, index uint64, cmd *hubv1.Command) (*State, error) {
 	if next := applyRoomCommand(s, index, cmd); next != nil {
 		return next, nil // rooms.go: copies only the room it changes
 	}
+	if next := applyQueueCommand(s, index, cmd); next != nil {
+		return next, nil // queue.go: copies only the destination's queue
+	}
 	cs := s.Proto() // deep copy, sorted
 	now := cmd.GetTimeUnixNano()
 	switch op := cmd.GetOp().(type) {

@@ -593,6 +593,8 @@ func CheckCommand(s *State, cmd *hubv1.Command) error {
 	case *hubv1.Command_RevokeCertificate, *hubv1.Command_RecordJoinToken, *hubv1.Command_RevokeJoinToken:
 		_, err := checkIdentityCommand(s, cmd) // identity.go
 		return err
+	case *hubv1.Command_QueueStore, *hubv1.Command_QueueRemove:
+		return checkQueueCommand(s, cmd) // queue.go
 	case *hubv1.Command_PutList, *hubv1.Command_DeleteList, *hubv1.Command_AddListEntries,
 		*hubv1.Command_RemoveListEntries, *hubv1.Command_SetViewSharing:
 		_, err := checkListCommand(s, cmd) // lists.go
