@@ -46,6 +46,9 @@ type call struct {
 	// orig is set on a request the hub sends itself (originate.go): there
 	// is no upstream, responses are captured instead of sent.
 	orig *origination
+	// auditSeq is the request entry's seq (store and forward ties its
+	// entries to it).
+	auditSeq uint64
 }
 
 // handle is the sipgo request handler for every method. sipgo runs it on
@@ -229,16 +232,35 @@ func (c *call) run() {
 	}
 	if len(hops) == 0 {
 		c.noUsableEdge("none_configured")
+		if c.deferrable() { // deferral.go: store instead of 503
+			c.dequeue()
+			if seq, err := h.audit.Append(h.ctx, c.requestEntry(0, "no usable edge")); err == nil {
+				c.auditSeq = seq
+				if !c.deferMessage("no_edge") {
+					c.h.om.refused(rsnNoEdge, 503)
+					c.generate(503, "Service Unavailable", "destination network has no usable edge", sip.NewHeader("Retry-After", "30"))
+				}
+				return
+			}
+			h.m.auditErrs.Inc()
+		}
 		c.refuseFor(rsnNoEdge, 503, "Service Unavailable", "destination network has no usable edge", sip.NewHeader("Retry-After", "30"))
 		return
 	}
 
 	// 5. Audit before forwarding: unlogged traffic is never forwarded.
 	c.dequeue() // overload.go: the append itself counts as pending now
-	if _, err := h.audit.Append(h.ctx, c.requestEntry(0, "")); err != nil {
+	seq, err := h.audit.Append(h.ctx, c.requestEntry(0, ""))
+	if err != nil {
 		h.m.auditErrs.Inc()
 		h.log.Error("audit append failed; refusing request", "err", err, "method", req.Method)
 		c.respond(500, "Server Internal Error")
+		return
+	}
+	c.auditSeq = seq
+	// Store and forward (deferral.go): a MESSAGE to a destination with
+	// stored messages waits behind them.
+	if c.queuedBehind() && c.deferMessage("behind") {
 		return
 	}
 	// 6. Proxy.
@@ -401,6 +423,10 @@ func (c *call) forward(hops []hop, popN, mf int, lh string, rr *dialogRoute) {
 			if res.StatusCode == 503 {
 				continue // next edge
 			}
+			c.noteAlive(res) // deferral.go: a queue to drain
+			if c.deferOn480(res) && c.deferMessage("480") {
+				return
+			}
 			c.relayFinal(res, false)
 			return
 		case outTimeout:
@@ -424,11 +450,17 @@ func (c *call) forward(hops []hop, popN, mf int, lh string, rr *dialogRoute) {
 	if timedOut {
 		c.noUsableEdge("timeout")
 		c.originFailure("timeout")
+		if c.deferMessage("timeout") { // deferral.go: store instead of 408
+			return
+		}
 		c.generate(408, "Request Timeout", "no edge answered")
 		return
 	}
 	c.noUsableEdge("all_failed")
 	c.originFailure("all_failed")
+	if c.deferMessage("all_failed") { // deferral.go: store instead of 503
+		return
+	}
 	c.generate(503, "Service Unavailable", "no edge available", sip.NewHeader("Retry-After", "30"))
 }
 

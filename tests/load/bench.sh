@@ -217,6 +217,22 @@ uac() {
 	wait_pid_timeout "$pid" $((n * (step + 4) + 30)) || log "driver $CASE-$tr ended with status $?"
 }
 
+# warmup TRANSPORT TARGET [flags]: 2 s at 200/s, not counted: the proxy's
+# workers are up, its connection to the edge is open and its caches warm
+# before the first measured step.
+warmup() {
+	local tr=$1 target=$2
+	shift 2
+	"${PIN_DRIVER[@]}" "$SIPLOAD" uac -transport "$tr" -target "$target" -local "$A_IP" -sockets 1 -conns 2 \
+		-rates 200 -step 2s -label "warmup-$CASE-$tr" "$@" >>"$WORK/warmup-$CASE.log" 2>&1 &
+	local pid=$!
+	own "$pid"
+	wait_pid_timeout "$pid" 20 || log "warm-up $CASE $tr: driver status $? (see $WORK/warmup-$CASE.log)"
+	grep -q 'max_clean=200 ' "$WORK/warmup-$CASE.log" 2>/dev/null || log "warm-up $CASE $tr was not clean"
+	: >"$WORK/warmup-$CASE.log"
+	sleep 1
+}
+
 stop_case() {
 	stop_pid "$EDGE_PID"
 	disown_pid "$EDGE_PID"
@@ -236,12 +252,14 @@ run_case() {
 	esac
 	start_edge
 	if [[ " $TRANSPORTS " == *" udp "* ]]; then
+		warmup udp "$UDP_TARGET"
 		uac udp "$UDP_TARGET" "$UDP_RATES" "$STEP_SECS" -pid "$SERVER_PID" "${TREE[@]}" -overload "$OVERLOAD"
 		echo
 		sleep 2
 	fi
 	if [[ " $TRANSPORTS " == *" tls "* ]]; then
 		[[ $sys == hubd ]] && hub_edge_tls
+		warmup tls "$TLS_TARGET" "${UAC_CERT[@]}"
 		uac tls "$TLS_TARGET" "$TLS_RATES" "$TLS_STEP_SECS" -pid "$SERVER_PID" "${TREE[@]}" "${UAC_CERT[@]}"
 		echo
 	fi
@@ -273,6 +291,7 @@ run_profile() {
 	set_pinning unpinned
 	start_hubd --pprof
 	start_edge
+	warmup udp "$HUB_UDP"
 	"$SIPLOAD" uac -transport udp -target "$HUB_UDP" -local "$A_IP" -sockets "$UDP_SOCKETS" \
 		-rates "$PROFILE_RATE" -step "$((PROFILE_SECS + 6))s" -pid "$SERVER_PID" -label profile-udp \
 		2>>"$WORK/uac-profile.log" &
@@ -295,6 +314,8 @@ run_profile() {
 
 summary() {
 	echo "=== summary (issue 10 targets; loopback, $(nproc) CPUs; pinned: server on CPU $SERVER_CPU, driver and edge on CPU $DRIVER_CPU) ==="
+	# Other work on the machine skews every figure: say how much there was.
+	echo "load average at start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 	awk -F'\t' -v systems="$SYSTEMS" -v pinnings="$PINNINGS" -v transports="$TRANSPORTS" '
 	# columns: 1 label 2 transport 3 phase 4 target 5 offered/s 6 ok/s 7 failed 8 shed 9 timeouts
 	#          10 p50 11 p99 12 p99.9 13 cpu% 14 cpuus 15 memMB 16 drvus 17 clean
@@ -343,6 +364,7 @@ summary() {
 
 need_bench_packages
 build
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "work dir $WORK; UDP rates: $UDP_RATES ($STEP_SECS s per step); TLS rates: $TLS_RATES ($TLS_STEP_SECS s); overload: $OVERLOAD x max"
 log "note: figures from a shared machine are noisy; pinned cases assume CPUs $SERVER_CPU and $DRIVER_CPU exist"
 ((CEILING)) && run_ceiling
