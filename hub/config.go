@@ -159,6 +159,11 @@ type Config struct {
 	// lists.domain) to the service that answers requests for it (hosted.go).
 	// Such requests are never routed to a member.
 	Hosted map[string]HostedService
+
+	// Deferrer, when set, stores pager MESSAGEs a destination cannot take
+	// now and answers 202 (store and forward, deferral.go); nil: the
+	// proxy's 408/503 as before.
+	Deferrer Deferrer
 }
 
 // Values of Config.AuditKeepalives.
