@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -54,6 +56,9 @@ type docNetwork struct {
 	Services    []string     `json:"services"`
 	Identity    identityView `json:"identity"`
 	KeepBodies  bool         `json:"keep_bodies"`
+	// RateLimits are the network's own token buckets (rate_limits of
+	// `network get -o yaml`).
+	RateLimits []rateLimitView `json:"rate_limits"`
 }
 
 // exportDoc builds the document from what the cluster lists. Policies that
@@ -64,7 +69,7 @@ func exportDoc(nets []*hubv1.Network, pols []*hubv1.Policy) stateDoc {
 		v := viewNetwork(n)
 		d.Networks = append(d.Networks, docNetwork{
 			ID: v.ID, DisplayName: v.DisplayName, Status: v.Status, Domains: v.Domains, Edges: v.Edges,
-			Services: v.Services, Identity: v.Identity, KeepBodies: v.KeepBodies,
+			Services: v.Services, Identity: v.Identity, KeepBodies: v.KeepBodies, RateLimits: v.RateLimits,
 		})
 	}
 	for _, p := range pols {
@@ -351,6 +356,55 @@ func (p *docParser) str(n *yaml.Node, path string) string {
 	return n.Value
 }
 
+// rateLimits reads a network's token buckets: a list of {class,
+// per_second, burst} with class "all" or a service name.
+func (p *docParser) rateLimits(n *yaml.Node, path string) []*hubv1.RateLimit {
+	var out []*hubv1.RateLimit
+	for i, c := range p.seq(n, path) {
+		ip := fmt.Sprintf("%s[%d]", path, i)
+		f := p.mapping(c, ip, rateLimitKeys)
+		if f == nil {
+			continue
+		}
+		rl := &hubv1.RateLimit{}
+		switch class := strings.ToLower(p.str(f["class"], ip+".class")); {
+		case class == "all":
+		case serviceByName[class] != hubv1.Service_SERVICE_UNSPECIFIED:
+			rl.Service = serviceByName[class]
+		default:
+			p.fail(f["class"], ip+".class", "%q: want one of %s", class, rateClasses)
+		}
+		rl.PerSecond = p.number(f["per_second"], ip+".per_second")
+		b := p.number(f["burst"], ip+".burst")
+		if b != float64(uint32(b)) {
+			p.fail(f["burst"], ip+".burst", "%v: want a whole number of requests", b)
+		}
+		rl.Burst = uint32(b)
+		out = append(out, rl)
+	}
+	return out
+}
+
+// number reads a non-negative number (0 when absent).
+func (p *docParser) number(n *yaml.Node, path string) float64 {
+	if n == nil || isNull(n) {
+		return 0
+	}
+	if !p.plain(n, path) {
+		return 0
+	}
+	if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") {
+		p.fail(n, path, "%q: want a number", n.Value)
+		return 0
+	}
+	v, err := strconv.ParseFloat(n.Value, 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		p.fail(n, path, "%q: want a non-negative number", n.Value)
+		return 0
+	}
+	return v
+}
+
 func (p *docParser) boolean(n *yaml.Node, path string) bool {
 	if n == nil || isNull(n) {
 		return false
@@ -391,7 +445,8 @@ func (p *docParser) services(n *yaml.Node, path string) []hubv1.Service {
 	return sortedServices(out)
 }
 
-var networkKeys = []string{"id", "display_name", "status", "domains", "edges", "services", "identity", "keep_bodies", "created", "updated"}
+var networkKeys = []string{"id", "display_name", "status", "domains", "edges", "services", "identity", "keep_bodies", "rate_limits", "created", "updated"}
+var rateLimitKeys = []string{"class", "per_second", "burst"}
 var identityKeys = []string{"ca_pem", "pins", "cidrs", "tls_cidrs"}
 
 // network reads one network; nil (and the id, if one was read) when it has
@@ -448,6 +503,7 @@ func (p *docParser) network(node *yaml.Node, path string) (*hubv1.Network, strin
 		n.Identity.Cidrs = p.prefixes(idf["cidrs"], ip+".cidrs")
 		n.Identity.TlsCidrs = p.prefixes(idf["tls_cidrs"], ip+".tls_cidrs")
 	}
+	n.RateLimits = p.rateLimits(f["rate_limits"], path+".rate_limits")
 	if len(p.errs) > before {
 		return nil, n.GetId()
 	}
@@ -877,6 +933,9 @@ func networkFields(c, w *hubv1.Network) []fieldChange {
 	add("identity.cidrs", list(ci.GetCidrs()), list(wi.GetCidrs()), !slices.Equal(ci.GetCidrs(), wi.GetCidrs()))
 	add("identity.tls_cidrs", list(ci.GetTlsCidrs()), list(wi.GetTlsCidrs()), !slices.Equal(ci.GetTlsCidrs(), wi.GetTlsCidrs()))
 	add("keep_bodies", fmt.Sprint(c.GetKeepBodies()), fmt.Sprint(w.GetKeepBodies()), c.GetKeepBodies() != w.GetKeepBodies())
+	// Both sides are stored sorted by class (raft.NormalizeNetwork).
+	cr, wr := rateLimitList(c.GetRateLimits()), rateLimitList(w.GetRateLimits())
+	add("rate_limits", cr, wr, cr != wr)
 	return out
 }
 
