@@ -68,6 +68,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		log.Warn(w)
 	}
 	raiseFileLimit(log)
+	ensureProcs(os.Getenv, log) // procs.go
 	// sipgo has one process-wide logger; route it through ours so its
 	// records share the level and format.
 	sip.SetDefaultLogger(log.With("component", "sipgo"))
