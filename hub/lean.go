@@ -2,7 +2,6 @@ package hub
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"hash/maphash"
 	"net"
@@ -77,6 +76,21 @@ type leanTable struct {
 	cli map[string]chan *sip.Response // hub Via branch -> waiting forwarder
 	exp []expiry                      // FIFO of completed UDP entries
 	exh int                           // head index into exp
+
+	poolOnce sync.Once
+	pool     *workerPool // goroutines for lean transactions (workers.go)
+}
+
+// maxIdleWorkers bounds the parked workers (16-32 KiB of stack each):
+// several times the transactions in flight at 10,000 MESSAGE/s with
+// millisecond round trips.
+const maxIdleWorkers = 1024
+
+// workers is the hub's worker pool, made on first use (its workers stop
+// when the hub closes).
+func (h *Hub) workers() *workerPool {
+	h.lean.poolOnce.Do(func() { h.lean.pool = newWorkerPool(h.ctx.Done(), maxIdleWorkers) })
+	return h.lean.pool
 }
 
 func newLeanTable() *leanTable {
@@ -232,11 +246,16 @@ func (t *leanTable) deliver(branch string, res *sip.Response) {
 func (h *Hub) runExpiry() {
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
+	lastTrim := time.Now()
 	for {
 		select {
 		case <-h.ctx.Done():
 			return
 		case now := <-t.C:
+			if now.Sub(lastTrim) >= time.Second {
+				h.workers().trim()
+				lastTrim = now
+			}
 			next := h.lean.expire(now)
 			d := time.Second
 			if !next.IsZero() {
@@ -249,14 +268,16 @@ func (h *Hub) runExpiry() {
 
 // leanServer is the server side of one lean transaction.
 type leanServer struct {
-	key txKey
-	up  upPath
+	key  txKey
+	up   upPath
+	size int // bytes of the request as received (RFC 3261 18.1.1 estimate)
 }
 
-// leanRequest takes a parsed non-INVITE request off the transport: a
-// retransmission is answered from the table, a new transaction is handled
-// on its own goroutine. It must not block (it runs on a read loop).
-func (h *Hub) leanRequest(req *sip.Request, up upPath) {
+// leanRequest takes a parsed non-INVITE request off the transport (size:
+// its length on the wire): a retransmission is answered from the table, a
+// new transaction is handled on a worker of its own. It must not block (it
+// runs on a read loop).
+func (h *Hub) leanRequest(req *sip.Request, up upPath, size int) {
 	k, ok := h.lean.serverKey(req)
 	if !ok {
 		// RFC 3261 16.3 step 1: no Via or CSeq, nothing to match on.
@@ -284,9 +305,9 @@ func (h *Hub) leanRequest(req *sip.Request, up upPath) {
 		return
 	}
 	h.ovl.start(load)
-	go func() {
+	h.workers().run(func() {
 		defer h.leave()
-		c := &call{h: h, req: req, lean: &leanServer{key: k, up: up}, st: st, start: time.Now(), transport: strings.ToLower(req.Transport()), queued: true}
+		c := &call{h: h, req: req, lean: &leanServer{key: k, up: up, size: size}, st: st, start: time.Now(), transport: strings.ToLower(req.Transport()), queued: true}
 		defer h.ovl.end(c, load)
 		defer func() {
 			if r := recover(); r != nil {
@@ -300,7 +321,7 @@ func (h *Hub) leanRequest(req *sip.Request, up upPath) {
 			}
 		}()
 		c.run()
-	}()
+	})
 }
 
 // leanResponse takes a response whose top Via is a lean forward of the hub;
@@ -337,19 +358,17 @@ func (h *Hub) writeUp(up upPath, b []byte) {
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// putBuf returns buf to bufPool unless a rare huge message grew it.
+func putBuf(buf *bytes.Buffer) {
+	if buf.Cap() <= 64<<10 {
+		bufPool.Put(buf)
+	}
+}
+
 func marshalResponse(res *sip.Response) []byte {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	res.StringWrite(buf)
-	out := bytes.Clone(buf.Bytes())
-	bufPool.Put(buf)
-	return out
-}
-
-func marshalRequest(req *sip.Request) []byte {
-	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
-	req.StringWrite(buf)
 	out := bytes.Clone(buf.Bytes())
 	bufPool.Put(buf)
 	return out
@@ -389,11 +408,14 @@ func udpDest(req *sip.Request, src netip.AddrPort) netip.AddrPort {
 }
 
 // resolveHop turns a hop address into a UDP destination; names go through
-// the resolver (rare: edges are normally IP literals).
-func (h *Hub) resolveHop(ctx context.Context, addr string) (netip.AddrPort, error) {
+// the resolver (rare: edges are normally IP literals, parsed here without
+// a context or a lookup).
+func (h *Hub) resolveHop(addr string) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 	}
+	ctx, cancel := contextWithTimeout(h, h.cfg.TransactionTimeout)
+	defer cancel()
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return netip.AddrPort{}, err
@@ -423,9 +445,7 @@ func (c *call) attemptLean(hp hop, fwd *sip.Request) (*sip.Response, outcome) {
 		if h.udp == nil {
 			return nil, outTransport
 		}
-		ctx, cancel := contextWithTimeout(h, h.cfg.TransactionTimeout)
-		ap, err := h.resolveHop(ctx, hp.addr)
-		cancel()
+		ap, err := h.resolveHop(hp.addr)
 		if err != nil {
 			h.log.Debug("resolve edge", "edge", hp.uri, "err", err)
 			return nil, outTransport
@@ -435,7 +455,13 @@ func (c *call) attemptLean(hp hop, fwd *sip.Request) (*sip.Response, outcome) {
 		// already put the destination's stream edges first, so here the
 		// datagram goes as it is (up to 65,535 bytes; loopback and most
 		// LANs carry it fragmented).
-		raw = marshalRequest(fwd)
+		// Marshalled into a pooled buffer held for the attempt (Timer E
+		// retransmits it).
+		buf := bufPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		fwd.StringWrite(buf)
+		defer putBuf(buf)
+		raw = buf.Bytes()
 		if _, err := h.udp.WriteToUDPAddrPort(raw, dst); err != nil {
 			h.log.Debug("send to edge", "edge", hp.uri, "err", err)
 			return nil, outTransport
