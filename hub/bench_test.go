@@ -392,6 +392,7 @@ func benchForward(b *testing.B, transport, mode string) {
 	runtime.GC()
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := processCPU()
 	start = time.Now()
 	var msg []byte
 	for i := 0; i < n; i++ {
@@ -416,6 +417,7 @@ func benchForward(b *testing.B, transport, mode string) {
 	case <-time.After(10 * time.Second):
 	}
 	elapsed := time.Since(start)
+	cpu := processCPU() - cpu0
 	b.StopTimer()
 	var ms runtime.MemStats
 	runtime.GC()
@@ -436,6 +438,7 @@ func benchForward(b *testing.B, transport, mode string) {
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	}
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/msg")
 }
 
 // discardAudit stands in for the ledger in the ",noledger" runs, which
