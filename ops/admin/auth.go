@@ -159,6 +159,16 @@ var methodAccess = map[string]access{
 	// traffic and cost disk).
 	hubv1.AdminService_SetLogLevel_FullMethodName: opAccess(rAdmin, true),
 
+	// Resource lists (lists.go): operators change them, readonly reads
+	// them; a view-sharing grant is a policy change.
+	hubv1.ListService_CreateList_FullMethodName:        opAccess(rAdmin|rOperator, true),
+	hubv1.ListService_DeleteList_FullMethodName:        opAccess(rAdmin|rOperator, true),
+	hubv1.ListService_AddListEntries_FullMethodName:    opAccess(rAdmin|rOperator, true),
+	hubv1.ListService_RemoveListEntries_FullMethodName: opAccess(rAdmin|rOperator, true),
+	hubv1.ListService_SetViewSharing_FullMethodName:    opAccess(rAdmin|rOperator, true),
+	hubv1.ListService_GetList_FullMethodName:           opAccess(rAdmin|rOperator|rReadonly, false),
+	hubv1.ListService_ListLists_FullMethodName:         opAccess(rAdmin|rOperator|rReadonly, false),
+
 	// Node to node.
 	hubv1.ClusterInternal_Propose_FullMethodName:          {kind: pki.RoleNode},
 	hubv1.ClusterInternal_AddVoter_FullMethodName:         {kind: pki.RoleNode, change: true},

@@ -88,7 +88,8 @@ func serialOf(c tls.Certificate) string { return raft.SerialString(c.Leaf.Serial
 // who may call it fails here.
 func TestAccessTableCovers(t *testing.T) {
 	served := map[string]bool{}
-	for _, d := range []*grpc.ServiceDesc{&hubv1.AdminService_ServiceDesc, &hubv1.ClusterInternal_ServiceDesc, &hubv1.JoinService_ServiceDesc} {
+	for _, d := range []*grpc.ServiceDesc{&hubv1.AdminService_ServiceDesc, &hubv1.ClusterInternal_ServiceDesc, &hubv1.JoinService_ServiceDesc,
+		&hubv1.ListService_ServiceDesc} {
 		for _, m := range d.Methods {
 			served["/"+d.ServiceName+"/"+m.MethodName] = true
 		}

@@ -210,6 +210,7 @@ func (s *Server) Register(g *grpc.Server) {
 	hubv1.RegisterAdminServiceServer(g, s)
 	hubv1.RegisterJoinServiceServer(g, &joinService{s: s})
 	hubv1.RegisterClusterInternalServer(g, &clusterInternal{s: s})
+	hubv1.RegisterListServiceServer(g, &listService{s: s}) // lists.go
 	healthpb.RegisterHealthServer(g, &healthService{s: s})
 	reflection.Register(g)
 }

@@ -1,0 +1,270 @@
+package lists
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// listSub is one list subscription (a dialog the hub is the notifier of),
+// keyed by its dialog ID. Node-local soft state.
+type listSub struct {
+	id             string
+	callID         string
+	localTag       string
+	remoteTag      string
+	listURI, name  string
+	adhoc          bool
+	revision       uint64 // the named list's revision last sent
+	network        string // the watcher's member network
+	watcher        string // canonical watcher URI
+	watcherHdr     sip.Uri
+	event, eventID string
+	remoteTarget   sip.Uri
+	routeSet       []sip.Uri
+	contact        sip.Uri
+	entries        []Entry
+	backs          map[string]*backend // entry URI -> back end
+	static         map[string]resState // entry URI -> state without back end
+	cseq           uint32
+	version        uint32 // next RLMI version (RFC 4662 5.2: from 0, +1 per NOTIFY)
+	full           bool   // next NOTIFY carries full state
+	dirty          map[string]bool
+	sending        bool
+	terminating    string // reason, once ending
+	done           bool
+	expires        time.Time
+	expiry         Timer
+}
+
+func (sub *listSub) stopTimers() {
+	if sub.expiry != nil {
+		sub.expiry.Stop()
+		sub.expiry = nil
+	}
+}
+
+// kickLocked makes sure a NOTIFY goes out for whatever sub has pending; one
+// sender per subscription at a time keeps CSeq and version in order.
+func (s *Service) kickLocked(sub *listSub) {
+	if sub.sending || sub.done {
+		return
+	}
+	sub.sending = true
+	s.goLocked(func() { s.sendLoop(sub) })
+}
+
+// terminateLocked ends sub: it leaves the table at once (a refresh gets
+// 481), and its last NOTIFY says terminated;reason=reason (RFC 6665
+// 4.2.2) with full state.
+func (s *Service) terminateLocked(sub *listSub, reason string) {
+	if sub.terminating != "" {
+		return
+	}
+	sub.terminating, sub.full = reason, true
+	sub.stopTimers()
+	if s.subs[sub.id] == sub {
+		delete(s.subs, sub.id)
+	}
+	s.kickLocked(sub)
+}
+
+// releaseLocked detaches sub from its back ends.
+func (s *Service) releaseLocked(sub *listSub) {
+	for uri := range sub.backs {
+		s.detachLocked(sub, uri)
+	}
+}
+
+func (s *Service) sendLoop(sub *listSub) {
+	for {
+		s.mu.Lock()
+		if sub.done || (!sub.full && len(sub.dirty) == 0 && sub.terminating == "") {
+			sub.sending = false
+			s.mu.Unlock()
+			return
+		}
+		req, final := s.buildNotifyLocked(sub)
+		if final {
+			sub.done = true
+			s.releaseLocked(sub)
+		}
+		network := sub.network
+		s.mu.Unlock()
+
+		res, err := s.cfg.Sender.Send(s.ctx, req, "", network, "list NOTIFY "+sub.listURI)
+		if final {
+			s.mu.Lock()
+			sub.sending = false
+			s.mu.Unlock()
+			return
+		}
+		if err != nil || res.StatusCode == 481 || res.StatusCode == 408 || (res.StatusCode >= 300 && res.StatusCode != 401 && res.StatusCode != 407) {
+			// RFC 6665 4.2.2 / 4.1.3: a NOTIFY refused or timed out ends
+			// the subscription; nothing more is sent to the watcher.
+			s.mu.Lock()
+			status := "no response"
+			if res != nil {
+				status = strconv.Itoa(res.StatusCode)
+			}
+			s.cfg.Log.Info("list subscription dropped: watcher refused a NOTIFY", "list", sub.listURI, "watcher", sub.watcher, "status", status)
+			sub.done, sub.sending = true, false
+			sub.stopTimers()
+			if s.subs[sub.id] == sub {
+				delete(s.subs, sub.id)
+			}
+			s.releaseLocked(sub)
+			s.mu.Unlock()
+			return
+		}
+	}
+}
+
+// resourceView is one resource as the next NOTIFY shows it.
+func (s *Service) resourceLocked(sub *listSub, e Entry) rlmiResource {
+	r := rlmiResource{uri: e.URI, name: e.DisplayName}
+	if b := sub.backs[e.URI]; b != nil {
+		r.id, r.state, r.reason = b.id, b.state, b.reason
+		if b.state == stateActive && len(b.body) > 0 {
+			r.contentType, r.body = b.contentType, b.body
+		} else if b.state == stateActive {
+			// Active but no document yet: RFC 4662 5.2 needs a part per
+			// active instance; show it as pending until one arrives.
+			r.state = statePending
+		}
+		return r
+	}
+	st := sub.static[e.URI]
+	if st.state == "" {
+		st = resState{statePending, ""}
+	}
+	r.id, r.state, r.reason = "s"+shortHash(e.URI), st.state, st.reason
+	return r
+}
+
+// buildNotifyLocked builds the next NOTIFY and advances version and CSeq.
+func (s *Service) buildNotifyLocked(sub *listSub) (*sip.Request, bool) {
+	full := sub.full || sub.version == 0
+	var rs []rlmiResource
+	for _, e := range sub.entries {
+		if full || sub.dirty[e.URI] {
+			rs = append(rs, s.resourceLocked(sub, e))
+		}
+	}
+	version := sub.version
+	sub.version++
+	sub.full = false
+	clear(sub.dirty)
+	final := sub.terminating != ""
+
+	req := sip.NewRequest(sip.NOTIFY, sub.remoteTarget)
+	for _, r := range sub.routeSet {
+		req.AppendHeader(&sip.RouteHeader{Address: r})
+	}
+	var lu sip.Uri
+	if err := sip.ParseUri(sub.listURI, &lu); err != nil {
+		lu = sip.Uri{Scheme: "sip", User: "list", Host: s.cfg.Domain}
+	}
+	fp := sip.NewParams()
+	fp.Add("tag", sub.localTag)
+	req.AppendHeader(&sip.FromHeader{Address: lu, Params: fp})
+	tp := sip.NewParams()
+	tp.Add("tag", sub.remoteTag)
+	req.AppendHeader(&sip.ToHeader{Address: sub.watcherHdr, Params: tp})
+	cid := sip.CallIDHeader(sub.callID)
+	req.AppendHeader(&cid)
+	sub.cseq++
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: sub.cseq, MethodName: sip.NOTIFY})
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	req.AppendHeader(&sip.ContactHeader{Address: sub.contact})
+	ev := sub.event
+	if sub.eventID != "" {
+		ev += ";id=" + sub.eventID
+	}
+	req.AppendHeader(sip.NewHeader("Event", ev))
+	if final {
+		req.AppendHeader(sip.NewHeader("Subscription-State", "terminated;reason="+sub.terminating))
+	} else {
+		left := max(int(sub.expires.Sub(s.cfg.Clock.Now())/time.Second), 0)
+		req.AppendHeader(sip.NewHeader("Subscription-State", "active;expires="+strconv.Itoa(left)))
+	}
+	if sub.event == "presence" {
+		req.AppendHeader(sip.NewHeader("Require", optEventlist)) // RFC 4662 4.4
+		ct, body := s.rlmiBody(sub, version, full, rs)
+		req.AppendHeader(sip.NewHeader("Content-Type", ct))
+		req.SetBody(body)
+	} else {
+		ct, body := buddylistBody(rs)
+		if ct != "" {
+			req.AppendHeader(sip.NewHeader("Content-Type", ct))
+		}
+		req.SetBody(body)
+	}
+	return req, final
+}
+
+// rlmiBody is the RFC 4662 body: multipart/related, RLMI root first.
+func (s *Service) rlmiBody(sub *listSub, version uint32, full bool, rs []rlmiResource) (string, []byte) {
+	boundary := randomHex(30) // 60 hex digits: a token, never in a body by chance
+	rootCID := randomHex(8) + "@" + s.cfg.Domain
+	for i := range rs {
+		if rs[i].state == stateActive {
+			rs[i].cid = randomHex(8) + "@" + s.cfg.Domain // RLMI cid: without angle brackets
+		}
+	}
+	for _, r := range rs {
+		if bytes.Contains(r.body, []byte(boundary)) {
+			boundary = randomHex(30)
+		}
+	}
+	rlmi := buildRLMI(sub.listURI, sub.name, version, full, rs)
+	return notifyContentType(rootCID, boundary), buildMultipart(boundary, rootCID, rlmi, rs)
+}
+
+// buddylistBody serves Event: buddylist/presencelist (the drafts before
+// RFC 4662): the changed members' presence documents, one as is or
+// several in multipart/mixed.
+func buddylistBody(rs []rlmiResource) (string, []byte) {
+	var docs []rlmiResource
+	for _, r := range rs {
+		if r.state == stateActive && len(r.body) > 0 {
+			docs = append(docs, r)
+		}
+	}
+	switch len(docs) {
+	case 0:
+		return "", nil
+	case 1:
+		return docs[0].contentType, docs[0].body
+	}
+	boundary := randomHex(30)
+	var b bytes.Buffer
+	for _, d := range docs {
+		fmt.Fprintf(&b, "--%s\r\nContent-Type: %s\r\n\r\n", boundary, d.contentType)
+		b.Write(d.body)
+		b.WriteString("\r\n")
+	}
+	b.WriteString("--" + boundary + "--\r\n")
+	return "multipart/mixed;boundary=" + boundary, b.Bytes()
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func shortHash(s string) string {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return strconv.FormatUint(h, 36)
+}
