@@ -117,6 +117,21 @@ type Config struct {
 		ScrubRate     int           `yaml:"scrub_rate"`
 	} `yaml:"ledger"`
 
+	// Queue is store and forward (hub/queue): pager MESSAGEs for a member
+	// network that cannot take them now are stored (replicated), answered
+	// 202 and delivered in order when it returns. A network's own settings
+	// (hubctl network update --defer-*) override the limits and TTL.
+	Queue struct {
+		Enabled     bool          `yaml:"enabled"`
+		MaxMessages uint32        `yaml:"max_messages"`
+		MaxBytes    uint64        `yaml:"max_bytes"`
+		TTL         time.Duration `yaml:"ttl"`
+		Rate        int           `yaml:"rate"`
+		Burst       int           `yaml:"burst"`
+		MinBackoff  time.Duration `yaml:"min_backoff"`
+		MaxBackoff  time.Duration `yaml:"max_backoff"`
+	} `yaml:"queue"`
+
 	Log struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
@@ -209,6 +224,14 @@ func DefaultConfig() Config {
 	c.Ledger.SegmentSize = 1 << 16
 	c.Ledger.ScrubInterval = time.Hour
 	c.Ledger.ScrubRate = 2000
+	c.Queue.Enabled = true
+	c.Queue.MaxMessages = 10000
+	c.Queue.MaxBytes = 64 << 20
+	c.Queue.TTL = 72 * time.Hour
+	c.Queue.Rate = 20
+	c.Queue.Burst = 10
+	c.Queue.MinBackoff = 5 * time.Second
+	c.Queue.MaxBackoff = 300 * time.Second
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c

@@ -56,6 +56,8 @@ type hubNode struct {
 	// changed file (reload.go); reloadDone closes when its watcher ends.
 	certs      *certReloader
 	reloadDone <-chan struct{}
+	// queue is store and forward (queue.go); nil when queue.enabled is off.
+	queue *queueWiring
 }
 
 const certTTL = 365 * 24 * time.Hour
@@ -133,6 +135,11 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 
 	// 5. Admin API: served before we ask to become a voter, because the
 	// leader forwards through it.
+	var queueBackend admin.QueueBackend
+	if cfg.Queue.Enabled {
+		n.queue = &queueWiring{}
+		queueBackend = n.queue
+	}
 	n.admin, err = admin.NewServer(admin.Options{
 		NodeID:        n.id,
 		CA:            ca,
@@ -144,6 +151,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 		Registerer:    reg,
 		LogLevel:      level,
 		Version:       buildVersion(),
+		Queue:         queueBackend,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
@@ -241,8 +249,16 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 		}
 		// New outbound handshakes take a reloaded certificate (reload.go).
 		hcfg.GetClientCertificate = n.certs.GetClientCertificate
+		if n.queue != nil {
+			hcfg.Deferrer = n.queue // store and forward (queue.go)
+		}
 		if n.sip, err = hub.New(hcfg, n.raft, n.ledger); err != nil {
 			return nil, fmt.Errorf("sip: %w", err)
+		}
+		if n.queue != nil {
+			if err := n.startQueue(bg, n.queue, n.sip, sipHostname(cfg, n.sip), reg); err != nil {
+				return nil, err
+			}
 		}
 		n.sipDone = make(chan error, 1)
 		go func() { n.sipDone <- n.sip.Run(bg) }()
@@ -460,6 +476,7 @@ func (n *hubNode) shutdown() error {
 	}
 	if n.cancel != nil {
 		n.cancel()
+		n.queue.wait() // queue.go: its deliveries end with the SIP plane
 		<-n.bgDone
 		if n.reloadDone != nil {
 			<-n.reloadDone

@@ -169,6 +169,13 @@ var methodAccess = map[string]access{
 	hubv1.ListService_GetList_FullMethodName:           opAccess(rAdmin|rOperator|rReadonly, false),
 	hubv1.ListService_ListLists_FullMethodName:         opAccess(rAdmin|rOperator|rReadonly, false),
 
+	// Store-and-forward queues (queue.go): operators retry and drop,
+	// readonly reads the depths.
+	hubv1.QueueService_ListQueues_FullMethodName: opAccess(rAdmin|rOperator|rReadonly, false),
+	hubv1.QueueService_ShowQueue_FullMethodName:  opAccess(rAdmin|rOperator|rReadonly, false),
+	hubv1.QueueService_RetryQueue_FullMethodName: opAccess(rAdmin|rOperator, true),
+	hubv1.QueueService_DropQueued_FullMethodName: opAccess(rAdmin|rOperator, true),
+
 	// Node to node.
 	hubv1.ClusterInternal_Propose_FullMethodName:          {kind: pki.RoleNode},
 	hubv1.ClusterInternal_AddVoter_FullMethodName:         {kind: pki.RoleNode, change: true},

@@ -81,6 +81,9 @@ type Options struct {
 	LogLevel LogLevel
 	// Version is this node's build version, reported in cluster status.
 	Version string
+	// Queue, if set, is the node's store and forward for QueueService
+	// retry and drop (queue.go); reads work without it.
+	Queue QueueBackend
 }
 
 // DefaultNodeCertTTL is the default lifetime of a joiner's node certificate.
@@ -132,6 +135,7 @@ type Server struct {
 	tails       tailStop // ends TailAudit streams at shutdown (audit.go)
 	logLevel    LogLevel
 	version     string
+	queue       QueueBackend // store and forward (queue.go)
 
 	// drain is this node's maintenance drain (clusterops.go).
 	drain drainState
@@ -168,6 +172,7 @@ func NewServer(opts Options) (*Server, error) {
 		metrics:     m,
 		logLevel:    opts.LogLevel,
 		version:     opts.Version,
+		queue:       opts.Queue,
 		conns:       map[string]*grpc.ClientConn{},
 	}
 	if s.log == nil {
@@ -211,6 +216,7 @@ func (s *Server) Register(g *grpc.Server) {
 	hubv1.RegisterJoinServiceServer(g, &joinService{s: s})
 	hubv1.RegisterClusterInternalServer(g, &clusterInternal{s: s})
 	hubv1.RegisterListServiceServer(g, &listService{s: s}) // lists.go
+	hubv1.RegisterQueueServiceServer(g, &queueService{s: s, q: s.queue})
 	healthpb.RegisterHealthServer(g, &healthService{s: s})
 	reflection.Register(g)
 }
