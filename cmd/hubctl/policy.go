@@ -34,9 +34,10 @@ services.`,
 
 func newPolicyChangeCmd(verb, short string, call func(context.Context, hubv1.AdminServiceClient, *hubv1.PolicyChangeRequest) (*hubv1.Policy, error)) *cobra.Command {
 	var (
-		from     string
-		all      bool
-		services []string
+		from       string
+		all        bool
+		services   []string
+		shareViews bool
 	)
 	c := &cobra.Command{
 		Use:   verb + " DST (--from SRC | --all) [--services presence,im,...]",
@@ -63,6 +64,12 @@ func newPolicyChangeCmd(verb, short string, call func(context.Context, hubv1.Adm
 				if err != nil {
 					return err
 				}
+				if cmd.Flags().Changed("share-views") {
+					// A second write: the grant is its own command (lists).
+					if err := setShareViews(ctx, cmd, c, args[0], from, shareViews); err != nil {
+						return err
+					}
+				}
 				return printOutput(cmd, viewPolicy(p), func(w io.Writer) { policyTable(w, []*hubv1.Policy{p}) })
 			})
 		},
@@ -77,6 +84,10 @@ func newPolicyChangeCmd(verb, short string, call func(context.Context, hubv1.Adm
 	fl.StringSliceVar(&services, "services", nil, svcHelp)
 	c.MarkFlagsMutuallyExclusive("from", "all")
 	c.MarkFlagsOneRequired("from", "all")
+	if verb == "allow" {
+		fl.BoolVar(&shareViews, "share-views", false, "let SRC's watchers share one back-end presence subscription per presentity of DST (docs/lists.md; --share-views=false withdraws)")
+		c.MarkFlagsMutuallyExclusive("share-views", "all")
+	}
 	return c
 }
 
