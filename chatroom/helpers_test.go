@@ -26,7 +26,9 @@ type memStore struct {
 	fail   error // Propose fails with it when set
 }
 
-func newMemStore() *memStore { return &memStore{st: raft.Empty(), subs: map[chan *raft.State]bool{}, leader: true} }
+func newMemStore() *memStore {
+	return &memStore{st: raft.Empty(), subs: map[chan *raft.State]bool{}, leader: true}
+}
 
 func (m *memStore) State() *raft.State { m.mu.Lock(); defer m.mu.Unlock(); return m.st }
 func (m *memStore) IsLeader() bool     { m.mu.Lock(); defer m.mu.Unlock(); return m.leader }
