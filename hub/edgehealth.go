@@ -9,6 +9,8 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"clearhub/hub/routing"
 )
 
 // What an operator of the SIP plane alerts on, beyond metrics.go: the health
@@ -20,21 +22,21 @@ import (
 // Refusal reasons (the reason label of clearhub_sip_refusals_total). 403
 // alone stands for several of them; the label says which.
 const (
-	rsnUnattributable = "unattributable" // no network owns the connection or source address
-	rsnSuspended      = "suspended"      // source or destination network suspended
-	rsnSpoof          = "spoof"          // From domain not owned by the sender
-	rsnPolicy         = "policy"         // the destination's peering policy denies it
-	rsnServices       = "services"       // a network's service list does not include it
-	rsnDialogRoute    = "dialog_route"   // hub Route missing, forged, expired or no longer permitted
-	rsnMalformed      = "malformed"      // unparsable, oversized, mandatory header or From tag missing
-	rsnNotFound       = "not_found"      // no network owns the Request-URI domain
-	rsnMethod         = "method"         // method not carried (405)
-	rsnBadEvent       = "bad_event"      // event package not carried (489)
-	rsnLoop           = "loop"           // 482
-	rsnMaxForwards    = "max_forwards"   // 483
-	rsnNoTransaction  = "no_transaction" // CANCEL matching nothing (481)
-	rsnNoEdge         = "no_edge"        // the destination has no usable edge (503)
-	rsnOverload       = "overload"       // shed above capacity (503 + Retry-After): for the overload checks to count
+	rsnUnattributable = "unattributable"       // no network owns the connection or source address
+	rsnSuspended      = routing.LabelSuspended // source or destination network suspended
+	rsnSpoof          = "spoof"                // From domain not owned by the sender
+	rsnPolicy         = routing.LabelPolicy    // the destination's peering policy denies it
+	rsnServices       = routing.LabelServices  // a network's service list does not include it
+	rsnDialogRoute    = "dialog_route"         // hub Route missing, forged, expired or no longer permitted
+	rsnMalformed      = "malformed"            // unparsable, oversized, mandatory header or From tag missing
+	rsnNotFound       = routing.LabelNotFound  // no network owns the Request-URI domain
+	rsnMethod         = "method"               // method not carried (405)
+	rsnBadEvent       = routing.LabelBadEvent  // event package not carried (489)
+	rsnLoop           = "loop"                 // 482
+	rsnMaxForwards    = "max_forwards"         // 483
+	rsnNoTransaction  = "no_transaction"       // CANCEL matching nothing (481)
+	rsnNoEdge         = "no_edge"              // the destination has no usable edge (503)
+	rsnOverload       = "overload"             // shed above capacity (503 + Retry-After): for the overload checks to count
 	rsnOther          = "other"
 )
 
@@ -129,15 +131,6 @@ func rawReason(label string) string {
 		return rsnMalformed
 	}
 	return rsnOther
-}
-
-// permitReason tells a peering policy refusal from a service list one
-// (permits in route.go).
-func permitReason(why string) string {
-	if strings.HasPrefix(why, "Peering policy") {
-		return rsnPolicy
-	}
-	return rsnServices
 }
 
 // refuseFor is refuse with the reason counted.

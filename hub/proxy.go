@@ -13,6 +13,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"clearhub/hub/routing"
 	"clearhub/ledger"
 	"clearhub/raft"
 )
@@ -191,27 +192,19 @@ func (c *call) run() {
 			hops = edgeHops(c.dst)
 		}
 	} else {
-		c.dst = c.st.DomainOwner(req.Recipient.Host)
-		if c.dst == nil {
-			c.refuseFor(rsnNotFound, 404, "Not Found", "no member network owns "+req.Recipient.Host)
+		// 4. Owner of the domain, service, both networks' services and
+		// the destination's peering policy: routing.Decide, the same
+		// code `hubctl route check` runs.
+		d := routing.Decide(c.st, c.src, routingRequest(req))
+		if c.dst = d.Dst; c.dst != nil {
+			c.dstID = c.dst.GetId()
+		}
+		if d.Code != 0 {
+			c.refuseFor(d.Label, d.Code, d.Phrase, d.Detail)
 			return
 		}
-		c.dstID = c.dst.GetId()
-		if !c.dst.Active() {
-			c.refuseFor(rsnSuspended, 403, "Forbidden", "destination network suspended")
-			return
-		}
-		svc, ok := classify(req)
-		if !ok {
-			c.refuseFor(rsnBadEvent, 489, "Bad Event", "event package not carried: "+eventPackage(req))
-			return
-		}
-		// 4. Both networks' services and the destination's peering policy.
-		if reason := permits(c.st, c.src, c.dst, svc); reason != "" {
-			c.refuseFor(permitReason(reason), 403, reason, reason)
-			return
-		}
-		hops = edgeHops(c.dst)
+		svc := d.Service
+		hops = toHops(d.Hops)
 		if kind, creates := kindOf(req.Method); creates {
 			// Dialog-creating requests are record-routed (RFC 3261
 			// 16.6 step 4) so that the dialog's requests cross the hub,
@@ -295,27 +288,10 @@ func (c *call) size() int {
 	return n + len(c.req.Recipient.Host) + 32
 }
 
-// preferStreams applies RFC 3261 18.1.1: a request within 200 bytes of the
-// path MTU (unknown: 1500) goes over a congestion-controlled transport, so
-// the destination's TCP/TLS edges are tried first. UDP edges stay as the
-// fallback (the lean path then sends the large datagram anyway rather than
-// fail the edge).
+// preferStreams applies RFC 3261 18.1.1 (routing.PreferStreams): a large
+// request tries the destination's TCP/TLS edges first.
 func preferStreams(hops []hop, size int) []hop {
-	if size <= 1300 || len(hops) < 2 {
-		return hops
-	}
-	out := make([]hop, 0, len(hops))
-	for _, hp := range hops {
-		if hp.transport != "UDP" {
-			out = append(out, hp)
-		}
-	}
-	for _, hp := range hops {
-		if hp.transport == "UDP" {
-			out = append(out, hp)
-		}
-	}
-	return out
+	return routing.PreferStreams(hops, size, func(hp hop) string { return hp.transport })
 }
 
 // refuse audits the request as refused with code, answers it and audits the

@@ -7,15 +7,14 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
-	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
+	"clearhub/hub/routing"
 	"clearhub/proto/hubv1"
 	"clearhub/raft"
 )
@@ -187,38 +186,27 @@ func eventPackage(req *sip.Request) string {
 }
 
 // svcAny marks OPTIONS, which any admitted service allows.
-const svcAny = hubv1.Service(-1)
+const svcAny = routing.AnyService
 
 // classify maps an out-of-dialog request to the service its destination's
-// policy must admit. ok is false for an event package the hub does not carry
-// (489 Bad Event, RFC 6665 8.3.2).
+// policy must admit (routing.Classify). ok is false for an event package
+// the hub does not carry (489 Bad Event, RFC 6665 8.3.2).
 func classify(req *sip.Request) (svc hubv1.Service, ok bool) {
+	r := routingRequest(req)
+	return routing.Classify(r.Method, r.Event, r.FileTransfer)
+}
+
+// routingRequest is what routing.Decide reads of req. The Event header and
+// the body are looked at only for the methods where they matter.
+func routingRequest(req *sip.Request) routing.Request {
+	r := routing.Request{Method: string(req.Method), Host: req.Recipient.Host}
 	switch req.Method {
-	case sip.MESSAGE:
-		return hubv1.Service_SERVICE_IM, true
 	case sip.SUBSCRIBE, sip.NOTIFY, sip.PUBLISH:
-		ev := eventPackage(req)
-		switch {
-		case ev == "presence" || strings.HasPrefix(ev, "presence."):
-			// presence, presence.winfo and list subscriptions (RFC 4662
-			// lists ride on Event: presence with Supported: eventlist).
-			return hubv1.Service_SERVICE_PRESENCE, true
-		case ev == "refer":
-			return hubv1.Service_SERVICE_SESSION, true
-		case ev == "conference":
-			return hubv1.Service_SERVICE_CHAT, true
-		}
-		return 0, false
-	case sip.OPTIONS:
-		return svcAny, true
+		r.Event = eventPackage(req)
 	case sip.INVITE:
-		if isFileTransfer(req) {
-			return hubv1.Service_SERVICE_FILE, true
-		}
-		return hubv1.Service_SERVICE_SESSION, true
+		r.FileTransfer = isFileTransfer(req)
 	}
-	// REFER, and BYE/UPDATE/INFO/PRACK outside a hub dialog.
-	return hubv1.Service_SERVICE_SESSION, true
+	return r
 }
 
 // isFileTransfer spots an RFC 5547 file-transfer offer: an MSRP media line
@@ -232,63 +220,15 @@ func isFileTransfer(req *sip.Request) bool {
 	return bytes.Contains(body, []byte("m=message")) && bytes.Contains(body, []byte("a=file-selector"))
 }
 
-// usesService reports whether network v takes part in svc: its own service
-// list (Network.services, hubctl network --services) names it, or is empty,
-// which means every service.
-func usesService(v *raft.NetworkView, svc hubv1.Service) bool {
-	s := v.GetServices()
-	return len(s) == 0 || slices.Contains(s, svc)
-}
+// usesService, permits and serviceName: see their routing counterparts,
+// shared with hubctl's route check.
+func usesService(v *raft.NetworkView, svc hubv1.Service) bool { return routing.UsesService(v, svc) }
 
-// everyService is what OPTIONS (svcAny) may ride on.
-var everyService = []hubv1.Service{hubv1.Service_SERVICE_IM, hubv1.Service_SERVICE_PRESENCE, hubv1.Service_SERVICE_SESSION, hubv1.Service_SERVICE_CHAT, hubv1.Service_SERVICE_FILE}
-
-// permits checks one request direction, src to dst, for svc against the
-// current state: both networks' own service lists and dst's peering policy.
-// It returns "" when allowed, otherwise the refusal's reason phrase (it
-// names the service). svcAny passes when some service passes.
 func permits(st *raft.State, src, dst *raft.NetworkView, svc hubv1.Service) string {
-	if svc == svcAny {
-		shared := false
-		for _, s := range everyService {
-			if usesService(src, s) && usesService(dst, s) {
-				shared = true
-				if st.Allowed(src.GetId(), dst.GetId(), s) {
-					return ""
-				}
-			}
-		}
-		if !shared {
-			return "Networks share no enabled service"
-		}
-		return "Peering policy denies any service"
-	}
-	switch {
-	case !usesService(src, svc):
-		return "Source network not enabled for " + serviceName(svc)
-	case !usesService(dst, svc):
-		return "Destination network not enabled for " + serviceName(svc)
-	case !st.Allowed(src.GetId(), dst.GetId(), svc):
-		return "Peering policy denies " + serviceName(svc)
-	}
-	return ""
+	return routing.Permits(st, src, dst, svc)
 }
 
-func serviceName(svc hubv1.Service) string {
-	switch svc {
-	case hubv1.Service_SERVICE_PRESENCE:
-		return "presence"
-	case hubv1.Service_SERVICE_IM:
-		return "im"
-	case hubv1.Service_SERVICE_SESSION:
-		return "session"
-	case hubv1.Service_SERVICE_CHAT:
-		return "chat"
-	case hubv1.Service_SERVICE_FILE:
-		return "file"
-	}
-	return "any service"
-}
+func serviceName(svc hubv1.Service) string { return routing.ServiceName(svc) }
 
 // hop is one place to send a forwarded request.
 type hop struct {
@@ -297,39 +237,21 @@ type hop struct {
 	uri       string // for logs
 }
 
-// hopOf turns a SIP URI into a hop (RFC 3263 without DNS SRV: explicit
-// transport parameter, else sips means TLS, else UDP; default ports).
-func hopOf(u *sip.Uri) hop {
-	tp := "UDP"
-	if v, ok := u.UriParams.Get("transport"); ok && v != "" {
-		tp = strings.ToUpper(v)
-	}
-	if strings.EqualFold(u.Scheme, "sips") {
-		tp = "TLS"
-	}
-	port := u.Port
-	if port == 0 {
-		if tp == "TLS" {
-			port = 5061
-		} else {
-			port = 5060
-		}
-	}
-	return hop{addr: net.JoinHostPort(strings.Trim(u.Host, "[]"), strconv.Itoa(port)), transport: tp, uri: u.String()}
-}
+// hopOf turns a SIP URI into a hop (routing.HopOf).
+func hopOf(u *sip.Uri) hop { return toHop(routing.HopOf(u)) }
 
-// edgeHops parses a network's edge URIs in failover order.
-func edgeHops(v *raft.NetworkView) []hop {
-	var out []hop
-	for _, e := range v.GetEdges() {
-		var u sip.Uri
-		if err := sip.ParseUri(e, &u); err != nil || u.Host == "" {
-			continue
-		}
-		switch h := hopOf(&u); h.transport {
-		case "UDP", "TCP", "TLS":
-			out = append(out, h)
-		}
+// edgeHops parses a network's edge URIs in failover order (routing.EdgeHops).
+func edgeHops(v *raft.NetworkView) []hop { return toHops(routing.EdgeHops(v)) }
+
+func toHop(r routing.Hop) hop { return hop{addr: r.Addr, transport: r.Transport, uri: r.URI} }
+
+func toHops(rs []routing.Hop) []hop {
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([]hop, len(rs))
+	for i, r := range rs {
+		out[i] = toHop(r)
 	}
 	return out
 }
