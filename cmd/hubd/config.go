@@ -132,6 +132,18 @@ type Config struct {
 		MaxBackoff  time.Duration `yaml:"max_backoff"`
 	} `yaml:"queue"`
 
+	// Lists is the resource list server (hub/lists, docs/lists.md): RFC
+	// 4662 list subscriptions under Domain, answered by the hub.
+	Lists struct {
+		// Domain is the hub-owned service domain; empty: no list server.
+		Domain string `yaml:"domain"`
+		// Throttle: least time between two NOTIFYs about one presentity
+		// per view (RFC 3856 6.10).
+		Throttle              time.Duration `yaml:"throttle"`
+		MaxBackendsPerNetwork int           `yaml:"max_backends_per_network"`
+		MaxSubscriptions      int           `yaml:"max_subscriptions"`
+	} `yaml:"lists"`
+
 	Log struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
@@ -232,6 +244,9 @@ func DefaultConfig() Config {
 	c.Queue.Burst = 10
 	c.Queue.MinBackoff = 5 * time.Second
 	c.Queue.MaxBackoff = 300 * time.Second
+	c.Lists.Throttle = 5 * time.Second
+	c.Lists.MaxBackendsPerNetwork = 10000
+	c.Lists.MaxSubscriptions = 100000
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -246,6 +261,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("data_dir: required")
+	}
+	if d := c.Lists.Domain; d != "" && !raft.ValidDNSName(strings.ToLower(d)) {
+		return fmt.Errorf("lists.domain %q: not a DNS name", d)
+	}
+	if c.Lists.Throttle < 0 || c.Lists.MaxBackendsPerNetwork < 0 || c.Lists.MaxSubscriptions < 0 {
+		return errors.New("lists.throttle, lists.max_backends_per_network and lists.max_subscriptions must not be negative")
 	}
 	for _, a := range []struct{ key, v string }{
 		{"sip.udp", c.SIP.UDP}, {"sip.tcp", c.SIP.TCP}, {"sip.tls", c.SIP.TLS},
@@ -433,6 +454,7 @@ func parseCommandLine(args []string, stderr io.Writer) (Config, cliAction, error
 		joinToken  = fs.String("join-token", "", "join `token` printed by hubctl cluster token")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error")
 		logFormat  = fs.String("log-format", "", "text or json")
+		listsDom   = fs.String("lists-domain", "", "hub-owned domain of the resource list server, e.g. lists.hub.example (docs/lists.md)")
 	)
 	// Parse with output off: on a mistake we print the message and the
 	// usage once ourselves.
@@ -506,6 +528,8 @@ func parseCommandLine(args []string, stderr io.Writer) (Config, cliAction, error
 			c.Log.Level = *logLevel
 		case "log-format":
 			c.Log.Format = *logFormat
+		case "lists-domain":
+			c.Lists.Domain = *listsDom
 		}
 	})
 	if err := c.Validate(); err != nil {

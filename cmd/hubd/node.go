@@ -58,6 +58,8 @@ type hubNode struct {
 	reloadDone <-chan struct{}
 	// queue is store and forward (queue.go); nil when queue.enabled is off.
 	queue *queueWiring
+	// lists is the resource list server (lists.go); nil without lists.domain.
+	lists *listsWiring
 }
 
 const certTTL = 365 * 24 * time.Hour
@@ -252,12 +254,24 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 		if n.queue != nil {
 			hcfg.Deferrer = n.queue // store and forward (queue.go)
 		}
+		if d := strings.ToLower(cfg.Lists.Domain); d != "" {
+			n.lists = &listsWiring{domain: d} // lists.go
+			if hcfg.Hosted == nil {
+				hcfg.Hosted = map[string]hub.HostedService{}
+			}
+			hcfg.Hosted[d] = n.lists
+		}
 		if n.sip, err = hub.New(hcfg, n.raft, n.ledger); err != nil {
 			return nil, fmt.Errorf("sip: %w", err)
 		}
 		if n.queue != nil {
 			if err := n.startQueue(bg, n.queue, n.sip, sipHostname(cfg, n.sip), reg); err != nil {
 				return nil, err
+			}
+		}
+		if n.lists != nil {
+			if err := n.startLists(bg, n.lists, n.sip); err != nil {
+				return nil, fmt.Errorf("lists: %w", err)
 			}
 		}
 		n.sipDone = make(chan error, 1)
@@ -477,6 +491,7 @@ func (n *hubNode) shutdown() error {
 	if n.cancel != nil {
 		n.cancel()
 		n.queue.wait() // queue.go: its deliveries end with the SIP plane
+		n.lists.close()
 		<-n.bgDone
 		if n.reloadDone != nil {
 			<-n.reloadDone
