@@ -216,6 +216,7 @@ func newNetworkAddCmd() *cobra.Command {
 
 func newNetworkUpdateCmd() *cobra.Command {
 	var f networkFlags
+	var df deferFlags // store and forward (deferflags.go)
 	c := &cobra.Command{
 		Use:   "update ID [flags]",
 		Short: "Change a member network; only the flags given are changed",
@@ -224,11 +225,13 @@ a given list flag replaces that whole list (--domain a.example --domain
 a2.example sets exactly those two domains). --cidr, --tls-cidr,
 --member-ca and --pin each replace only their own list of the network's
 identity (--cidr= empties the CIDR list). --rate-limit replaces the
-network's own rate limits (none: back to the nodes' defaults).`,
+network's own rate limits (none: back to the nodes' defaults). The --defer
+flags change the network's store and forward (only the ones given).`,
 		Example: `  hubctl network update a --edge sip:127.0.0.1:5071
   hubctl network update a --keep-bodies=false
   hubctl network update a --rate-limit im=100/200,presence=50
   hubctl network update a --rate-limit none
+  hubctl network update a --defer-on-480 --defer-ttl 24h
   hubctl network update a --member-ca a-ca.pem --tls-cidr 192.0.2.0/24,198.51.100.7`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -277,11 +280,25 @@ network's own rate limits (none: back to the nodes' defaults).`,
 				}
 				mask = append(mask, "identity")
 			}
+			deferChanged := df.changed(cmd)
+			if deferChanged {
+				mask = append(mask, "deferral")
+			}
 			if len(mask) == 0 {
-				return usagef("network update %s: nothing to change (give at least one of --name, --domain, --edge, --cidr, --tls-cidr, --member-ca, --pin, --services, --keep-bodies, --rate-limit)", id)
+				return usagef("network update %s: nothing to change (give at least one of --name, --domain, --edge, --cidr, --tls-cidr, --member-ca, --pin, --services, --keep-bodies, --rate-limit, --defer...)", id)
 			}
 			return withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
 				var version int64
+				if deferChanged {
+					cur, err := c.GetNetwork(ctx, &hubv1.GetNetworkRequest{Id: id})
+					if err != nil {
+						return err
+					}
+					if n.Deferral, err = df.merge(cmd, cur.GetDeferral()); err != nil {
+						return err
+					}
+					version = cur.GetUpdatedUnixNano()
+				}
 				if identChanged {
 					// The mask's granularity is the whole identity: merge the
 					// lists not given from the current network.
@@ -305,6 +322,7 @@ network's own rate limits (none: back to the nodes' defaults).`,
 		},
 	}
 	f.register(c)
+	df.register(c)
 	return c
 }
 
@@ -430,6 +448,7 @@ func printNetwork(cmd *cobra.Command, n *hubv1.Network) error {
 		row(w, "CAS:", caSubjects(id.GetCaPem()))
 		row(w, "KEEP BODIES:", n.GetKeepBodies())
 		row(w, "RATE LIMITS:", rateLimitList(n.GetRateLimits()))
+		row(w, "STORE AND FORWARD:", deferralSummary(n.GetDeferral()))
 		row(w, "CREATED:", unixNano(n.GetCreatedUnixNano()))
 		row(w, "UPDATED:", unixNano(n.GetUpdatedUnixNano()))
 	})
