@@ -169,6 +169,19 @@ var methodAccess = map[string]access{
 	hubv1.ListService_GetList_FullMethodName:           opAccess(rAdmin|rOperator|rReadonly, false),
 	hubv1.ListService_ListLists_FullMethodName:         opAccess(rAdmin|rOperator|rReadonly, false),
 
+	// Chat rooms (rooms.go): operators change them, readonly reads them.
+	// History carries message bodies, so it is not for readonly.
+	hubv1.RoomService_CreateRoom_FullMethodName:       opAccess(rAdmin|rOperator, true),
+	hubv1.RoomService_DeleteRoom_FullMethodName:       opAccess(rAdmin|rOperator, true),
+	hubv1.RoomService_AddRoomMember_FullMethodName:    opAccess(rAdmin|rOperator, true),
+	hubv1.RoomService_RemoveRoomMember_FullMethodName: opAccess(rAdmin|rOperator, true),
+	hubv1.RoomService_SetRoomRole_FullMethodName:      opAccess(rAdmin|rOperator, true),
+	hubv1.RoomService_BanRoom_FullMethodName:          opAccess(rAdmin|rOperator, true),
+	hubv1.RoomService_UnbanRoom_FullMethodName:        opAccess(rAdmin|rOperator, true),
+	hubv1.RoomService_GetRoom_FullMethodName:          opAccess(rAdmin|rOperator|rReadonly, false),
+	hubv1.RoomService_ListRooms_FullMethodName:        opAccess(rAdmin|rOperator|rReadonly, false),
+	hubv1.RoomService_RoomHistory_FullMethodName:      opAccess(rAdmin|rOperator|rAuditor, false),
+
 	// Store-and-forward queues (queue.go): operators retry and drop,
 	// readonly reads the depths.
 	hubv1.QueueService_ListQueues_FullMethodName: opAccess(rAdmin|rOperator|rReadonly, false),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,6 +82,11 @@ type Options struct {
 	LogLevel LogLevel
 	// Version is this node's build version, reported in cluster status.
 	Version string
+	// RoomsDomain lets RoomService take a bare room name (team ->
+	// sip:team@RoomsDomain); RoomsMaxMembers, if set, is the hub's hard
+	// cap on a room's participants (rooms.go).
+	RoomsDomain     string
+	RoomsMaxMembers int
 	// Queue, if set, is the node's store and forward for QueueService
 	// retry and drop (queue.go); reads work without it.
 	Queue QueueBackend
@@ -135,7 +141,11 @@ type Server struct {
 	tails       tailStop // ends TailAudit streams at shutdown (audit.go)
 	logLevel    LogLevel
 	version     string
-	queue       QueueBackend // store and forward (queue.go)
+
+	roomsDomain     string // rooms.go
+	roomsMaxMembers int
+
+	queue QueueBackend // store and forward (queue.go)
 
 	// drain is this node's maintenance drain (clusterops.go).
 	drain drainState
@@ -172,8 +182,12 @@ func NewServer(opts Options) (*Server, error) {
 		metrics:     m,
 		logLevel:    opts.LogLevel,
 		version:     opts.Version,
-		queue:       opts.Queue,
-		conns:       map[string]*grpc.ClientConn{},
+
+		roomsDomain:     strings.ToLower(opts.RoomsDomain),
+		roomsMaxMembers: opts.RoomsMaxMembers,
+
+		queue: opts.Queue,
+		conns: map[string]*grpc.ClientConn{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -216,6 +230,7 @@ func (s *Server) Register(g *grpc.Server) {
 	hubv1.RegisterJoinServiceServer(g, &joinService{s: s})
 	hubv1.RegisterClusterInternalServer(g, &clusterInternal{s: s})
 	hubv1.RegisterListServiceServer(g, &listService{s: s}) // lists.go
+	hubv1.RegisterRoomServiceServer(g, &roomService{s: s}) // rooms.go
 	hubv1.RegisterQueueServiceServer(g, &queueService{s: s, q: s.queue})
 	healthpb.RegisterHealthServer(g, &healthService{s: s})
 	reflection.Register(g)
