@@ -74,7 +74,7 @@ func TestRewriteSDPGolden(t *testing.T) {
 		},
 		{
 			name: "section without c= beside audio that uses the session c=: a media c= is added, and the setup and fingerprint it lacked",
-			in: "v=0\r\no=- 1 1 IN IP4 x\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nm=message 7000 TCP/TLS/MSRP *\r\na=path:msrps://192.0.2.1:7000/s;tcp\r\na=accept-types:*\r\n",
+			in:   "v=0\r\no=- 1 1 IN IP4 x\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nm=message 7000 TCP/TLS/MSRP *\r\na=path:msrps://192.0.2.1:7000/s;tcp\r\na=accept-types:*\r\n",
 			rw:   map[int]Rewrite{1: {Path: "msrps://10.0.0.1:2856/h;tcp", Host: "10.0.0.1", Port: 2856, Setup: "active", Fingerprint: "sha-256 AA"}},
 			want: "v=0\r\no=- 1 1 IN IP4 x\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nm=message 2856 TCP/TLS/MSRP *\r\nc=IN IP4 10.0.0.1\r\na=path:msrps://10.0.0.1:2856/h;tcp\r\na=setup:active\r\na=fingerprint:sha-256 AA\r\na=accept-types:*\r\n",
 		},
