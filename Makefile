@@ -65,6 +65,7 @@ bench: build
 	$(GO) test -run '^$$' -bench MessageForward -benchtime 50000x ./hub/
 	$(GO) test -run '^$$' -bench . ./ledger/
 	$(GO) test -run '^$$' -bench Apply3NodeTLS -benchtime 200x ./raft/
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./hub/lists/
 	./tests/load/bench.sh
 
 # Installs the binaries, the systemd unit and (if none exists) the example
