@@ -12,7 +12,7 @@ import (
 )
 
 // updatePaths are the update_mask paths UpdateNetwork accepts.
-var updatePaths = []string{"display_name", "domains", "edges", "identity", "services", "keep_bodies", "rate_limits"}
+var updatePaths = []string{"display_name", "domains", "edges", "identity", "services", "keep_bodies", "rate_limits", "deferral"}
 
 func requireID(field, id string) error {
 	if id == "" {
@@ -146,6 +146,13 @@ func (s *Server) UpdateNetwork(ctx context.Context, req *hubv1.UpdateNetworkRequ
 		n.RateLimits = nil
 		for _, rl := range in.GetRateLimits() {
 			n.RateLimits = append(n.RateLimits, proto.Clone(rl).(*hubv1.RateLimit))
+		}
+	}
+	if seen["deferral"] {
+		// Store-and-forward settings (queue.proto), as one message.
+		n.Deferral = nil
+		if d := in.GetDeferral(); d != nil && proto.Size(d) > 0 {
+			n.Deferral = proto.Clone(d).(*hubv1.Deferral)
 		}
 	}
 	n = raft.NormalizeNetwork(n)

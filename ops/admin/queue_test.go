@@ -113,3 +113,28 @@ func TestQueueService(t *testing.T) {
 		t.Errorf("dropped %v", fq.dropped)
 	}
 }
+
+// UpdateNetwork takes the store-and-forward setting under its own mask
+// path and leaves it alone otherwise.
+func TestUpdateNetworkDeferral(t *testing.T) {
+	ca := sharedCA(t)
+	n := startNode(t, ca, newFakeCluster(), "node-a")
+	op := issue(t, ca, pki.RoleOperator, "alice")
+	adm := hubv1.NewAdminServiceClient(dialT(t, n.addr, clientTLS(ca, &op)))
+	ctx := ctxT(t)
+	if _, err := adm.AddNetwork(ctx, &hubv1.AddNetworkRequest{Network: testNetwork("a")}); err != nil {
+		t.Fatal(err)
+	}
+	d := &hubv1.Deferral{On_480: true, TtlSeconds: 3600}
+	got, err := adm.UpdateNetwork(ctx, &hubv1.UpdateNetworkRequest{Network: &hubv1.Network{Id: "a", Deferral: d}, UpdateMask: []string{"deferral"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.GetDeferral().GetOn_480() || got.GetDeferral().GetTtlSeconds() != 3600 {
+		t.Fatalf("deferral %v", got.GetDeferral())
+	}
+	got, err = adm.UpdateNetwork(ctx, &hubv1.UpdateNetworkRequest{Network: &hubv1.Network{Id: "a", KeepBodies: true}, UpdateMask: []string{"keep_bodies"}})
+	if err != nil || !got.GetDeferral().GetOn_480() {
+		t.Fatalf("another path changed the deferral: %v %v", got.GetDeferral(), err)
+	}
+}
