@@ -593,6 +593,11 @@ func (s *Service) StateChanged(st *raft.State) {
 				s.terminateLocked(sub, "noresource")
 				continue
 			}
+			if o := l.GetOwner(); o != "" && !sameUser(o, sub.watcher) {
+				// The list became someone else's personal list.
+				s.terminateLocked(sub, "rejected")
+				continue
+			}
 			if l.GetRevision() != sub.revision {
 				sub.name, sub.revision, sub.entries = l.GetDisplayName(), l.GetRevision(), entriesOf(l)
 				sub.full = true

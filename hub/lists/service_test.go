@@ -111,6 +111,17 @@ func TestFullStateOnRefreshAndListEdit(t *testing.T) {
 		t.Fatalf("refresh of an unknown dialog: %d", r.StatusCode)
 	}
 
+	// The list becoming someone else's personal list ends it too.
+	l2 := newLab(t, labState(t, false, publicList(buddies, "sip:bob@b.example")), nil)
+	l2.serve(subscribeReq(t, "alice", buddies, subOpts{}), "a")
+	l2.nextNotify()
+	owned := publicList(buddies, "sip:bob@b.example")
+	owned.Owner, owned.Revision = "sip:carol@a.example", 2
+	l2.setState(labState(t, false, owned))
+	if s, _ := l2.nextNotify(); headerValue(s.req, "Subscription-State") != "terminated;reason=rejected" {
+		t.Fatalf("after an owner change: %s", headerValue(s.req, "Subscription-State"))
+	}
+
 	// Deleting the list ends the subscription.
 	l.setState(labState(t, false))
 	s, _ := l.nextNotify()
