@@ -89,7 +89,7 @@
 // is acknowledged before their own batch is durable, and a failed batch
 // rolls the writer back and re-stamps what gathered behind it. A batch is
 // sealed as soon as the WAL is free (no group-commit linger, see writer.go),
-// and applied to bbolt at most every 5 ms (applyEvery) in one transaction
+// and applied to bbolt at most every 25 ms (applyEvery) in one transaction
 // per group of batches.
 //
 // # Retention

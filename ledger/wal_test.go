@@ -252,7 +252,9 @@ func TestApplyFailure(t *testing.T) {
 	l.applyHook.Store(&hook)
 	acked := 5
 	var err error
-	for i := 5; i < 100; i++ {
+	// Until the first apply after the hook fails (applyEvery paces
+	// applies, so that takes up to applyEvery of appends).
+	for i := 5; i < 5000; i++ {
 		if _, err = l.Append(context.Background(), sampleEntry(i)); err != nil {
 			break
 		}
