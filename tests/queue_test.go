@@ -109,14 +109,15 @@ func queueDepth(t *testing.T, n *node, network string) (int, error) {
 }
 
 // Store and forward across real processes: with net-a's edge down, N
-// MESSAGEs sent through all three nodes get 202; the leader is killed -9;
+// MESSAGEs sent through all three nodes get 202; the leader (or a
+// follower that took messages) is killed -9;
 // net-a's edge comes up; every MESSAGE arrives, in the order sent, with its
 // original Call-ID, From tag, CSeq and byte-identical body. Duplicates
 // (the at-least-once window) are counted, not failed.
 //
 // N is 200 by default (CLEARHUB_SAF_N overrides, e.g. 1000: about 50 s of
 // delivery at the default 20 messages/s per destination).
-func TestStoreAndForwardSurvivesLeaderKill(t *testing.T) {
+func TestStoreAndForwardSurvivesKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
@@ -124,6 +125,15 @@ func TestStoreAndForwardSurvivesLeaderKill(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("CLEARHUB_SAF_N")); err == nil && v > 0 {
 		n = v
 	}
+	// The leader delivers, so killing it tests takeover; a follower took a
+	// third of the messages, so killing one tests that what it took is
+	// the cluster's, not its own.
+	for _, victim := range []string{"leader", "follower"} {
+		t.Run("kill -9 the "+victim, func(t *testing.T) { storeAndForwardKill(t, n, victim == "leader") })
+	}
+}
+
+func storeAndForwardKill(t *testing.T, n int, killLeader bool) {
 	n1, n2, n3 := startCluster(t)
 	nodes := map[string]*node{"n1": n1, "n2": n2, "n3": n3}
 	b := newUDPPeer(t, "127.0.0.3")
@@ -168,24 +178,32 @@ func TestStoreAndForwardSurvivesLeaderKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leader := nodes[s.Leader]
-	if leader == nil {
+	if nodes[s.Leader] == nil {
 		t.Fatalf("leader %q unknown", s.Leader)
 	}
-	leader.kill(syscall.SIGKILL)
+	victim := s.Leader
+	if !killLeader {
+		for id := range nodes {
+			if id != s.Leader {
+				victim = id
+				break
+			}
+		}
+	}
+	nodes[victim].kill(syscall.SIGKILL)
 	var survivors []*node
 	for id, nd := range nodes {
-		if id != s.Leader {
+		if id != victim {
 			survivors = append(survivors, nd)
 		}
 	}
 	var newLeader *node
-	eventually(t, 30*time.Second, "new leader", func() error {
+	eventually(t, 30*time.Second, "a leader among the survivors", func() error {
 		s2, err := status(t, survivors[0])
 		if err != nil {
 			return err
 		}
-		if s2.Leader == "" || s2.Leader == s.Leader {
+		if s2.Leader == "" || s2.Leader == victim {
 			return fmt.Errorf("leader %q", s2.Leader)
 		}
 		newLeader = nodes[s2.Leader]
@@ -209,7 +227,7 @@ func TestStoreAndForwardSurvivesLeaderKill(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("%d MESSAGEs delivered %s after the edge came up (new leader %s)", n, time.Since(delivered).Round(time.Millisecond), newLeader.id)
+	t.Logf("%d MESSAGEs delivered %s after the edge came up (%s killed, leader %s)", n, time.Since(delivered).Round(time.Millisecond), victim, newLeader.id)
 
 	got := edge.received()
 	first := map[string]bool{}
