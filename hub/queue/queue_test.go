@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"clearhub/ledger"
 	"clearhub/proto/hubv1"
@@ -404,4 +406,55 @@ func TestDrop(t *testing.T) {
 	if r.a.count("queue.dropped") != 3 || len(r.f.State().Queue("netb")) != 0 {
 		t.Errorf("dropped entries %d, queue %d", r.a.count("queue.dropped"), len(r.f.State().Queue("netb")))
 	}
+}
+
+// The gauges follow the replicated state on every node (a follower too);
+// the counters count this node's work.
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	r := newRig(t, nil, Config{Registerer: reg})
+	r.l.v.Store(false)
+	for i := 0; i < 3; i++ {
+		if _, err := r.q.Store(context.Background(), message(t, i), "neta", "netb", 1, r.clk.now().Add(-time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.q.tick(context.Background())
+	if got := value(t, r.q.m.depth.WithLabelValues("netb")); got != 3 {
+		t.Errorf("depth %v, want 3", got)
+	}
+	if got := value(t, r.q.m.bytes.WithLabelValues("netb")); got != float64(r.f.State().QueueBytes("netb")) || got == 0 {
+		t.Errorf("bytes %v", got)
+	}
+	if got := value(t, r.q.m.oldest.WithLabelValues("netb")); got != 60 {
+		t.Errorf("oldest age %v, want 60", got)
+	}
+	if got := value(t, r.q.m.stored.WithLabelValues("netb")); got != 3 {
+		t.Errorf("stored %v, want 3", got)
+	}
+	if _, err := r.q.Drop(context.Background(), "netb", "", "op"); err != nil {
+		t.Fatal(err)
+	}
+	r.q.tick(context.Background())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "clearhub_queue_depth" && len(mf.GetMetric()) != 0 {
+			t.Errorf("depth series after the queue emptied: %v", mf.GetMetric())
+		}
+	}
+}
+
+func value(t *testing.T, c prometheus.Metric) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if g := m.GetGauge(); g != nil {
+		return g.GetValue()
+	}
+	return m.GetCounter().GetValue()
 }
