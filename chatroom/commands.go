@@ -244,6 +244,9 @@ func (s *Service) execute(r *Request, room, sender string, c Command) (string, e
 		if me == nil && (c.Name == "accept" || rm.GetMembersOnly()) {
 			return "", errReply(room + " is members-only: you need an invitation")
 		}
+		if me == nil && len(rm.GetMembers()) >= s.cfg.MaxMembersCap {
+			return "", errReply(fmt.Sprintf("%s is full (the hub's cap is %d)", room, s.cfg.MaxMembersCap))
+		}
 		m := &hubv1.RoomMember{User: sender, Network: r.Source, Nickname: defaultNick(rm, sender), State: hubv1.RoomMemberState_ROOM_MEMBER_STATE_JOINED}
 		if me != nil { // accepting an invitation keeps what the inviter set
 			m.Role, m.Nickname, m.Delivery = me.GetRole(), me.GetNickname(), me.GetDelivery()
@@ -311,6 +314,9 @@ func (s *Service) execute(r *Request, room, sender string, c Command) (string, e
 		u, err := raft.NormalizeUserURI(c.Args[0])
 		if err != nil {
 			return "", errReply(err.Error())
+		}
+		if len(rm.GetMembers()) >= s.cfg.MaxMembersCap {
+			return "", errReply(fmt.Sprintf("%s is full (the hub's cap is %d)", room, s.cfg.MaxMembersCap))
 		}
 		owner := st.DomainOwner(raft.UserHost(u))
 		if owner == nil {

@@ -140,11 +140,16 @@ func TestCommands(t *testing.T) {
 			}
 		}},
 		{name: "role by member refused", from: bob, src: "b", body: "#role carol owner", reply: "*** error: needs role owner"},
+		{name: "join beyond the hub's cap", from: dave, src: "a", body: "#join", reply: "*** error: " + room + " is full (the hub's cap is 3)"},
 		{name: "history of non-member refused", from: dave, src: "a", body: "#history", reply: "*** error: you are not in"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, nil)
+			e := newEnv(t, func(c *Config) {
+				if strings.Contains(tc.name, "cap") {
+					c.MaxMembersCap = 3
+				}
+			})
 			if tc.setup != nil {
 				tc.setup(t, e)
 			}

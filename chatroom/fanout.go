@@ -278,7 +278,7 @@ func (f *fanout) failed(req *sip.Request, dst string, o SendOptions, res *sip.Re
 		return
 	}
 	if s.cfg.Deferrer != nil {
-		if derr := s.cfg.Deferrer.Defer(s.ctx, req, dst, o.Note); derr == nil {
+		if derr := s.cfg.Deferrer.Defer(s.ctx, req, o.Source, dst, o.Note); derr == nil {
 			s.audit(room, user, dst, fmt.Sprintf("%s: delivery to %s failed (%s), handed to store-and-forward", o.Note, user, why))
 			return
 		}

@@ -57,10 +57,12 @@ type Auditor interface {
 	Append(ctx context.Context, e *ledger.Entry) (uint64, error)
 }
 
-// Deferrer takes a delivery that failed for store-and-forward (hub/queue);
-// nil means failed deliveries are retried from this node's memory.
+// Deferrer takes a delivery that failed for store-and-forward (hub/queue:
+// durable in the replicated state, redelivered with the same request);
+// src is the network the copy speaks for. nil means failed deliveries are
+// retried from this node's memory.
 type Deferrer interface {
-	Defer(ctx context.Context, req *sip.Request, dst string, note string) error
+	Defer(ctx context.Context, req *sip.Request, src, dst, note string) error
 }
 
 // Request is one request for the rooms domain, attributed by the core.

@@ -299,10 +299,10 @@ type fakeDeferrer struct {
 	fail bool
 }
 
-func (d *fakeDeferrer) Defer(_ context.Context, req *sip.Request, dst, note string) error {
+func (d *fakeDeferrer) Defer(_ context.Context, req *sip.Request, src, dst, note string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.got = append(d.got, dst+" "+req.Recipient.User)
+	d.got = append(d.got, src+">"+dst+" "+req.Recipient.User)
 	return nil
 }
 
@@ -322,7 +322,7 @@ func TestFailedDeliveryHandedToQueue(t *testing.T) {
 	waitFor(t, "fan-out finished", func() bool { return len(e.store.State().Room(room).GetFanouts()) == 0 })
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if fmt.Sprint(d.got) != "[b bob]" {
+	if fmt.Sprint(d.got) != "[a>b bob]" {
 		t.Fatalf("deferred = %v", d.got)
 	}
 	if !slices.ContainsFunc(e.aud.reasons(), func(r string) bool { return strings.Contains(r, "carol@b.example refused (404 test), not retried") }) {

@@ -144,6 +144,32 @@ type Config struct {
 		MaxSubscriptions      int           `yaml:"max_subscriptions"`
 	} `yaml:"lists"`
 
+	// Rooms are the chat rooms the hub hosts (chatroom/, docs/rooms.md):
+	// sip:NAME@Domain, state and message order replicated.
+	Rooms struct {
+		// Domain is the hub-owned service domain; empty: no rooms. The
+		// default, rooms.localhost, makes a development hub host rooms;
+		// production sets the domain its members route to the hub.
+		Domain string `yaml:"domain"`
+		// MaxMembers is the hard cap on a room's participants (a room's
+		// own max_members, default 200, may not exceed it).
+		MaxMembers int `yaml:"max_members"`
+		// RatePerMinute and Burst bound one sender's messages per room
+		// and node (150/min: ejabberd's 0.4 s min_message_interval).
+		RatePerMinute int `yaml:"rate_per_minute"`
+		Burst         int `yaml:"burst"`
+		// FanoutBatch: recipients delivered between two replicated
+		// progress records (the most that may get a copy twice when the
+		// node fanning out dies).
+		FanoutBatch int `yaml:"fanout_batch"`
+		// TakeoverAfter: how long a dead node's fan-out waits before the
+		// leader finishes it.
+		TakeoverAfter time.Duration `yaml:"takeover_after"`
+		// RosterCoalesce: least time between two roster NOTIFYs to one
+		// watcher.
+		RosterCoalesce time.Duration `yaml:"roster_coalesce"`
+	} `yaml:"rooms"`
+
 	Log struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
@@ -247,6 +273,13 @@ func DefaultConfig() Config {
 	c.Lists.Throttle = 5 * time.Second
 	c.Lists.MaxBackendsPerNetwork = 10000
 	c.Lists.MaxSubscriptions = 100000
+	c.Rooms.Domain = "rooms.localhost"
+	c.Rooms.MaxMembers = 5000
+	c.Rooms.RatePerMinute = 150
+	c.Rooms.Burst = 5
+	c.Rooms.FanoutBatch = 64
+	c.Rooms.TakeoverAfter = 10 * time.Second
+	c.Rooms.RosterCoalesce = time.Second
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -264,6 +297,18 @@ func (c *Config) Validate() error {
 	}
 	if d := c.Lists.Domain; d != "" && !raft.ValidDNSName(strings.ToLower(d)) {
 		return fmt.Errorf("lists.domain %q: not a DNS name", d)
+	}
+	if d := c.Rooms.Domain; d != "" && !raft.ValidDNSName(strings.ToLower(d)) {
+		return fmt.Errorf("rooms.domain %q: not a DNS name", d)
+	}
+	if d := c.Rooms.Domain; d != "" && strings.EqualFold(d, c.Lists.Domain) {
+		return fmt.Errorf("rooms.domain and lists.domain are both %q: give each service its own domain", d)
+	}
+	if c.Rooms.MaxMembers < 0 || c.Rooms.MaxMembers > raft.MaxRoomMembers {
+		return fmt.Errorf("rooms.max_members %d: want 0..%d", c.Rooms.MaxMembers, raft.MaxRoomMembers)
+	}
+	if c.Rooms.RatePerMinute < 0 || c.Rooms.Burst < 0 || c.Rooms.FanoutBatch < 0 || c.Rooms.TakeoverAfter < 0 || c.Rooms.RosterCoalesce < 0 {
+		return errors.New("rooms.rate_per_minute, burst, fanout_batch, takeover_after and roster_coalesce must not be negative")
 	}
 	if c.Lists.Throttle < 0 || c.Lists.MaxBackendsPerNetwork < 0 || c.Lists.MaxSubscriptions < 0 {
 		return errors.New("lists.throttle, lists.max_backends_per_network and lists.max_subscriptions must not be negative")
@@ -455,6 +500,7 @@ func parseCommandLine(args []string, stderr io.Writer) (Config, cliAction, error
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error")
 		logFormat  = fs.String("log-format", "", "text or json")
 		listsDom   = fs.String("lists-domain", "", "hub-owned domain of the resource list server, e.g. lists.hub.example (docs/lists.md)")
+		roomsDom   = fs.String("rooms-domain", "", "hub-owned domain of the chat rooms, e.g. rooms.hub.example (default rooms.localhost; \"\" disables; docs/rooms.md)")
 	)
 	// Parse with output off: on a mistake we print the message and the
 	// usage once ourselves.
@@ -530,6 +576,8 @@ func parseCommandLine(args []string, stderr io.Writer) (Config, cliAction, error
 			c.Log.Format = *logFormat
 		case "lists-domain":
 			c.Lists.Domain = *listsDom
+		case "rooms-domain":
+			c.Rooms.Domain = *roomsDom
 		}
 	})
 	if err := c.Validate(); err != nil {

@@ -60,6 +60,8 @@ type hubNode struct {
 	queue *queueWiring
 	// lists is the resource list server (lists.go); nil without lists.domain.
 	lists *listsWiring
+	// rooms are the chat rooms (rooms.go); nil without rooms.domain.
+	rooms *roomsWiring
 }
 
 const certTTL = 365 * 24 * time.Hour
@@ -154,6 +156,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 		LogLevel:      level,
 		Version:       buildVersion(),
 		Queue:         queueBackend,
+
+		RoomsDomain:     cfg.Rooms.Domain,
+		RoomsMaxMembers: cfg.Rooms.MaxMembers,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
@@ -261,6 +266,13 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 			}
 			hcfg.Hosted[d] = n.lists
 		}
+		if d := strings.ToLower(cfg.Rooms.Domain); d != "" {
+			n.rooms = &roomsWiring{domain: d} // rooms.go
+			if hcfg.Hosted == nil {
+				hcfg.Hosted = map[string]hub.HostedService{}
+			}
+			hcfg.Hosted[d] = n.rooms
+		}
 		if n.sip, err = hub.New(hcfg, n.raft, n.ledger); err != nil {
 			return nil, fmt.Errorf("sip: %w", err)
 		}
@@ -272,6 +284,11 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 		if n.lists != nil {
 			if err := n.startLists(bg, n.lists, n.sip); err != nil {
 				return nil, fmt.Errorf("lists: %w", err)
+			}
+		}
+		if n.rooms != nil {
+			if err := n.startRooms(n.rooms, n.sip); err != nil {
+				return nil, err
 			}
 		}
 		n.sipDone = make(chan error, 1)
@@ -492,6 +509,7 @@ func (n *hubNode) shutdown() error {
 		n.cancel()
 		n.queue.wait() // queue.go: its deliveries end with the SIP plane
 		n.lists.close()
+		n.rooms.close() // rooms.go
 		<-n.bgDone
 		if n.reloadDone != nil {
 			<-n.reloadDone
