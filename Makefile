@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin
 
-.PHONY: all build run test test-short vet proto cluster interop bench clean fmt install
+.PHONY: all build run test test-short vet proto cluster interop bench clean fmt install check-ops
 
 all: build
 
@@ -25,6 +25,16 @@ run: build
 # build the binaries themselves).
 test: vet
 	$(GO) test -race -count=1 -timeout 25m ./...
+
+# The Prometheus alert rules parse and their unit tests pass (promtool comes
+# with Debian's prometheus package; CI installs it). The Go test in
+# ops/metrics checks, under `make test`, that the rules and the Grafana
+# dashboard name only metrics a node registers.
+check-ops:
+	@if ! command -v promtool >/dev/null; then \
+		echo "check-ops: promtool not installed (apt-get install prometheus); skipped"; test -z "$$CI"; exit; fi; \
+	promtool check rules ops/prometheus/clearhub-rules.yml && \
+	cd ops/prometheus && promtool test rules clearhub-rules.test.yml
 
 test-short:
 	$(GO) test -short -count=1 ./...
