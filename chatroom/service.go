@@ -366,6 +366,12 @@ func (s *Service) serveMessage(r *Request) {
 		Message: &hubv1.RoomMessage{Sender: sender, ContentType: ct, Body: body, CallId: cid},
 	}})
 	idx, err := s.cfg.Store.Propose(r.ctx(), cmd)
+	if errors.Is(err, raft.ErrAlreadyExists) {
+		// A retransmission (perhaps to another node) of a message already
+		// committed: it was accepted, and is not posted again.
+		respond(r, 200, "OK")
+		return
+	}
 	if err != nil {
 		code, reason := refusal(err)
 		s.log.Info("room message refused", "room", room, "sender", sender, "err", err)

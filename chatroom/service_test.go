@@ -296,7 +296,6 @@ func TestFailedDeliveryAuditedAndRetried(t *testing.T) {
 type fakeDeferrer struct {
 	mu   sync.Mutex
 	got  []string
-	fail bool
 }
 
 func (d *fakeDeferrer) Defer(_ context.Context, req *sip.Request, src, dst, note string) error {
@@ -395,4 +394,19 @@ func TestDeliveryCallIDStable(t *testing.T) {
 	}
 }
 
-var _ = context.Background
+
+
+// A sender retrying a message whose 200 was lost (same Call-ID, perhaps
+// through another node) gets 200 and the room posts it once.
+func TestSenderRetransmissionPostedOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	req := msg(bob, room, "text/plain", "once")
+	for range 2 {
+		if res := e.serve(req, "b"); res.StatusCode != 200 {
+			t.Fatal(res)
+		}
+	}
+	if seq := e.store.State().Room(room).GetLastSeq(); seq != 1 {
+		t.Fatalf("posted %d times", seq)
+	}
+}

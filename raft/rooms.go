@@ -523,6 +523,27 @@ func checkPost(s *State, p *hubv1.PostRoomMessage) error {
 	if len(r.GetFanouts()) >= MaxRoomFanouts {
 		return fmt.Errorf("room %s has %d deliveries in progress: %w", r.GetUri(), len(r.GetFanouts()), ErrFailedPrecondition)
 	}
+	if dup := RoomDuplicate(r, msg.GetSender(), msg.GetCallId()); dup != nil {
+		// The sender's retransmission of a message already committed
+		// (its 200 was lost, or it retried on another node): not
+		// posted twice.
+		return fmt.Errorf("%s's message %s is already seq %d of %s: %w", msg.GetSender(), msg.GetCallId(), dup.GetSeq(), r.GetUri(), ErrAlreadyExists)
+	}
+	return nil
+}
+
+// RoomDuplicate returns the kept message of r that sender posted with
+// callID, or nil ("" matches nothing).
+func RoomDuplicate(r *hubv1.Room, sender, callID string) *hubv1.RoomMessage {
+	if callID == "" {
+		return nil
+	}
+	h := r.GetHistory()
+	for i := len(h) - 1; i >= 0; i-- {
+		if h[i].GetCallId() == callID && h[i].GetSender() == sender {
+			return h[i]
+		}
+	}
 	return nil
 }
 

@@ -180,6 +180,10 @@ func TestRoomCommands(t *testing.T) {
 				t.Fatal("RoomMessageAt does not find the message by index")
 			}
 		}},
+		{name: "a sender's retransmission is not posted twice", cmds: []*hubv1.Command{
+			roomCmdAt(clock, &hubv1.PostRoomMessage{Room: testRoom, Owner: "n1", Message: &hubv1.RoomMessage{Sender: "sip:bob@b.example", ContentType: "text/plain", CallId: "c1@b"}}),
+			roomCmdAt(clock, &hubv1.PostRoomMessage{Room: testRoom, Owner: "n2", Message: &hubv1.RoomMessage{Sender: "sip:bob@b.example", ContentType: "text/plain", CallId: "c1@b"}}),
+		}, err: ErrAlreadyExists},
 		{name: "non-member may not post", cmds: []*hubv1.Command{roomCmdAt(clock, post("sip:zed@a.example", "x"))}, err: ErrFailedPrecondition},
 		{name: "visitor in moderated room may not post", cmds: []*hubv1.Command{
 			roomCmdAt(clock, &hubv1.PutRoom{Room: &hubv1.Room{Uri: testRoom, Moderated: true}}),
