@@ -294,8 +294,8 @@ func TestFailedDeliveryAuditedAndRetried(t *testing.T) {
 }
 
 type fakeDeferrer struct {
-	mu   sync.Mutex
-	got  []string
+	mu  sync.Mutex
+	got []string
 }
 
 func (d *fakeDeferrer) Defer(_ context.Context, req *sip.Request, src, dst, note string) error {
@@ -393,8 +393,6 @@ func TestDeliveryCallIDStable(t *testing.T) {
 		t.Fatal("Call-ID not a function of room, seq and recipient")
 	}
 }
-
-
 
 // A sender retrying a message whose 200 was lost (same Call-ID, perhaps
 // through another node) gets 200 and the room posts it once.
