@@ -23,7 +23,8 @@ type memStore struct {
 	st     *raft.State
 	subs   map[chan *raft.State]bool
 	leader bool
-	fail   error // Propose fails with it when set
+	fail   error         // Propose fails with it when set
+	delay  time.Duration // each Propose takes this long (a commit)
 }
 
 func newMemStore() *memStore {
@@ -35,6 +36,11 @@ func (m *memStore) IsLeader() bool     { m.mu.Lock(); defer m.mu.Unlock(); retur
 
 func (m *memStore) Propose(_ context.Context, c *hubv1.Command) (uint64, error) {
 	m.mu.Lock()
+	if d := m.delay; d > 0 {
+		m.mu.Unlock()
+		time.Sleep(d)
+		m.mu.Lock()
+	}
 	defer m.mu.Unlock()
 	if m.fail != nil {
 		return 0, m.fail
@@ -69,7 +75,7 @@ func (m *memStore) Subscribe() (<-chan *raft.State, func()) {
 	}
 }
 
-func (m *memStore) must(t *testing.T, op any) {
+func (m *memStore) must(t testing.TB, op any) {
 	t.Helper()
 	if _, err := m.Propose(context.Background(), cmdOf(op)); err != nil {
 		t.Fatal(err)
@@ -193,7 +199,7 @@ func testNet(id string, roomCreate bool) *hubv1.Network {
 
 // newEnv starts a service over networks a and b with room team holding
 // alice (owner, a), bob and carol (b).
-func newEnv(t *testing.T, mod func(*Config)) *env {
+func newEnv(t testing.TB, mod func(*Config)) *env {
 	t.Helper()
 	e := &env{store: newMemStore(), snd: newFakeSender(), aud: &memAudit{}}
 	e.store.must(t, &hubv1.AddNetwork{Network: testNet("a", true)})
