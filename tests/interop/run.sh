@@ -471,6 +471,7 @@ run_case message-b-to-a case_message "${BOB[@]}" "${ALICE[@]}"
 run_case presence case_presence
 run_case session case_session
 run_case spoofed-from-refused case_spoof
+source "$(dirname "${BASH_SOURCE[0]}")/queue.sh" && run_case store-and-forward case_store_forward
 
 # The same topology over TLS.
 if want_case tls || [[ -z "$CASES" ]]; then
