@@ -27,6 +27,10 @@ const (
 	// MaxQueuedTotal bounds the messages of all queues together
 	// (snapshot size).
 	MaxQueuedTotal = 200000
+	// MaxQueuedTotalBytes bounds the stored requests of all queues
+	// together: they are held in memory on every node and in every
+	// snapshot, so many full destinations must not add up without bound.
+	MaxQueuedTotalBytes = 256 << 20
 	// MaxQueueIDLen bounds a message id.
 	MaxQueueIDLen = 96
 	// MaxQueueRemove bounds the ids of one remove command.
@@ -41,9 +45,10 @@ var ErrQueueFull = fmt.Errorf("queue full: %w", ErrFailedPrecondition)
 // queueIndex is the part of State built from the queued messages. Slices
 // of a published State are never modified in place.
 type queueIndex struct {
-	byDst map[string][]*hubv1.QueuedMessage // sorted by seq
-	bytes map[string]uint64
-	total int
+	byDst      map[string][]*hubv1.QueuedMessage // sorted by seq
+	bytes      map[string]uint64
+	total      int
+	totalBytes uint64
 }
 
 func newQueueIndex(cs *hubv1.ClusterState) queueIndex {
@@ -53,6 +58,7 @@ func newQueueIndex(cs *hubv1.ClusterState) queueIndex {
 		x.byDst[d] = append(x.byDst[d], m)
 		x.bytes[d] += uint64(len(m.GetRequest()))
 		x.total++
+		x.totalBytes += uint64(len(m.GetRequest()))
 	}
 	for _, q := range x.byDst {
 		slices.SortFunc(q, func(a, b *hubv1.QueuedMessage) int { return cmp.Compare(a.GetSeq(), b.GetSeq()) })
@@ -125,8 +131,8 @@ func checkQueueCommand(s *State, cmd *hubv1.Command) error {
 		if uint32(len(q)) >= st.GetMaxMessages() || s.QueueBytes(m.GetDestination())+uint64(len(m.GetRequest())) > st.GetMaxBytes() {
 			return fmt.Errorf("network %s: %d messages, %d bytes stored: %w", m.GetDestination(), len(q), s.QueueBytes(m.GetDestination()), ErrQueueFull)
 		}
-		if s.queue.total >= MaxQueuedTotal {
-			return fmt.Errorf("%d messages stored in all: %w", s.queue.total, ErrQueueFull)
+		if s.queue.total >= MaxQueuedTotal || s.queue.totalBytes+uint64(len(m.GetRequest())) > MaxQueuedTotalBytes {
+			return fmt.Errorf("%d messages, %d bytes stored in all: %w", s.queue.total, s.queue.totalBytes, ErrQueueFull)
 		}
 	case *hubv1.Command_QueueRemove:
 		r := op.QueueRemove
@@ -150,7 +156,8 @@ func applyQueueCommand(s *State, index uint64, cmd *hubv1.Command) *State {
 	}
 	next := *s
 	next.Index = index
-	qi := queueIndex{byDst: make(map[string][]*hubv1.QueuedMessage, len(s.queue.byDst)+1), bytes: make(map[string]uint64, len(s.queue.bytes)+1), total: s.queue.total}
+	qi := queueIndex{byDst: make(map[string][]*hubv1.QueuedMessage, len(s.queue.byDst)+1), bytes: make(map[string]uint64, len(s.queue.bytes)+1),
+		total: s.queue.total, totalBytes: s.queue.totalBytes}
 	for k, v := range s.queue.byDst {
 		qi.byDst[k] = v
 	}
@@ -168,6 +175,7 @@ func applyQueueCommand(s *State, index uint64, cmd *hubv1.Command) *State {
 		qi.byDst[d] = append(q, m)
 		qi.bytes[d] += uint64(len(m.GetRequest()))
 		qi.total++
+		qi.totalBytes += uint64(len(m.GetRequest()))
 	case *hubv1.Command_QueueRemove:
 		d := op.QueueRemove.GetDestination()
 		drop := make(map[string]bool, len(op.QueueRemove.GetIds()))
@@ -179,6 +187,7 @@ func applyQueueCommand(s *State, index uint64, cmd *hubv1.Command) *State {
 		for _, m := range s.queue.byDst[d] {
 			if drop[m.GetId()] {
 				qi.total--
+				qi.totalBytes -= uint64(len(m.GetRequest()))
 				continue
 			}
 			q = append(q, m)

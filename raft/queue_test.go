@@ -3,6 +3,7 @@ package raft
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 
@@ -96,5 +97,31 @@ func TestQueueCommands(t *testing.T) {
 	applyLog(t, f, 41, addNet("c"))
 	if q := f.State().Queue("b"); len(q) != 3 {
 		t.Errorf("queue lost on an ordinary command: %v", q)
+	}
+}
+
+// All queues together are bounded in bytes, whatever each destination's
+// own limit says (memory on every node, snapshot size).
+func TestQueueTotalBytes(t *testing.T) {
+	f := NewFSM(discardLogger(), nil)
+	applyLog(t, f, 1, addNet("a"))
+	applyLog(t, f, 2, addNet("b"))
+	per := MaxQueuedRequestBytes
+	n := MaxQueuedTotalBytes / per
+	idx := uint64(3)
+	for i := 0; i < n; i++ {
+		if res := applyLog(t, f, idx, queueStore(fmt.Sprintf("m%d", i), []string{"a", "b"}[i%2], per, 1<<20, 1<<40)); res.Err != nil {
+			t.Fatalf("store %d: %v", i, res.Err)
+		}
+		idx++
+	}
+	if res := applyLog(t, f, idx, queueStore("over", "a", per, 1<<20, 1<<40)); !errors.Is(res.Err, ErrQueueFull) {
+		t.Fatalf("over the total: %v, want ErrQueueFull", res.Err)
+	}
+	idx++
+	// Removing makes room again; the count follows removals.
+	applyLog(t, f, idx, queueRemove("a", hubv1.QueueOutcome_QUEUE_OUTCOME_DELIVERED, "m0"))
+	if res := applyLog(t, f, idx+1, queueStore("again", "a", per, 1<<20, 1<<40)); res.Err != nil {
+		t.Fatalf("after a removal: %v", res.Err)
 	}
 }
