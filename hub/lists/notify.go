@@ -40,12 +40,19 @@ type listSub struct {
 	done           bool
 	expires        time.Time
 	expiry         Timer
+	rates          rateParams // RFC 6446 (rate.go)
+	lastSent       time.Time
+	sentAny        bool
+	gate           Timer // a NOTIFY held back by max-rate
+	heartbeat      Timer // min-rate
 }
 
 func (sub *listSub) stopTimers() {
-	if sub.expiry != nil {
-		sub.expiry.Stop()
-		sub.expiry = nil
+	for _, t := range []*Timer{&sub.expiry, &sub.gate, &sub.heartbeat} {
+		if *t != nil {
+			(*t).Stop()
+			*t = nil
+		}
 	}
 }
 
@@ -89,7 +96,13 @@ func (s *Service) sendLoop(sub *listSub) {
 			s.mu.Unlock()
 			return
 		}
+		if s.heldByMaxRateLocked(sub) {
+			sub.sending = false
+			s.mu.Unlock()
+			return
+		}
 		req, final := s.buildNotifyLocked(sub)
+		s.sentLocked(sub, final)
 		if final {
 			sub.done = true
 			s.releaseLocked(sub)
@@ -192,7 +205,7 @@ func (s *Service) buildNotifyLocked(sub *listSub) (*sip.Request, bool) {
 		req.AppendHeader(sip.NewHeader("Subscription-State", "terminated;reason="+sub.terminating))
 	} else {
 		left := max(int(sub.expires.Sub(s.cfg.Clock.Now())/time.Second), 0)
-		req.AppendHeader(sip.NewHeader("Subscription-State", "active;expires="+strconv.Itoa(left)))
+		req.AppendHeader(sip.NewHeader("Subscription-State", "active;expires="+strconv.Itoa(left)+sub.rates.echo()))
 	}
 	if sub.event == "presence" {
 		req.AppendHeader(sip.NewHeader("Require", optEventlist)) // RFC 4662 4.4
@@ -267,4 +280,46 @@ func shortHash(s string) string {
 		h *= 1099511628211
 	}
 	return strconv.FormatUint(h, 36)
+}
+
+// heldByMaxRateLocked reports whether RFC 6446 max-rate holds the next
+// NOTIFY back, and if so schedules it. NOTIFYs that answer a SUBSCRIBE or
+// end the subscription are never held (RFC 6446 4.2: they are not
+// rate-controlled); changes wait and go out together.
+func (s *Service) heldByMaxRateLocked(sub *listSub) bool {
+	if sub.rates.maxInterval <= 0 || !sub.sentAny || sub.full || sub.terminating != "" {
+		return false
+	}
+	if sub.gate != nil {
+		return true
+	}
+	wait := sub.lastSent.Add(sub.rates.maxInterval).Sub(s.cfg.Clock.Now())
+	if wait <= 0 {
+		return false
+	}
+	sub.gate = s.afterLocked(wait, func() {
+		sub.gate = nil
+		s.kickLocked(sub)
+	})
+	return true
+}
+
+// sentLocked records a NOTIFY going out and re-arms the min-rate
+// heartbeat: with nothing new for minInterval, full state goes again.
+func (s *Service) sentLocked(sub *listSub, final bool) {
+	sub.lastSent, sub.sentAny = s.cfg.Clock.Now(), true
+	if sub.heartbeat != nil {
+		sub.heartbeat.Stop()
+		sub.heartbeat = nil
+	}
+	if final || sub.rates.minInterval <= 0 {
+		return
+	}
+	sub.heartbeat = s.afterLocked(sub.rates.minInterval, func() {
+		sub.heartbeat = nil
+		if sub.terminating == "" && !sub.done {
+			sub.full = true
+			s.kickLocked(sub)
+		}
+	})
 }

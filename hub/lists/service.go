@@ -299,6 +299,7 @@ func expiresOf(req *sip.Request, dflt time.Duration) (time.Duration, bool) {
 func (s *Service) subscribe(r Request) {
 	req := r.Req
 	pkg, eventID := eventPackage(req)
+	rates, rateErr := eventRates(req)
 	if !knownPackage(pkg) {
 		// RFC 6665 8.2.2: 489 with the packages we serve.
 		respond(r, 489, "Bad Event: the list server serves presence lists", "Allow-Events", "presence, buddylist, presencelist")
@@ -315,6 +316,10 @@ func (s *Service) subscribe(r Request) {
 	if pkg == "presence" && !has(supported, optEventlist) && !has(require, optEventlist) {
 		// RFC 4662 4.3: a list URI without eventlist support.
 		respond(r, 421, "Extension Required: eventlist", "Require", optEventlist)
+		return
+	}
+	if rateErr != nil {
+		respond(r, 400, "Bad Request: "+rateErr.Error())
 		return
 	}
 	exp, ok := expiresOf(req, s.cfg.DefaultExpires)
@@ -340,7 +345,7 @@ func (s *Service) subscribe(r Request) {
 		}
 	}
 	if to := req.To(); to != nil && to.Params.Has("tag") {
-		s.refresh(r, exp, adhoc)
+		s.refresh(r, exp, adhoc, rates)
 		return
 	}
 
@@ -381,6 +386,7 @@ func (s *Service) subscribe(r Request) {
 		listURI: listURI, network: r.Source, watcher: watcher, watcherHdr: from.Address,
 		event: pkg, eventID: eventID, remoteTarget: contact.Address,
 		dirty: map[string]bool{}, backs: map[string]*backend{}, static: map[string]resState{}, full: true,
+		rates: rates,
 	}
 	for _, h := range req.GetHeaders("Record-Route") {
 		if rr, ok := h.(*sip.RecordRouteHeader); ok {
@@ -520,7 +526,7 @@ func sameUser(owner, watcher string) bool {
 	return trim(owner) == trim(watcher)
 }
 
-func (s *Service) refresh(r Request, exp time.Duration, adhoc []Entry) {
+func (s *Service) refresh(r Request, exp time.Duration, adhoc []Entry, rates rateParams) {
 	id, err := sip.DialogIDFromRequestUAS(r.Req)
 	s.mu.Lock()
 	sub := s.subs[id]
@@ -542,6 +548,7 @@ func (s *Service) refresh(r Request, exp time.Duration, adhoc []Entry) {
 	if adhoc != nil && sub.adhoc {
 		sub.entries = adhoc // RFC 5367: a changed body replaces the list
 	}
+	sub.rates = rates // RFC 6446 5: a refresh may change the rates
 	s.setExpiryLocked(sub, exp)
 	if exp > 0 {
 		s.reconcileLocked(sub, r.State)

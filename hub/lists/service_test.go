@@ -473,3 +473,39 @@ func TestBuddylistPackage(t *testing.T) {
 		t.Fatalf("buddylist NOTIFY: %s", s.req.String())
 	}
 }
+
+// RFC 6446: max-rate holds partial NOTIFYs back (changes wait and go out
+// together), min-rate sends the state again when nothing changed, both
+// echoed in Subscription-State; min-rate is floored at once a minute; a
+// bad rate is refused.
+func TestRateControl(t *testing.T) {
+	l := newLab(t, labState(t, false, publicList(buddies, "sip:bob@b.example", "sip:carol@b.example")),
+		func(c *Config) { c.Throttle = -1 }) // the back-end throttle off: only the watcher's rates
+	res := l.serve(subscribeReq(t, "alice", buddies, subOpts{event: "presence;max-rate=0.1;min-rate=1"}), "a")
+	if res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE with rates: %d", res.StatusCode)
+	}
+	s, _ := l.nextNotify()
+	if got := headerValue(s.req, "Subscription-State"); !strings.HasSuffix(got, ";max-rate=0.1;min-rate=0.0166667") {
+		t.Fatalf("applied rates not echoed: %s", got)
+	}
+	waitFor(t, "back ends", func() bool { return len(l.snd.subscribes()) == 2 })
+	for _, be := range l.snd.subscribes() {
+		l.serve(backendNotifyReq(be, "active", pidf(be.req.Recipient.String(), "x")), "b")
+	}
+	l.noNotify() // within 10 s of the first NOTIFY
+	l.clock.Advance(10 * time.Second)
+	_, n := l.nextNotify()
+	if len(n.RLMI.Resources) != 2 || n.RLMI.FullState || n.RLMI.Version != 1 {
+		t.Fatalf("held changes: %+v", n.RLMI)
+	}
+	l.noNotify()
+	l.clock.Advance(time.Minute) // min-rate floored to one a minute
+	if _, n := l.nextNotify(); !n.RLMI.FullState || n.RLMI.Version != 2 {
+		t.Fatalf("min-rate NOTIFY: %+v", n.RLMI)
+	}
+
+	if r := l.serve(subscribeReq(t, "alice", buddies, subOpts{event: "presence;max-rate=-1"}), "a"); r.StatusCode != 400 {
+		t.Fatalf("negative max-rate: %d", r.StatusCode)
+	}
+}
