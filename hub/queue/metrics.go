@@ -11,7 +11,7 @@ import (
 type metrics struct {
 	depth, bytes, oldest                  *prometheus.GaugeVec
 	stored, expired, dropped, refusedFull *prometheus.CounterVec
-	deliveries, probes                    *prometheus.CounterVec
+	deliveries, probes, imdn              *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -31,11 +31,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		refusedFull: counter("full_total", "MESSAGEs refused with 503 because the destination's queue was full."),
 		deliveries:  counter("deliveries_total", "Delivery attempts by outcome: delivered, retry (not reached or transient), refused (the destination's final answer).", "outcome"),
 		probes:      counter("probes_total", "OPTIONS liveness probes of a deferring network, by result.", "result"),
+		imdn:        counter("imdn_total", "RFC 5438 delivery notifications the hub sent to a sender's network, by status and result.", "status", "result"),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.depth, m.bytes, m.oldest, m.stored, m.expired, m.dropped, m.refusedFull, m.deliveries, m.probes} {
+	for _, c := range []prometheus.Collector{m.depth, m.bytes, m.oldest, m.stored, m.expired, m.dropped, m.refusedFull, m.deliveries, m.probes, m.imdn} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -360,6 +360,7 @@ func (q *Queue) expire(ctx context.Context, st *raft.State, destination string, 
 	for _, m := range gone {
 		q.m.expired.WithLabelValues(destination).Inc()
 		q.event(ctx, m, "queue.expired", 408, fmt.Sprintf("store-and-forward: expired undelivered after %s", time.Duration(m.GetExpiresUnixNano()-m.GetStoredUnixNano())))
+		q.notifyAsync(ctx, m, "failed") // imdn.go
 	}
 }
 
@@ -470,6 +471,7 @@ func (q *Queue) drain(ctx context.Context, destination string, ds *dstState, pro
 			}
 			q.m.deliveries.WithLabelValues(destination, "delivered").Inc()
 			q.event(ctx, m, "queue.delivered", res.StatusCode, fmt.Sprintf("store-and-forward: delivered, attempt %d", n))
+			q.notifyAsync(ctx, m, "delivered") // imdn.go
 		case final:
 			if err := q.remove(ctx, destination, hubv1.QueueOutcome_QUEUE_OUTCOME_REFUSED, m); err != nil {
 				failed = true
@@ -477,6 +479,7 @@ func (q *Queue) drain(ctx context.Context, destination string, ds *dstState, pro
 			}
 			q.m.deliveries.WithLabelValues(destination, "refused").Inc()
 			q.event(ctx, m, "queue.refused", res.StatusCode, fmt.Sprintf("store-and-forward: the destination's final answer %d %s; removed", res.StatusCode, res.Reason))
+			q.notifyAsync(ctx, m, "failed") // imdn.go
 		}
 		q.mu.Lock()
 		delete(ds.attempts, m.GetId())

@@ -56,6 +56,7 @@ type sender struct {
 	answer func(req *sip.Request) (*sip.Response, error)
 	got    []*sip.Request
 	notes  []string
+	dsts   []string
 }
 
 func (s *sender) Send(_ context.Context, req *sip.Request, source, dst, note string) (*sip.Response, error) {
@@ -64,6 +65,7 @@ func (s *sender) Send(_ context.Context, req *sip.Request, source, dst, note str
 	if req.Method == sip.MESSAGE {
 		s.got = append(s.got, req)
 		s.notes = append(s.notes, note)
+		s.dsts = append(s.dsts, dst)
 	}
 	s.mu.Unlock()
 	return f(req)
