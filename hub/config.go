@@ -164,6 +164,11 @@ type Config struct {
 	// now and answers 202 (store and forward, deferral.go); nil: the
 	// proxy's 408/503 as before.
 	Deferrer Deferrer
+
+	// Anchor, when set, rewrites the SDP of sessions the hub routes so that
+	// their media (MSRP) crosses this node (anchor.go, hub/msrp); nil: SDP
+	// is forwarded untouched.
+	Anchor SessionAnchor
 }
 
 // Values of Config.AuditKeepalives.

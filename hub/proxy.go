@@ -50,6 +50,11 @@ type call struct {
 	// auditSeq is the request entry's seq (store and forward ties its
 	// entries to it).
 	auditSeq uint64
+	// anchorBody is the SDP to forward instead of the received one, and
+	// anchorOffered says the request's SDP was an offer the session
+	// anchor took (anchor.go; Config.Anchor nil: never set).
+	anchorBody    []byte
+	anchorOffered bool
 }
 
 // handle is the sipgo request handler for every method. sipgo runs it on
@@ -241,6 +246,11 @@ func (c *call) run() {
 		return
 	}
 
+	// Media anchoring (anchor.go): an SDP offer gets the hub's MSRP
+	// addresses, a BYE ends the session; may refuse with 488.
+	if !c.anchorRequest() {
+		return
+	}
 	// 5. Audit before forwarding: unlogged traffic is never forwarded.
 	c.dequeue() // overload.go: the append itself counts as pending now
 	seq, err := h.audit.Append(h.ctx, c.requestEntry(0, ""))
@@ -484,6 +494,8 @@ func newBranch(lh string) string {
 // builds our upstream responses from it.
 func (c *call) buildForward(hp hop, popN, mf int, lh string, rr *dialogRoute) *sip.Request {
 	fwd := c.req.Clone()
+	// anchor.go: the anchored SDP, if any.
+	c.applyAnchor(fwd)
 	for i := 0; i < popN; i++ { // RFC 3261 16.4
 		fwd.RemoveHeader("Route")
 	}
@@ -743,11 +755,13 @@ func (c *call) relayProvisional(res *sip.Response) {
 	if c.orig != nil {
 		return // originated: nobody upstream to tell
 	}
+	up := c.upstream(res)
+	c.anchorResponse(up) // anchor.go: an early answer carries the hub's MSRP path too
 	if c.lean != nil {
-		c.lean.respond(c.h, c.upstream(res))
+		c.lean.respond(c.h, up)
 		return
 	}
-	if err := c.tx.Respond(c.upstream(res)); err != nil {
+	if err := c.tx.Respond(up); err != nil {
 		c.h.log.Debug("relay provisional", "err", err)
 	}
 }
@@ -759,6 +773,7 @@ func (c *call) relayFinal(res *sip.Response, stateless bool) {
 	c.noteDialog(res)
 	c.auditAsync(c.responseEntry(res, true, ""))
 	up := c.upstream(res)
+	c.anchorResponse(up) // anchor.go: the answer gets the hub's MSRP path
 	if c.orig != nil {
 		c.orig.capture(up)
 	} else if c.lean != nil {
@@ -781,7 +796,9 @@ func (c *call) relayFinal(res *sip.Response, stateless bool) {
 
 // relayStateless forwards a retransmitted 2xx of an INVITE upstream.
 func (c *call) relayStateless(res *sip.Response) {
-	if err := c.h.tpl.WriteMsg(c.upstream(res)); err != nil {
+	up := c.upstream(res)
+	c.anchorResponse(up) // anchor.go: the same rewrite as the first 2xx
+	if err := c.h.tpl.WriteMsg(up); err != nil {
 		c.h.log.Debug("relay 2xx retransmission", "err", err)
 	}
 }
@@ -811,6 +828,7 @@ func (h *Hub) strayResponse(res *sip.Response) {
 	if next == nil {
 		return
 	}
+	h.anchorStray(up) // anchor.go: the same rewrite as the first 2xx
 	up.SetDestination("")
 	up.SetTransport(next.Transport)
 	if err := h.tpl.WriteMsg(up); err != nil {
@@ -877,6 +895,7 @@ func (c *call) ack() {
 		c.dropFor(rsnNoEdge, 503, "ACK dropped: no UDP listener to send it from")
 		return
 	}
+	c.anchorAck() // anchor.go: the answer to an offer made in a 2xx
 	fwd := c.buildForward(hp, popN, mf, loopHash(req), nil)
 	if err := h.tpl.WriteMsg(fwd); err != nil {
 		h.log.Debug("forward ACK", "err", err, "to", hp.uri)
