@@ -341,6 +341,15 @@ func TestRequestMapping(t *testing.T) {
 			},
 		},
 		{
+			name:   "network update room-create",
+			args:   []string{"network", "update", "a", "--room-create"},
+			method: "UpdateNetwork",
+			req: &hubv1.UpdateNetworkRequest{
+				Network:    &hubv1.Network{Id: "a", RoomCreate: true},
+				UpdateMask: []string{"room_create"},
+			},
+		},
+		{
 			name:   "network update name and domains",
 			args:   []string{"network", "update", "a", "--name", "A!", "--domain", "x.example"},
 			method: "UpdateNetwork",

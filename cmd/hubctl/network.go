@@ -52,6 +52,7 @@ type networkFlags struct {
 	services   []string
 	keepBodies bool
 	rateLimits []string
+	roomCreate bool // its users may #create chat rooms (docs/rooms.md)
 }
 
 func (f *networkFlags) register(c *cobra.Command) {
@@ -68,6 +69,7 @@ func (f *networkFlags) register(c *cobra.Command) {
 	fl.StringSliceVar(&f.pins, "pin", nil, "SHA-256 fingerprint (hex) of a pinned client certificate (repeatable)")
 	fl.StringSliceVar(&f.services, "services", nil, "services the network uses: "+validServices)
 	fl.BoolVar(&f.keepBodies, "keep-bodies", false, "keep message bodies in the audit ledger (default: digests only)")
+	fl.BoolVar(&f.roomCreate, "room-create", false, "the network's users may create chat rooms in band (#create; docs/rooms.md)")
 	fl.StringSliceVar(&f.rateLimits, "rate-limit", nil, "the network's own token buckets, CLASS=RATE[/BURST] per second (repeatable or comma-separated; classes: "+rateClasses+"; rate 0 = unlimited; none = only the nodes' defaults)")
 }
 
@@ -128,6 +130,7 @@ func (f *networkFlags) network(id string) (*hubv1.Network, error) {
 		Services:    svcs,
 		KeepBodies:  f.keepBodies,
 		RateLimits:  rls,
+		RoomCreate:  f.roomCreate,
 	}, nil
 }
 
@@ -263,6 +266,10 @@ flags change the network's store and forward (only the ones given).`,
 				n.KeepBodies = f.keepBodies
 				mask = append(mask, "keep_bodies")
 			}
+			if fl.Changed("room-create") {
+				n.RoomCreate = f.roomCreate
+				mask = append(mask, "room_create")
+			}
 			if fl.Changed("rate-limit") {
 				rls, err := parseRateLimits("--rate-limit", f.rateLimits)
 				if err != nil {
@@ -285,7 +292,7 @@ flags change the network's store and forward (only the ones given).`,
 				mask = append(mask, "deferral")
 			}
 			if len(mask) == 0 {
-				return usagef("network update %s: nothing to change (give at least one of --name, --domain, --edge, --cidr, --tls-cidr, --member-ca, --pin, --services, --keep-bodies, --rate-limit, --defer...)", id)
+				return usagef("network update %s: nothing to change (give at least one of --name, --domain, --edge, --cidr, --tls-cidr, --member-ca, --pin, --services, --keep-bodies, --room-create, --rate-limit, --defer...)", id)
 			}
 			return withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
 				var version int64
@@ -447,6 +454,7 @@ func printNetwork(cmd *cobra.Command, n *hubv1.Network) error {
 		row(w, "PINS:", joinOrDash(id.GetPins()))
 		row(w, "CAS:", caSubjects(id.GetCaPem()))
 		row(w, "KEEP BODIES:", n.GetKeepBodies())
+		row(w, "ROOM CREATE:", n.GetRoomCreate())
 		row(w, "RATE LIMITS:", rateLimitList(n.GetRateLimits()))
 		row(w, "STORE AND FORWARD:", deferralSummary(n.GetDeferral()))
 		row(w, "CREATED:", unixNano(n.GetCreatedUnixNano()))

@@ -12,7 +12,7 @@ import (
 )
 
 // updatePaths are the update_mask paths UpdateNetwork accepts.
-var updatePaths = []string{"display_name", "domains", "edges", "identity", "services", "keep_bodies", "rate_limits", "deferral"}
+var updatePaths = []string{"display_name", "domains", "edges", "identity", "services", "keep_bodies", "rate_limits", "deferral", "room_create"}
 
 func requireID(field, id string) error {
 	if id == "" {
@@ -141,6 +141,9 @@ func (s *Server) UpdateNetwork(ctx context.Context, req *hubv1.UpdateNetworkRequ
 	}
 	if seen["keep_bodies"] {
 		n.KeepBodies = in.GetKeepBodies()
+	}
+	if seen["room_create"] {
+		n.RoomCreate = in.GetRoomCreate() // chat rooms in band (docs/rooms.md)
 	}
 	if seen["rate_limits"] {
 		n.RateLimits = nil

@@ -117,3 +117,24 @@ func TestRoomServiceLifecycle(t *testing.T) {
 	_, err = roRooms.RoomHistory(ctx, &hubv1.RoomHistoryRequest{Room: "sip:team@rooms.hub.example"})
 	wantStatus(t, err, codes.PermissionDenied)
 }
+
+// A network's room_create flag (in-band #create) is set through the
+// update mask and kept by other updates.
+func TestUpdateNetworkRoomCreate(t *testing.T) {
+	ca := sharedCA(t)
+	n := startNode(t, ca, newFakeCluster(), "node-a")
+	op := issue(t, ca, pki.RoleOperator, "alice")
+	admin := hubv1.NewAdminServiceClient(dialT(t, n.addr, clientTLS(ca, &op)))
+	ctx := ctxT(t)
+	if _, err := admin.AddNetwork(ctx, &hubv1.AddNetworkRequest{Network: testNetwork("a")}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := admin.UpdateNetwork(ctx, &hubv1.UpdateNetworkRequest{Network: &hubv1.Network{Id: "a", RoomCreate: true}, UpdateMask: []string{"room_create"}})
+	if err != nil || !got.GetRoomCreate() {
+		t.Fatalf("room_create: %v %v", got, err)
+	}
+	got, err = admin.UpdateNetwork(ctx, &hubv1.UpdateNetworkRequest{Network: &hubv1.Network{Id: "a", DisplayName: "A"}, UpdateMask: []string{"display_name"}})
+	if err != nil || !got.GetRoomCreate() {
+		t.Fatalf("another update dropped room_create: %v %v", got, err)
+	}
+}
