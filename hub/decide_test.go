@@ -147,3 +147,19 @@ func refusalCount(t *testing.T, h *Hub, reason string, status int) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestCarriedFromRouting: the Allow header and the 405 check read the same
+// list hubctl route check does, unchanged by the move to routing.
+func TestCarriedFromRouting(t *testing.T) {
+	if want := "INVITE, ACK, CANCEL, BYE, OPTIONS, SUBSCRIBE, NOTIFY, PUBLISH, MESSAGE, UPDATE, INFO, REFER, PRACK"; allowHeader != want {
+		t.Errorf("Allow %q, want %q", allowHeader, want)
+	}
+	for _, m := range []sip.RequestMethod{sip.REGISTER, "FOO"} {
+		if carried[m] {
+			t.Errorf("%s carried", m)
+		}
+	}
+	if len(carried) != 13 || !carried[sip.MESSAGE] || !carried[sip.PRACK] {
+		t.Errorf("carried %v", carried)
+	}
+}

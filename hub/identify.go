@@ -1,10 +1,8 @@
 package hub
 
 import (
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"net"
 	"net/netip"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"clearhub/hub/routing"
 	"clearhub/raft"
 )
 
@@ -32,61 +31,13 @@ type identity struct {
 }
 
 // certNames returns the lower-case DNS and IP subjectAltNames of leaf.
-func certNames(leaf *x509.Certificate) []string {
-	names := make([]string, 0, len(leaf.DNSNames)+len(leaf.IPAddresses))
-	for _, d := range leaf.DNSNames {
-		names = append(names, strings.ToLower(strings.TrimSuffix(d, ".")))
-	}
-	for _, ip := range leaf.IPAddresses {
-		names = append(names, ip.String())
-	}
-	return names
-}
+func certNames(leaf *x509.Certificate) []string { return routing.CertNames(leaf) }
 
-// identifyCert returns the member network chain proves, or nil and a reason.
-// usage is the extended key usage the leaf must allow (client auth for
-// inbound connections, server auth for outbound ones).
+// identifyCert returns the member network chain proves, or nil and a reason
+// (routing.IdentifyCert, which hubctl network test runs on a member edge's
+// certificate).
 func identifyCert(st *raft.State, chain []*x509.Certificate, usage x509.ExtKeyUsage) (*raft.NetworkView, string) {
-	if len(chain) == 0 {
-		return nil, "no client certificate"
-	}
-	leaf := chain[0]
-	sum := sha256.Sum256(leaf.Raw)
-	fp := hex.EncodeToString(sum[:])
-	names := certNames(leaf)
-	var inter *x509.CertPool
-	for _, n := range st.Networks() {
-		v := st.Network(n.GetId())
-		if v == nil {
-			continue
-		}
-		hostOK := false
-		for _, name := range names {
-			if v.Hosts[name] {
-				hostOK = true
-				break
-			}
-		}
-		if !hostOK {
-			continue
-		}
-		if v.Pins[fp] {
-			return v, ""
-		}
-		if v.CAPool == nil {
-			continue
-		}
-		if inter == nil && len(chain) > 1 {
-			inter = x509.NewCertPool()
-			for _, c := range chain[1:] {
-				inter.AddCert(c)
-			}
-		}
-		if _, err := leaf.Verify(x509.VerifyOptions{Roots: v.CAPool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}}); err == nil {
-			return v, ""
-		}
-	}
-	return nil, "certificate not registered for any member network"
+	return routing.IdentifyCert(st, chain, usage)
 }
 
 // errUnattributable is what an unattributable outbound TLS peer fails with.

@@ -20,13 +20,16 @@ import (
 
 // allowHeader lists what the hub carries (RFC 3261 20.5), sent with 405 and
 // with 200 to OPTIONS addressed to the hub.
-const allowHeader = "INVITE, ACK, CANCEL, BYE, OPTIONS, SUBSCRIBE, NOTIFY, PUBLISH, MESSAGE, UPDATE, INFO, REFER, PRACK"
+var allowHeader = strings.Join(routing.CarriedMethods, ", ")
 
-var carried = map[sip.RequestMethod]bool{
-	sip.INVITE: true, sip.ACK: true, sip.CANCEL: true, sip.BYE: true, sip.OPTIONS: true,
-	sip.SUBSCRIBE: true, sip.NOTIFY: true, sip.PUBLISH: true, sip.MESSAGE: true,
-	sip.UPDATE: true, sip.INFO: true, sip.REFER: true, sip.PRACK: true,
-}
+// carried is routing.CarriedMethods keyed by the request's method type.
+var carried = func() map[sip.RequestMethod]bool {
+	m := make(map[sip.RequestMethod]bool, len(routing.CarriedMethods))
+	for _, x := range routing.CarriedMethods {
+		m[sip.RequestMethod(x)] = true
+	}
+	return m
+}()
 
 // call is the hub's work on one server transaction: a sipgo one (tx, for
 // INVITE, ACK and CANCEL) or a lean one (lean, every other method).

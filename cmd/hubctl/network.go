@@ -36,6 +36,7 @@ func newNetworkCmd() *cobra.Command {
 				return c.ResumeNetwork(ctx, ref)
 			}),
 		newNetworkRemoveCmd(),
+		newNetworkTestCmd(),
 	)
 	return c
 }

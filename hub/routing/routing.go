@@ -26,6 +26,11 @@ import (
 // AnyService marks OPTIONS, which any admitted service allows.
 const AnyService = hubv1.Service(-1)
 
+// CarriedMethods are the methods the hub carries, in the order of its
+// Allow header (RFC 3261 20.5); anything else is refused with 405 before
+// routing.
+var CarriedMethods = []string{"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "UPDATE", "INFO", "REFER", "PRACK"}
+
 // Refusal labels (the reason label of clearhub_sip_refusals_total) Decide
 // can give.
 const (

@@ -593,4 +593,3 @@ type noSender struct{}
 func (noSender) Send(context.Context, *sip.Request, string, string, string) (*sip.Response, error) {
 	return nil, errors.New("not sending")
 }
-
