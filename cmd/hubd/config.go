@@ -170,6 +170,24 @@ type Config struct {
 		RosterCoalesce time.Duration `yaml:"roster_coalesce"`
 	} `yaml:"rooms"`
 
+	// MSRP anchors session IM and file transfer at this node (hub/msrp,
+	// docs/msrp.md): INVITEs with an MSRP offer get the hub's paths and
+	// both legs' bytes cross the node, audited. Both addresses empty: off
+	// (SDP crosses the hub untouched).
+	MSRP struct {
+		TCP string `yaml:"tcp"` // TCP/MSRP legs, e.g. 0.0.0.0:2855
+		TLS string `yaml:"tls"` // TCP/TLS/MSRP legs, node certificate, e.g. 0.0.0.0:2856
+		// Host goes into the hub's MSRP URIs and SDP c= (default
+		// sip.hostname): it must reach this node.
+		Host           string        `yaml:"host"`
+		MaxChunk       int           `yaml:"max_chunk"`
+		SessionBuffer  int           `yaml:"session_buffer"`
+		IdleTimeout    time.Duration `yaml:"idle_timeout"`
+		SetupTimeout   time.Duration `yaml:"setup_timeout"`
+		MaxMessageSize int64         `yaml:"max_message_size"`
+		BytesPerSecond int           `yaml:"bytes_per_second"`
+	} `yaml:"msrp"`
+
 	Log struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
@@ -280,6 +298,10 @@ func DefaultConfig() Config {
 	c.Rooms.FanoutBatch = 64
 	c.Rooms.TakeoverAfter = 10 * time.Second
 	c.Rooms.RosterCoalesce = time.Second
+	c.MSRP.MaxChunk = 8192
+	c.MSRP.SessionBuffer = 256 << 10
+	c.MSRP.IdleTimeout = 30 * time.Minute
+	c.MSRP.SetupTimeout = 5 * time.Minute
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -294,6 +316,10 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("data_dir: required")
+	}
+	if c.MSRP.MaxChunk < 0 || c.MSRP.MaxChunk > 10240 || c.MSRP.SessionBuffer < 0 || c.MSRP.IdleTimeout < 0 ||
+		c.MSRP.SetupTimeout < 0 || c.MSRP.MaxMessageSize < 0 || c.MSRP.BytesPerSecond < 0 {
+		return errors.New("msrp: max_chunk (at most 10240, Kamailio's relay limit), session_buffer, timeouts, max_message_size and bytes_per_second must not be negative")
 	}
 	if d := c.Lists.Domain; d != "" && !raft.ValidDNSName(strings.ToLower(d)) {
 		return fmt.Errorf("lists.domain %q: not a DNS name", d)

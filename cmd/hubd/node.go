@@ -62,6 +62,8 @@ type hubNode struct {
 	lists *listsWiring
 	// rooms are the chat rooms (rooms.go); nil without rooms.domain.
 	rooms *roomsWiring
+	// msrp anchors MSRP sessions (msrp.go); nil without msrp.tcp/tls.
+	msrp *msrpWiring
 }
 
 const certTTL = 365 * 24 * time.Hour
@@ -272,6 +274,12 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 				hcfg.Hosted = map[string]hub.HostedService{}
 			}
 			hcfg.Hosted[d] = n.rooms
+		}
+		if cfg.MSRP.TCP != "" || cfg.MSRP.TLS != "" {
+			if n.msrp, err = n.startMSRP(bg, cfg); err != nil { // msrp.go
+				return nil, err
+			}
+			hcfg.Anchor = n.msrp.anchor()
 		}
 		if n.sip, err = hub.New(hcfg, n.raft, n.ledger); err != nil {
 			return nil, fmt.Errorf("sip: %w", err)
@@ -510,6 +518,7 @@ func (n *hubNode) shutdown() error {
 		n.queue.wait() // queue.go: its deliveries end with the SIP plane
 		n.lists.close()
 		n.rooms.close() // rooms.go
+		n.msrp.close()  // msrp.go: MSRP legs end with the SIP plane
 		<-n.bgDone
 		if n.reloadDone != nil {
 			<-n.reloadDone

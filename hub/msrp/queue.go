@@ -1,6 +1,9 @@
 package msrp
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // outQueue holds the wire bytes waiting for one leg's writer. Data (SEND
 // chunks) counts against limit: a reader pushing data into a full queue
@@ -16,6 +19,7 @@ type outQueue struct {
 	limit    int
 	controls int
 	closed   bool
+	peak     *atomic.Int64 // the relay's highest data backlog on any leg
 }
 
 type outItem struct {
@@ -25,8 +29,8 @@ type outItem struct {
 
 const maxQueuedControls = 4096
 
-func newOutQueue(limit int) *outQueue {
-	q := &outQueue{limit: limit}
+func newOutQueue(limit int, peak *atomic.Int64) *outQueue {
+	q := &outQueue{limit: limit, peak: peak}
 	q.cond = sync.NewCond(&q.mu)
 	return q
 }
@@ -44,6 +48,8 @@ func (q *outQueue) push(b []byte, data bool) bool {
 	}
 	if data {
 		q.data += len(b)
+		for p := q.peak.Load(); int64(q.data) > p && !q.peak.CompareAndSwap(p, int64(q.data)); p = q.peak.Load() {
+		}
 	} else {
 		q.controls++
 	}

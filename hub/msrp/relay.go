@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -140,6 +141,8 @@ type Relay struct {
 	limits  map[string]*rate.Limiter
 	closed  bool
 	metrics Metrics
+
+	peakQueued atomic.Int64 // highest data backlog toward one leg (tests)
 }
 
 // Metrics counts what the relay did (read with Stats).
@@ -318,12 +321,12 @@ func (r *Relay) serveInbound(c net.Conn, secure bool) {
 	}
 	_ = c.SetDeadline(time.Time{})
 	refuse := func(code int, phrase string) {
+		r.count(func(m *Metrics) { m.Refused++ })
 		if f.IsRequest() && f.Method != "REPORT" {
 			res := &Frame{TID: f.TID, Code: code, Phrase: phrase, ToPath: f.FromPath[len(f.FromPath)-1:], FromPath: f.ToPath[:1]}
 			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			_, _ = c.Write(res.Append(nil))
 		}
-		r.count(func(m *Metrics) { m.Refused++ })
 		c.Close()
 	}
 	if !f.IsRequest() {

@@ -134,7 +134,7 @@ type pendingTx struct {
 func newLeg(s *session, side int, net, user string, u URI, secure bool) *leg {
 	return &leg{
 		s: s, side: side, net: net, user: user, hubURI: u, secure: secure,
-		out: newOutQueue(s.r.cfg.SessionBuffer), ready: make(chan struct{}), gone: make(chan struct{}),
+		out: newOutQueue(s.r.cfg.SessionBuffer, &s.r.peakQueued), ready: make(chan struct{}), gone: make(chan struct{}),
 		pending: map[string]*pendingTx{}, inMsgs: map[string]*message{}, sentIDs: map[string]bool{},
 	}
 }

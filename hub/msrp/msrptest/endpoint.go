@@ -35,9 +35,10 @@ type Endpoint struct {
 	Sends   chan *msrp.Frame // every SEND received (buffered, dropped when full)
 	// reply, when set (SetReply), chooses the response code to a
 	// received SEND (0: no response).
-	reply func(f *msrp.Frame) int
-	// SlowRead delays each frame read (backpressure tests).
-	SlowRead time.Duration
+	reply    func(f *msrp.Frame) int
+	slowRead time.Duration // delay per frame read (SetSlowRead)
+	discard  bool          // count bodies, keep none (SetDiscard)
+	rcvBuf   int
 	closed   chan struct{}
 }
 
@@ -46,6 +47,7 @@ type Message struct {
 	ContentType string
 	Body        []byte
 	Chunks      int
+	Bytes       int64 // body bytes received, kept or not
 	Complete    bool
 	Ranges      []msrp.ByteRange
 	ToPath      []string
@@ -68,6 +70,12 @@ func newEndpoint(host string, port int, secure bool) *Endpoint {
 // Listen makes a passive endpoint on host (a loopback IP). With conf
 // non-nil it is a TLS server with that certificate.
 func Listen(host string, conf *tls.Config) (*Endpoint, error) {
+	return ListenBuffer(host, conf, 0)
+}
+
+// ListenBuffer is Listen with the accepted socket's receive buffer set to
+// rcvBuf bytes (0: the system's), so that a slow reader pushes back soon.
+func ListenBuffer(host string, conf *tls.Config, rcvBuf int) (*Endpoint, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return nil, fmt.Errorf("msrptest listen: %w", err)
@@ -78,6 +86,9 @@ func Listen(host string, conf *tls.Config) (*Endpoint, error) {
 		c, err := ln.Accept()
 		if err != nil {
 			return
+		}
+		if tc, ok := c.(*net.TCPConn); ok && rcvBuf > 0 {
+			_ = tc.SetReadBuffer(rcvBuf)
 		}
 		if conf != nil {
 			tc := tls.Server(c, conf)
@@ -105,6 +116,20 @@ func New(host string, conf *tls.Config) *Endpoint {
 func (e *Endpoint) SetReply(f func(*msrp.Frame) int) {
 	e.mu.Lock()
 	e.reply = f
+	e.mu.Unlock()
+}
+
+// SetSlowRead delays the reading of each frame by d.
+func (e *Endpoint) SetSlowRead(d time.Duration) {
+	e.mu.Lock()
+	e.slowRead = d
+	e.mu.Unlock()
+}
+
+// SetDiscard makes the endpoint count received bodies without keeping them.
+func (e *Endpoint) SetDiscard(on bool) {
+	e.mu.Lock()
+	e.discard = on
 	e.mu.Unlock()
 }
 
@@ -230,6 +255,11 @@ func (e *Endpoint) request(f *msrp.Frame, wait bool) (*msrp.Frame, error) {
 	case res := <-ch:
 		return res, nil
 	case <-e.closed:
+		select { // the response may have come just before the close
+		case res := <-ch:
+			return res, nil
+		default:
+		}
 		return nil, errors.New("msrptest: connection closed")
 	case <-time.After(10 * time.Second):
 		return nil, errors.New("msrptest: no response")
@@ -281,7 +311,12 @@ func (e *Endpoint) Wait(msgID string, d time.Duration) (*Message, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.msgs[msgID], nil
+	m := e.msgs[msgID]
+	if e.discard {
+		delete(e.msgs, msgID)
+		delete(e.done, msgID)
+	}
+	return m, nil
 }
 
 func (e *Endpoint) readLoop(c net.Conn) {
@@ -292,8 +327,11 @@ func (e *Endpoint) readLoop(c net.Conn) {
 		if err != nil {
 			return
 		}
-		if e.SlowRead > 0 {
-			time.Sleep(e.SlowRead)
+		e.mu.Lock()
+		slow := e.slowRead
+		e.mu.Unlock()
+		if slow > 0 {
+			time.Sleep(slow)
 		}
 		switch {
 		case !f.IsRequest():
@@ -351,9 +389,12 @@ func (e *Endpoint) collect(f *msrp.Frame) {
 		e.msgs[f.MessageID] = m
 	}
 	m.Chunks++
-	m.Ranges = append(m.Ranges, f.ByteRange)
-	if f.HasByteRange && f.ByteRange.Start == int64(len(m.Body))+1 {
-		m.Body = append(m.Body, f.Body...)
+	m.Bytes += int64(len(f.Body))
+	if !e.discard {
+		m.Ranges = append(m.Ranges, f.ByteRange)
+		if f.HasByteRange && f.ByteRange.Start == int64(len(m.Body))+1 {
+			m.Body = append(m.Body, f.Body...)
+		}
 	}
 	if f.Flag != msrp.FlagMore {
 		m.Complete = f.Flag == msrp.FlagEnd

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+
+	"clearhub/hub"
+	"clearhub/hub/msrp"
+)
+
+// msrpWiring runs the node's MSRP relay (hub/msrp, docs/msrp.md) and adapts
+// it to hub.SessionAnchor.
+type msrpWiring struct {
+	relay *msrp.Relay
+	done  chan struct{}
+}
+
+// msrpAnchor is the adapter: hub.AnchorDialog and msrp.Dialog have the same
+// fields, so one converts into the other.
+type msrpAnchor struct{ r *msrp.Relay }
+
+func (a msrpAnchor) Offer(d hub.AnchorDialog, sdp []byte) ([]byte, error) {
+	return a.r.Offer(msrp.Dialog(d), sdp)
+}
+
+func (a msrpAnchor) Answer(d hub.AnchorDialog, sdp []byte) ([]byte, error) {
+	return a.r.Answer(msrp.Dialog(d), sdp)
+}
+
+func (a msrpAnchor) End(callID string) { a.r.End(callID) }
+
+// startMSRP opens the msrp.* listeners; the relay stops with ctx.
+func (n *hubNode) startMSRP(ctx context.Context, cfg Config) (*msrpWiring, error) {
+	host := cfg.MSRP.Host
+	if host == "" {
+		host = cfg.SIP.Hostname
+	}
+	if host == "" {
+		for _, a := range []string{cfg.MSRP.TLS, cfg.MSRP.TCP} {
+			if h, _, err := net.SplitHostPort(a); err == nil {
+				if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
+					host = h
+					break
+				}
+			}
+		}
+	}
+	if host == "" {
+		return nil, errors.New("msrp.host: required when sip.hostname is empty and msrp listens on a wildcard address")
+	}
+	st := n.raft
+	r, err := msrp.New(msrp.Config{
+		Host:    host,
+		TCPAddr: cfg.MSRP.TCP,
+		TLSAddr: cfg.MSRP.TLS,
+		// The node certificate, reloaded without a restart (reload.go).
+		TLS:            &tls.Config{GetCertificate: n.certs.GetCertificate, MinVersion: tls.VersionTLS12},
+		MaxChunk:       cfg.MSRP.MaxChunk,
+		SessionBuffer:  cfg.MSRP.SessionBuffer,
+		IdleTimeout:    cfg.MSRP.IdleTimeout,
+		SetupTimeout:   cfg.MSRP.SetupTimeout,
+		MaxMessageSize: cfg.MSRP.MaxMessageSize,
+		BytesPerSecond: float64(cfg.MSRP.BytesPerSecond),
+		Audit:          n.ledger,
+		KeepBodies: func(network string) bool {
+			v := st.State().Network(network)
+			return v != nil && v.GetKeepBodies()
+		},
+		Logger: n.log.With("component", "msrp"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("msrp: %w", err)
+	}
+	w := &msrpWiring{relay: r, done: make(chan struct{})}
+	go func() { defer close(w.done); _ = r.Run(ctx) }()
+	tcp, tlsAddr := r.Addrs()
+	n.log.Info("MSRP anchoring on", "tcp", fmt.Sprint(tcp), "tls", fmt.Sprint(tlsAddr), "host", host)
+	return w, nil
+}
+
+func (w *msrpWiring) anchor() hub.SessionAnchor { return msrpAnchor{w.relay} }
+
+// close ends every session (endpoints see their connections close) and
+// waits for the relay.
+func (w *msrpWiring) close() {
+	if w == nil {
+		return
+	}
+	_ = w.relay.Close()
+	<-w.done
+}
