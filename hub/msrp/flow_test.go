@@ -3,6 +3,7 @@ package msrp_test
 import (
 	"crypto/tls"
 	"fmt"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -137,5 +138,26 @@ func BenchmarkRelay(b *testing.B) {
 			mb := float64(b.N*size*tc.sessions) / 1e6
 			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/mb, "cpu-µs/MB")
 		})
+	}
+}
+
+// BenchmarkIdleSessions: memory of 1,000 connected, idle sessions (heap in
+// use per session, the test's own two endpoints per session included, so
+// an upper bound for the hub's share).
+func BenchmarkIdleSessions(b *testing.B) {
+	const n = 1000
+	for i := 0; i < b.N; i++ {
+		l := newRelay(b, nil)
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for k := 0; k < n; k++ {
+			c := l.call(b, fmt.Sprintf("idle-%d-%d", i, k), nil, nil, nil)
+			c.connect(b)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/n, "heap-B/session")
+		b.ReportMetric(float64(l.r.Sessions()), "sessions")
 	}
 }

@@ -142,10 +142,9 @@ type Reader struct {
 // NewReader wraps r. The buffer holds one whole header line.
 func NewReader(r io.Reader, lim Limits) *Reader {
 	lim = lim.withDefaults()
-	size := 32 << 10
-	if lim.MaxLine > size {
-		size = lim.MaxLine
-	}
+	// Small: an idle leg holds this buffer; bodies are appended from it
+	// in pieces.
+	size := max(8<<10, lim.MaxLine)
 	return &Reader{br: bufio.NewReaderSize(r, size), lim: lim}
 }
 

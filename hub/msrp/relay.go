@@ -303,6 +303,9 @@ func (r *Relay) serveInbound(c net.Conn, secure bool) {
 		}
 	}()
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	// Until the connection is bound to a leg, only Close reaches it.
+	stop := context.AfterFunc(r.ctx, func() { c.Close() })
+	defer stop()
 	if secure {
 		tc := tls.Server(c, r.tlsConf)
 		if err := tc.HandshakeContext(r.ctx); err != nil {
