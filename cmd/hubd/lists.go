@@ -12,6 +12,7 @@ import (
 	"clearhub/hub"
 	"clearhub/hub/lists"
 	"clearhub/proto/hubv1"
+	"clearhub/raft"
 )
 
 // listsWiring joins the resource list server (hub/lists) to the SIP plane:
@@ -54,14 +55,20 @@ func (w *listsWiring) Send(ctx context.Context, req *sip.Request, src, dst, note
 	return h.Originate(ctx, req, dst, hub.OriginateOptions{Source: src, Service: hubv1.Service_SERVICE_PRESENCE, Note: note})
 }
 
-// backendTransport is the transport the hub's back-end Contact names: TLS
-// when the hub listens on it (member edges are reached over TLS), else TCP,
-// else UDP.
-func backendTransport(cfg Config) string {
+// edgeTransport is the transport of a member's first edge URI, which the
+// hub's back-end Contact toward it must name: the presentity's server
+// sends its NOTIFYs to that Contact, and a member reached over UDP may
+// have no TLS socket to send from (Kamailio: "no corresponding socket").
+func edgeTransport(st *raft.State, network string) string {
+	n := st.Network(network)
+	if n == nil || len(n.GetEdges()) == 0 {
+		return "udp"
+	}
+	e := strings.ToLower(n.GetEdges()[0])
 	switch {
-	case cfg.SIP.TLS != "":
+	case strings.HasPrefix(e, "sips:"), strings.Contains(e, ";transport=tls"):
 		return "tls"
-	case cfg.SIP.TCP != "":
+	case strings.Contains(e, ";transport=tcp"):
 		return "tcp"
 	}
 	return "udp"
@@ -71,11 +78,12 @@ func backendTransport(cfg Config) string {
 // replicated state (list edits, policy) until ctx ends.
 func (n *hubNode) startLists(ctx context.Context, w *listsWiring, h *hub.Hub) error {
 	c := n.cfg.Lists
-	tp := backendTransport(n.cfg)
 	domain := strings.ToLower(c.Domain)
 	svc, err := lists.New(lists.Config{
 		Domain: domain, Sender: w, State: n.raft.State,
-		Contact:               func(user string) sip.Uri { return h.HostedContact(domain, user, tp) },
+		Contact: func(user, dst string) sip.Uri {
+			return h.HostedContact(domain, user, edgeTransport(n.raft.State(), dst))
+		},
 		Log:                   n.log.With("component", "lists"),
 		Throttle:              c.Throttle,
 		MaxBackendsPerNetwork: c.MaxBackendsPerNetwork,

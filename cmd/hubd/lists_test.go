@@ -136,7 +136,7 @@ func TestListsThroughTheHub(t *testing.T) {
 	hubAddr := h.Addrs()[0].String()
 
 	svc, err := lists.New(lists.Config{Domain: domain, Sender: w, State: func() *raft.State { return st }, Log: quiet,
-		Contact: func(user string) sip.Uri { return h.HostedContact(domain, user, "udp") }})
+		Contact: func(user, dst string) sip.Uri { return h.HostedContact(domain, user, edgeTransport(st, dst)) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,6 +255,24 @@ func TestListsThroughTheHub(t *testing.T) {
 			return
 		case <-deadline:
 			t.Fatal("the watcher never got bob's state")
+		}
+	}
+}
+
+// The back-end Contact names the transport of the member's edge, not the
+// hub's best listener: found by the interop suite, where Kamailio B (a UDP
+// edge) could not send its NOTIFYs to a transport=tls Contact.
+func TestEdgeTransport(t *testing.T) {
+	st := raft.NewState(1, &hubv1.ClusterState{Networks: []*hubv1.Network{
+		{Id: "u", Edges: []string{"sip:127.0.0.3:5060"}},
+		{Id: "t", Edges: []string{"sips:edge.t.example:5061"}},
+		{Id: "l", Edges: []string{"sip:edge.l.example:5061;transport=TLS"}},
+		{Id: "c", Edges: []string{"sip:edge.c.example;transport=tcp", "sips:x"}},
+		{Id: "none"},
+	}})
+	for net, want := range map[string]string{"u": "udp", "t": "tls", "l": "tls", "c": "tcp", "none": "udp", "missing": "udp"} {
+		if got := edgeTransport(st, net); got != want {
+			t.Errorf("%s: %s, want %s", net, got, want)
 		}
 	}
 }

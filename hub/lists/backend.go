@@ -58,6 +58,7 @@ type backend struct {
 
 	watchers map[*listSub]string // watcher -> its entry URI
 	dropped  bool
+	failures int // consecutive failed SUBSCRIBEs (retry backoff)
 
 	// Throttle: the last fan-out and the pending one, if any.
 	fanned  bool
@@ -265,7 +266,7 @@ func (s *Service) backendRequestLocked(b *backend, expires time.Duration) *sip.R
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: b.cseq, MethodName: sip.SUBSCRIBE})
 	mf := sip.MaxForwardsHeader(70)
 	req.AppendHeader(&mf)
-	req.AppendHeader(&sip.ContactHeader{Address: s.cfg.Contact("be-" + b.id)})
+	req.AppendHeader(&sip.ContactHeader{Address: s.cfg.Contact("be-"+b.id, b.network)})
 	req.AppendHeader(sip.NewHeader("Event", b.key.event))
 	req.AppendHeader(sip.NewHeader("Accept", "application/pidf+xml"))
 	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
@@ -295,6 +296,7 @@ func (s *Service) backendSubscribe(b *backend, expires time.Duration) {
 	case err != nil:
 		s.backendFailedLocked(b, "giveup", true, fmt.Sprintf("not sent: %v", err))
 	case res.StatusCode >= 200 && res.StatusCode < 300:
+		b.failures = 0
 		if b.remoteTag == "" {
 			b.remoteTag = tagOf(res.To().Params)
 			b.routeSet = nil
@@ -365,7 +367,15 @@ func (s *Service) backendFailedLocked(b *backend, reason string, retry bool, why
 	b.state, b.reason, b.body, b.contentType = stateTerminated, reason, nil, ""
 	s.changedLocked(b)
 	if retry {
-		b.refresh = s.afterLocked(s.cfg.BackendRetry, func() {
+		// A busy presence server (Kamailio on sqlite answers 500 to
+		// concurrent SUBSCRIBEs) deserves a quick second try: 2 s,
+		// doubling up to BackendRetry.
+		b.failures++
+		delay := s.cfg.BackendRetry
+		if b.failures < 8 {
+			delay = min(delay, (2*time.Second)<<(b.failures-1))
+		}
+		b.refresh = s.afterLocked(delay, func() {
 			b.refresh = nil
 			if !b.dropped {
 				b.remoteTag, b.remoteTarget, b.routeSet = "", nil, nil

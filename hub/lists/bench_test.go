@@ -61,7 +61,7 @@ func listScenario(tb testing.TB, watchers, presentities int, share bool) (*Servi
 	st := labState(tb, share, ls...)
 	snd, clock := &countingSender{}, newFakeClock()
 	svc, err := New(Config{Domain: "lists.hub.example", Sender: snd, Clock: clock, State: func() *raft.State { return st },
-		Contact:               func(u string) sip.Uri { return sip.Uri{Scheme: "sip", User: u, Host: "hub.example"} },
+		Contact:               func(u, _ string) sip.Uri { return sip.Uri{Scheme: "sip", User: u, Host: "hub.example"} },
 		MaxBackendsPerNetwork: watchers * presentities, MaxSubscriptions: watchers})
 	if err != nil {
 		tb.Fatal(err)

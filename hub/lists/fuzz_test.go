@@ -18,7 +18,7 @@ func FuzzServeSubscribe(f *testing.F) {
 	f.Add([]byte(nil), "", "", "buddylist", "3600", "sip:alice-buddies@lists.hub.example")
 	l := &lab{snd: newFakeSender(), clock: newFakeClock(), state: labState(f, true, publicList(buddies, "sip:bob@b.example"))}
 	svc, err := New(Config{Domain: "lists.hub.example", Sender: l.snd, Clock: l.clock, State: func() *raft.State { return l.state },
-		Contact: func(u string) sip.Uri { return sip.Uri{Scheme: "sip", User: u, Host: "hub.example"} }})
+		Contact: func(u, _ string) sip.Uri { return sip.Uri{Scheme: "sip", User: u, Host: "hub.example"} }})
 	if err != nil {
 		f.Fatal(err)
 	}

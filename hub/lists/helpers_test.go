@@ -184,7 +184,7 @@ func newLab(t *testing.T, st *raft.State, mod func(*Config)) *lab {
 	cfg := Config{
 		Domain: "lists.hub.example", Sender: l.snd, Clock: l.clock,
 		State: func() *raft.State { l.mu.Lock(); defer l.mu.Unlock(); return l.state },
-		Contact: func(user string) sip.Uri {
+		Contact: func(user, _ string) sip.Uri {
 			p := sip.NewParams()
 			p.Add("chsvc", "lists.hub.example")
 			return sip.Uri{Scheme: "sip", User: user, Host: "hub.example", Port: 5060, UriParams: p}

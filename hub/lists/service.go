@@ -59,8 +59,10 @@ type Config struct {
 	Sender Sender
 	// State returns the current cluster state (for timers and list edits).
 	State func() *raft.State
-	// Contact returns the hub's URI for back-end dialogs (with chsvc).
-	Contact func(user string) sip.Uri
+	// Contact returns the hub's URI for back-end dialogs toward member
+	// network dst (with chsvc), on the transport the hub reaches dst
+	// over: the presentity's server sends its NOTIFYs there.
+	Contact func(user, dst string) sip.Uri
 	Log     *slog.Logger
 	Clock   Clock
 	// Throttle is the least time between two fan-outs of one back-end

@@ -388,8 +388,15 @@ func TestBackendRefusalShown(t *testing.T) {
 		t.Fatalf("states: %v", states)
 	}
 	before := len(l.snd.subscribes())
-	l.clock.Advance(61 * time.Second)
+	l.clock.Advance(2 * time.Second) // first retry soon, then doubling
 	waitFor(t, "retry of the timed-out back end", func() bool { return len(l.snd.subscribes()) == before+1 })
+	l.clock.Advance(3 * time.Second)
+	time.Sleep(50 * time.Millisecond)
+	if got := len(l.snd.subscribes()); got != before+1 {
+		t.Fatalf("second retry before its 4 s: %d SUBSCRIBEs", got-before)
+	}
+	l.clock.Advance(time.Second)
+	waitFor(t, "second retry", func() bool { return len(l.snd.subscribes()) == before+2 })
 }
 
 // A subscription that is not refreshed ends with terminated;reason=timeout.

@@ -391,7 +391,7 @@ start_hub() {
 	mkdir -p "$DATA"
 	"$HUBD" --data "$DATA" --node-id interop1 \
 		--sip-udp "$HUB" --sip-tcp "$HUB" --sip-tls "$HUB_TLS" \
-		--admin "$HUB_ADMIN" --raft "$HUB_RAFT" --http "$HUB_HTTP" >"$WORK/hubd.log" 2>&1 &
+		--admin "$HUB_ADMIN" --raft "$HUB_RAFT" --http "$HUB_HTTP" --lists-domain lists.hub.example >"$WORK/hubd.log" 2>&1 &
 	HUB_PID=$!
 	own "$HUB_PID"
 	if ! wait_until 120 0.25 curl -fs -o /dev/null "http://$HUB_HTTP/readyz"; then
@@ -472,6 +472,7 @@ run_case presence case_presence
 run_case session case_session
 run_case spoofed-from-refused case_spoof
 source "$(dirname "${BASH_SOURCE[0]}")/queue.sh" && run_case store-and-forward case_store_forward
+source "$(dirname "${BASH_SOURCE[0]}")/lists.sh" && { run_case list-subscription case_list_subscription; run_case list-sharing case_list_sharing; }
 
 # The same topology over TLS.
 if want_case tls || [[ -z "$CASES" ]]; then
