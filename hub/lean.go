@@ -270,14 +270,16 @@ func (h *Hub) runExpiry() {
 type leanServer struct {
 	key  txKey
 	up   upPath
-	size int // bytes of the request as received (RFC 3261 18.1.1 estimate)
+	size int    // bytes of the request as received (RFC 3261 18.1.1 estimate)
+	raw  []byte // the request as received over UDP, for splicing (splice.go)
+	out  *spliced
 }
 
-// leanRequest takes a parsed non-INVITE request off the transport (size:
-// its length on the wire): a retransmission is answered from the table, a
-// new transaction is handled on a worker of its own. It must not block (it
-// runs on a read loop).
-func (h *Hub) leanRequest(req *sip.Request, up upPath, size int) {
+// leanRequest takes a parsed non-INVITE request off the transport (wire:
+// its bytes, valid only during the call): a retransmission is answered
+// from the table, a new transaction is handled on a worker of its own. It
+// must not block (it runs on a read loop).
+func (h *Hub) leanRequest(req *sip.Request, up upPath, wire []byte) {
 	k, ok := h.lean.serverKey(req)
 	if !ok {
 		// RFC 3261 16.3 step 1: no Via or CSeq, nothing to match on.
@@ -305,9 +307,14 @@ func (h *Hub) leanRequest(req *sip.Request, up upPath, size int) {
 		return
 	}
 	h.ovl.start(load)
+	ls := &leanServer{key: k, up: up, size: len(wire)}
+	if up.conn == nil {
+		// The read loop reuses its buffer; the splice needs the bytes.
+		ls.raw = bytes.Clone(wire)
+	}
 	h.workers().run(func() {
 		defer h.leave()
-		c := &call{h: h, req: req, lean: &leanServer{key: k, up: up, size: size}, st: st, start: time.Now(), transport: strings.ToLower(req.Transport()), queued: true}
+		c := &call{h: h, req: req, lean: ls, st: st, start: time.Now(), transport: strings.ToLower(req.Transport()), queued: true}
 		defer h.ovl.end(c, load)
 		defer func() {
 			if r := recover(); r != nil {
@@ -433,9 +440,15 @@ func (h *Hub) resolveHop(addr string) (netip.AddrPort, error) {
 
 // attemptLean sends fwd to one hop as a lean client transaction (RFC 3261
 // 17.1.2) and waits for its final response.
+// fwd nil: the forward was spliced (c.lean.out, UDP only).
 func (c *call) attemptLean(hp hop, fwd *sip.Request) (*sip.Response, outcome) {
 	h := c.h
-	branch, _ := fwd.Via().Params.Get("branch")
+	var branch string
+	if fwd == nil {
+		branch = c.lean.out.branch
+	} else {
+		branch, _ = fwd.Via().Params.Get("branch")
+	}
 	ch := h.lean.addClient(branch)
 	defer h.lean.removeClient(branch)
 
@@ -455,13 +468,17 @@ func (c *call) attemptLean(hp hop, fwd *sip.Request) (*sip.Response, outcome) {
 		// already put the destination's stream edges first, so here the
 		// datagram goes as it is (up to 65,535 bytes; loopback and most
 		// LANs carry it fragmented).
-		// Marshalled into a pooled buffer held for the attempt (Timer E
-		// retransmits it).
-		buf := bufPool.Get().(*bytes.Buffer)
-		buf.Reset()
-		fwd.StringWrite(buf)
-		defer putBuf(buf)
-		raw = buf.Bytes()
+		if fwd == nil {
+			raw = c.lean.out.raw
+		} else {
+			// Marshalled into a pooled buffer held for the attempt
+			// (Timer E retransmits it).
+			buf := bufPool.Get().(*bytes.Buffer)
+			buf.Reset()
+			fwd.StringWrite(buf)
+			defer putBuf(buf)
+			raw = buf.Bytes()
+		}
 		if _, err := h.udp.WriteToUDPAddrPort(raw, dst); err != nil {
 			h.log.Debug("send to edge", "edge", hp.uri, "err", err)
 			return nil, outTransport

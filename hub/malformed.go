@@ -75,7 +75,7 @@ func (h *Hub) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) 
 		}
 		m.SetTransport("UDP")
 		m.SetSource(src.String())
-		h.leanRequest(m, upPath{udp: udpDest(m, src)}, len(data))
+		h.leanRequest(m, upPath{udp: udpDest(m, src)}, data)
 		return nil, nil
 	case *sip.Response:
 		m.SetTransport("UDP")

@@ -405,7 +405,14 @@ func (c *call) forward(hops []hop, popN, mf int, lh string, rr *dialogRoute) {
 			c.auditCancelled()
 			return
 		}
-		fwd := c.buildForward(hp, popN, mf, lh, rr)
+		// A lean UDP forward is spliced from the received bytes when it
+		// can be (splice.go); fwd stays nil then.
+		var fwd *sip.Request
+		if sp := c.spliceFor(hp, popN, mf, lh, rr); sp != nil {
+			c.lean.out = sp
+		} else {
+			fwd = c.buildForward(hp, popN, mf, lh, rr)
+		}
 		res, out, wasCancelled := c.attempt(hp, fwd, cancelled)
 		c.edgeOutcome(hp, res, out, i+1 < len(hops))
 		switch out {
@@ -494,7 +501,8 @@ func newBranch(lh string) string {
 
 // buildForward makes the request to send to hp from a clone of the received
 // one (RFC 3261 16.6); the received request stays untouched because sipgo
-// builds our upstream responses from it.
+// builds our upstream responses from it. A change here must be made in
+// spliceFor too, or declined there (splice.go).
 func (c *call) buildForward(hp hop, popN, mf int, lh string, rr *dialogRoute) *sip.Request {
 	fwd := c.req.Clone()
 	// anchor.go: the anchored SDP, if any.

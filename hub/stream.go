@@ -450,7 +450,7 @@ func (h *Hub) streamMessage(c *memberConn, raw []byte) bool {
 		}
 		m.SetTransport(c.transport)
 		m.SetSource(c.src)
-		h.leanRequest(m, upPath{conn: c}, len(raw))
+		h.leanRequest(m, upPath{conn: c}, raw)
 		return false
 	case *sip.Response:
 		m.SetTransport(c.transport)
