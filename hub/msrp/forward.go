@@ -256,7 +256,7 @@ func (o *leg) forward(m *message, f *Frame, br ByteRange) {
 			Other: f.Other, ContentType: f.ContentType, Body: piece, Flag: flag}
 		if f.FailureReport != "no" {
 			s.mu.Lock()
-			o.pending[out.TID] = &pendingTx{msg: m, br: pbr, sent: time.Now()}
+			o.pending[out.TID] = &pendingTx{msg: m, br: pbr, sent: time.Now(), partial: f.FailureReport == "partial"}
 			m.outstanding++
 			s.mu.Unlock()
 		}
@@ -346,8 +346,12 @@ func (l *leg) onResponse(f *Frame) {
 		s.chunkFailed(p.msg, p.br, f.Code, f.Phrase, "receiving endpoint answered "+strconv.Itoa(f.Code), true)
 		return
 	}
+	s.chunkDelivered(p.msg)
+}
+
+// chunkDelivered accounts for a chunk the receiver took.
+func (s *session) chunkDelivered(m *message) {
 	s.mu.Lock()
-	m := p.msg
 	m.outstanding--
 	complete := m.final && m.outstanding == 0
 	s.mu.Unlock()

@@ -160,3 +160,24 @@ func TestRelayNoLeaks(t *testing.T) {
 	b.Close()
 	time.Sleep(100 * time.Millisecond) // endpoints' readers see the close
 }
+
+// Failure-Report: partial and a receiver that stays silent (as it should
+// on success): after the transaction timeout the message counts as
+// delivered, no 408 REPORT.
+func TestRelayPartialSilenceIsSuccess(t *testing.T) {
+	l := newRelay(t, func(c *msrp.Config) { c.TransactionTimeout = 300 * time.Millisecond })
+	c := l.call(t, "partial", nil, nil, nil)
+	c.connect(t)
+	if code, err := c.a.Send(c.toHubA, "p1", "text/plain", []byte("quiet"), 100, func(f *msrp.Frame) { f.FailureReport = "partial" }); err != nil || code != 200 {
+		t.Fatalf("send: %d %v", code, err)
+	}
+	e := l.audit.wait(t, msrp.MethodMessage, "p1")
+	if e.Status != 200 {
+		t.Fatalf("audit %d %s", e.Status, e.Reason)
+	}
+	select {
+	case rep := <-c.a.Reports:
+		t.Fatalf("REPORT for a message the receiver took: %+v", rep)
+	case <-time.After(200 * time.Millisecond):
+	}
+}

@@ -129,6 +129,9 @@ type pendingTx struct {
 	msg  *message // nil for the hub's own bodiless SEND
 	br   ByteRange
 	sent time.Time
+	// partial: Failure-Report: partial, so silence is success (RFC 4975
+	// section 7.1.2: only negative responses are sent).
+	partial bool
 }
 
 func newLeg(s *session, side int, net, user string, u URI, secure bool) *leg {
@@ -368,7 +371,11 @@ func (l *leg) expire(now time.Time) {
 	}
 	s.mu.Unlock()
 	for _, p := range late {
-		if p.msg != nil {
+		switch {
+		case p.msg == nil:
+		case p.partial:
+			s.chunkDelivered(p.msg)
+		default:
 			s.chunkFailed(p.msg, p.br, 408, "Request Timeout", "no response from the receiving endpoint", true)
 		}
 	}
