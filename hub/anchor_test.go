@@ -177,6 +177,13 @@ func TestAnchorMSRPSessionThroughHub(t *testing.T) {
 	if m.ToPath[0] != c.b.Path() || m.FromPath[0] != offerAtB[0].Path[0] {
 		t.Fatalf("b saw To-Path %v From-Path %v", m.ToPath, m.FromPath)
 	}
+	// And back: b sends to the hub's B-leg URI it got in the INVITE.
+	if code, err := c.b.Send(offerAtB[0].Path, "reply", "text/plain", []byte("got it"), 100, nil); err != nil || code != 200 {
+		t.Fatalf("b's send: %d %v", code, err)
+	}
+	if r, err := c.a.Wait("reply", 5*time.Second); err != nil || string(r.Body) != "got it" || r.FromPath[0] != c.toHub[0] {
+		t.Fatalf("a: %v %+v", err, r)
+	}
 	e := waitMSRP(t, l.audit, msrp.MethodMessage, "m100k")
 	if e.Status != 200 || e.CallID != callID || e.SrcNet != "neta" || e.DstNet != "netb" || !strings.Contains(e.Reason, "bytes=102400") {
 		t.Fatalf("audit %+v", e)
