@@ -76,6 +76,8 @@ bench: build
 	$(GO) test -run '^$$' -bench . ./ledger/
 	$(GO) test -run '^$$' -bench Apply3NodeTLS -benchtime 200x ./raft/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./hub/lists/
+	$(GO) test -run '^$$' -bench 'RoomPostApply' ./raft/
+	$(GO) test -run '^$$' -bench 'Fanout1000|Room200Sustained' -benchtime 4x ./chatroom/
 	./tests/load/bench.sh
 
 # Installs the binaries, the systemd unit and (if none exists) the example

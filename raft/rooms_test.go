@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -442,6 +445,8 @@ func BenchmarkRoomPost3NodeTLS(b *testing.B) {
 	for i := range 200 {
 		must(roomCmdAt(clock, &hubv1.PutRoomMember{Room: testRoom, Member: member(fmt.Sprintf("sip:user%03d@a.example", i), "a", fmt.Sprintf("u%03d", i))}))
 	}
+	var mu sync.Mutex
+	var lat []time.Duration
 	b.SetParallelism(16) // 2 cores x 16 = 32 senders
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -449,6 +454,7 @@ func BenchmarkRoomPost3NodeTLS(b *testing.B) {
 			c := roomCmdAt(clock, &hubv1.PostRoomMessage{Room: testRoom, Owner: "n0", Message: &hubv1.RoomMessage{
 				Sender: "sip:user007@a.example", ContentType: "text/plain", Body: make([]byte, 100),
 			}})
+			t0 := time.Now()
 			idx, err := leader.Apply(ctx, c)
 			if err != nil {
 				b.Error(err)
@@ -458,6 +464,9 @@ func BenchmarkRoomPost3NodeTLS(b *testing.B) {
 				b.Error(err)
 				return
 			}
+			mu.Lock()
+			lat = append(lat, time.Since(t0)) // what the sender's 200 waits for
+			mu.Unlock()
 			msg := RoomMessageAt(leader.State().Room(testRoom), idx)
 			if msg == nil {
 				b.Error("committed message not in history")
@@ -469,4 +478,10 @@ func BenchmarkRoomPost3NodeTLS(b *testing.B) {
 			}
 		}
 	})
+	b.StopTimer()
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "ack-p50-ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "ack-p99-ms")
+	}
 }
