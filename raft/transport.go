@@ -44,6 +44,48 @@ type TLSStreamLayer struct {
 	advertise net.Addr
 	dialTLS   *tls.Config
 	state     atomic.Pointer[func() *State] // nil until SetState
+
+	// accepted are the connections Accept returned and nobody closed yet:
+	// the transport's per-connection goroutines block reading them, so
+	// Close ends them rather than leaving them to the peer's goodwill.
+	mu       sync.Mutex
+	accepted map[*handshakeConn]struct{}
+	closed   bool
+}
+
+// Close stops accepting and closes every accepted connection still open,
+// so the transport's goroutines serving them return.
+func (t *TLSStreamLayer) Close() error {
+	err := t.Listener.Close()
+	t.mu.Lock()
+	t.closed = true
+	conns := t.accepted
+	t.accepted = nil
+	t.mu.Unlock()
+	for c := range conns {
+		c.Conn.Close()
+	}
+	return err
+}
+
+// track records an accepted connection; false when the layer is closed.
+func (t *TLSStreamLayer) track(c *handshakeConn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	if t.accepted == nil {
+		t.accepted = make(map[*handshakeConn]struct{})
+	}
+	t.accepted[c] = struct{}{}
+	return true
+}
+
+func (t *TLSStreamLayer) untrack(c *handshakeConn) {
+	t.mu.Lock()
+	delete(t.accepted, c)
+	t.mu.Unlock()
 }
 
 // SetState makes the layer check peers against the revocation list of
@@ -135,7 +177,12 @@ func (t *TLSStreamLayer) Accept() (net.Conn, error) {
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
 	}
-	return &handshakeConn{Conn: tc, timeout: timeout, guard: &revocationGuard{layer: t}}, nil
+	hc := &handshakeConn{Conn: tc, timeout: timeout, guard: &revocationGuard{layer: t}, layer: t}
+	if !t.track(hc) {
+		tc.Close()
+		return nil, net.ErrClosed
+	}
+	return hc, nil
 }
 
 // handshakeConn runs the server-side handshake once, with a deadline, before
@@ -145,8 +192,15 @@ type handshakeConn struct {
 	*tls.Conn
 	timeout time.Duration
 	guard   *revocationGuard
+	layer   *TLSStreamLayer
 	once    sync.Once
 	err     error
+}
+
+// Close closes the connection and forgets it in its layer.
+func (h *handshakeConn) Close() error {
+	h.layer.untrack(h)
+	return h.Conn.Close()
 }
 
 func (h *handshakeConn) handshake() error {

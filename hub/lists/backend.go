@@ -58,7 +58,8 @@ type backend struct {
 
 	watchers map[*listSub]string // watcher -> its entry URI
 	dropped  bool
-	failures int // consecutive failed SUBSCRIBEs (retry backoff)
+	unsubbed bool // the un-SUBSCRIBE went out
+	failures int  // consecutive failed SUBSCRIBEs (retry backoff)
 
 	// Throttle: the last fan-out and the pending one, if any.
 	fanned  bool
@@ -232,10 +233,35 @@ func (s *Service) dropBackendLocked(b *backend) {
 		delete(s.perNet, b.network)
 	}
 	if b.remoteTag != "" && b.state != stateTerminated {
-		req := s.backendRequestLocked(b, 0)
-		s.goLocked(func() {
-			_, _ = s.cfg.Sender.Send(s.ctx, req, b.src, b.network, "list back-end unsubscribe "+b.key.presentity)
-		})
+		s.unsubscribeLocked(b)
+	}
+}
+
+func (s *Service) unsubscribeLocked(b *backend) {
+	if b.unsubbed {
+		return
+	}
+	b.unsubbed = true
+	req := s.backendRequestLocked(b, 0)
+	s.goLocked(func() {
+		_, _ = s.cfg.Sender.Send(s.ctx, req, b.src, b.network, "list back-end unsubscribe "+b.key.presentity)
+	})
+}
+
+// dialogFromResponseLocked takes the dialog a 2xx to b's SUBSCRIBE made.
+func dialogFromResponseLocked(b *backend, res *sip.Response) {
+	if b.remoteTag == "" {
+		b.remoteTag = tagOf(res.To().Params)
+		b.routeSet = nil
+		rrs := res.GetHeaders("Record-Route")
+		for i := len(rrs) - 1; i >= 0; i-- { // RFC 3261 12.1.2: reversed for the UAC
+			if rr, ok := rrs[i].(*sip.RecordRouteHeader); ok {
+				b.routeSet = append(b.routeSet, rr.Address)
+			}
+		}
+	}
+	if c := res.Contact(); c != nil {
+		b.remoteTarget = c.Address.Clone()
 	}
 }
 
@@ -289,7 +315,16 @@ func (s *Service) backendSubscribe(b *backend, expires time.Duration) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if b.dropped || s.closed {
+	if s.closed {
+		return
+	}
+	if b.dropped {
+		if err == nil && res.StatusCode >= 200 && res.StatusCode < 300 && expires > 0 {
+			// Nobody wanted it any more while the SUBSCRIBE was in flight:
+			// end the dialog it made rather than leave it to expire.
+			dialogFromResponseLocked(b, res)
+			s.unsubscribeLocked(b)
+		}
 		return
 	}
 	switch {
@@ -297,19 +332,7 @@ func (s *Service) backendSubscribe(b *backend, expires time.Duration) {
 		s.backendFailedLocked(b, "giveup", true, fmt.Sprintf("not sent: %v", err))
 	case res.StatusCode >= 200 && res.StatusCode < 300:
 		b.failures = 0
-		if b.remoteTag == "" {
-			b.remoteTag = tagOf(res.To().Params)
-			b.routeSet = nil
-			rrs := res.GetHeaders("Record-Route")
-			for i := len(rrs) - 1; i >= 0; i-- { // RFC 3261 12.1.2: reversed for the UAC
-				if rr, ok := rrs[i].(*sip.RecordRouteHeader); ok {
-					b.routeSet = append(b.routeSet, rr.Address)
-				}
-			}
-		}
-		if c := res.Contact(); c != nil {
-			b.remoteTarget = c.Address.Clone()
-		}
+		dialogFromResponseLocked(b, res)
 		granted := expires
 		if h := res.GetHeader("Expires"); h != nil {
 			if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n > 0 {

@@ -336,7 +336,10 @@ func (s *Service) subscribe(r Request) {
 	exp = min(exp, s.cfg.MaxExpires)
 
 	var adhoc []Entry
-	if has(require, optRecipient) || len(req.Body()) > 0 {
+	inDialog := req.To() != nil && req.To().Params.Has("tag")
+	// A refresh may repeat Require: recipient-list-subscribe without the
+	// body (liblinphone does): it keeps the list (RFC 5367 5).
+	if len(req.Body()) > 0 || (has(require, optRecipient) && !inDialog) {
 		var code int
 		var reason string
 		var hdrs []string
@@ -346,7 +349,7 @@ func (s *Service) subscribe(r Request) {
 			return
 		}
 	}
-	if to := req.To(); to != nil && to.Params.Has("tag") {
+	if inDialog {
 		s.refresh(r, exp, adhoc, rates)
 		return
 	}

@@ -204,10 +204,11 @@ func TestRequestContainedListDeflate(t *testing.T) {
 	}
 	waitFor(t, "two back ends", func() bool { _, b := l.svc.Counts(); return b == 2 })
 
+	// liblinphone's refresh keeps Require: recipient-list-subscribe and
+	// sends no body (found by the interop suite: it got 400).
 	o.toTag, o.body, o.encoding = tagOf(res.To().Params), nil, ""
-	o.require = ""
 	if r := l.serve(subscribeReq(t, "alice", "sip:rls@lists.hub.example", o), "a"); r.StatusCode != 200 {
-		t.Fatalf("body-less refresh: %d", r.StatusCode)
+		t.Fatalf("body-less refresh: %d %s", r.StatusCode, r.Reason)
 	}
 	if _, n := l.nextNotify(); len(n.RLMI.Resources) != 2 || !n.RLMI.FullState {
 		t.Fatalf("refresh lost the list: %+v", n.RLMI)
@@ -515,4 +516,35 @@ func TestRateControl(t *testing.T) {
 	if r := l.serve(subscribeReq(t, "alice", buddies, subOpts{event: "presence;max-rate=-1"}), "a"); r.StatusCode != 400 {
 		t.Fatalf("negative max-rate: %d", r.StatusCode)
 	}
+}
+
+// A back end nobody wants any more while its SUBSCRIBE is in flight is
+// un-SUBSCRIBEd once the 200 arrives, not left to expire at the
+// presentity's network.
+func TestDropWhileSubscribeInFlight(t *testing.T) {
+	l := newLab(t, labState(t, false, publicList(buddies, "sip:bob@b.example")), nil)
+	release := make(chan struct{})
+	l.snd.answer = func(req *sip.Request, _ string) int {
+		if req.Method == sip.SUBSCRIBE && headerValue(req, "Expires") != "0" {
+			<-release
+		}
+		return 200
+	}
+	o := subOpts{callID: "inflight", fromTag: "f1"}
+	res := l.serve(subscribeReq(t, "alice", buddies, o), "a")
+	l.nextNotify()
+	o.toTag, o.expires = tagOf(res.To().Params), "0"
+	l.serve(subscribeReq(t, "alice", buddies, o), "a") // unsubscribe: the back end is dropped
+	l.nextNotify()
+	close(release)
+	waitFor(t, "un-SUBSCRIBE after the late 200", func() bool {
+		l.snd.mu.Lock()
+		defer l.snd.mu.Unlock()
+		for _, r := range l.snd.reqs {
+			if r.req.Method == sip.SUBSCRIBE && headerValue(r.req, "Expires") == "0" && r.req.To().Params.Has("tag") {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -16,6 +16,7 @@
 # bob's state.
 
 LISTS_DOMAIN=lists.hub.example
+LINPHONE_PORT=${LINPHONE_PORT:-5098}
 
 # list_subscribe NAME USER PORT LIST: one list watcher through Kamailio A.
 list_subscribe() {
@@ -108,5 +109,86 @@ case_list_sharing() {
 	grep -F "in SUBSCRIBE sip:bob@$B_DOMAIN from $HUB_IP:" "$WORK/kamailio-b.log" | tail -n 3
 	(((after - before) == 1)) || { echo "want one shared back-end subscription"; rc=1; }
 	hubctl policy allow net-b --from net-a --services presence --share-views=false || rc=1
+	return "$rc"
+}
+
+# case_list_linphone: Debian's linphonec (liblinphone 5.1.65) with an
+# rls_uri in the lists domain and two friends subscribes with an RFC 5367
+# request-contained list (Require: recipient-list-subscribe, zlib deflate
+# body) through Kamailio A. The hub must answer 200, subscribe to bob and
+# carol at Kamailio B, and linphonec must answer 200 to the hub's NOTIFYs
+# and still be running at the end (belle-sip 5.1.64 crashed on a quoted
+# multipart boundary). linphonec is a SUBSCRIBE generator and a crash
+# canary here, not an RLMI oracle (its multipart receive bug: HOSTING.md).
+case_list_linphone() {
+	if [[ "$MODE" != hub ]]; then
+		echo "needs the hub (MODE=direct)"
+		return 77
+	fi
+	if ! command -v linphonec >/dev/null; then
+		echo "linphonec not installed (apt-get install linphone-cli)"
+		return 77
+	fi
+	local rc=0 rcf=$CASE_DIR/linphonerc lpid cid n before_b before_c
+	cat >"$rcf" <<-RC
+		[sip]
+		sip_port=$LINPHONE_PORT
+		sip_tcp_port=0
+		sip_tls_port=0
+		rls_uri=sip:rls@$LISTS_DOMAIN
+		subscribe_presence_only_when_registered=0
+		default_proxy=0
+		[proxy_0]
+		reg_proxy=<sip:$A_IP:$MEMBER_SIP_PORT;transport=udp>
+		reg_route=<sip:$A_IP:$MEMBER_SIP_PORT;transport=udp;lr>
+		reg_identity=sip:alice@$A_DOMAIN
+		reg_sendregister=0
+		publish=0
+		[friend_0]
+		url="Bob" <sip:bob@$B_DOMAIN>
+		pol=accept
+		subscribe=1
+		[friend_1]
+		url="Carol" <sip:carol@$B_DOMAIN>
+		pol=accept
+		subscribe=1
+	RC
+	before_b=$(backend_subscribes bob)
+	before_c=$(backend_subscribes carol)
+	# stdin held open for 12 s, then closed: linphonec quits.
+	# Its own HOME: without a writable linphone.db it loads no friends.
+	mkdir -p "$CASE_DIR/home/.local/share/linphone"
+	(sleep 12 | HOME=$CASE_DIR/home linphonec -c "$rcf" -d 6 -l "$CASE_DIR/linphonec.log" >"$CASE_DIR/linphonec.out" 2>&1) &
+	own "$!"
+	wait_until 80 0.1 grep -qF "in SUBSCRIBE sip:rls@$LISTS_DOMAIN" "$WORK/kamailio-a.log" ||
+		{ echo "linphonec sent no list SUBSCRIBE through Kamailio A"; rc=1; }
+	sleep 6
+	lpid=$(pgrep -f "linphonec -c $rcf" | head -1)
+	if [[ -z "$lpid" ]]; then
+		echo "linphonec is not running any more (crash?):"
+		tail -n 5 "$CASE_DIR/linphonec.out"
+		rc=1
+	fi
+	cid=$(grep -F "in SUBSCRIBE sip:rls@$LISTS_DOMAIN" "$WORK/kamailio-a.log" | tail -1 | sed 's/.*cid=//')
+	echo "list SUBSCRIBE Call-ID: $cid"
+	CALL_IDS+=("$cid")
+	grep -q 'recipient-list-subscribe' "$CASE_DIR/linphonec.log" 2>/dev/null && echo "linphonec sent Require: recipient-list-subscribe"
+	grep -q 'Content-Encoding: deflate' "$CASE_DIR/linphonec.log" 2>/dev/null && echo "with Content-Encoding: deflate"
+	n=$(grep -F "cid=$cid" "$WORK/kamailio-a.log" | grep -c "in NOTIFY .* from $HUB_IP:")
+	echo "hub NOTIFYs to linphonec through Kamailio A: $n"
+	((n >= 1)) || rc=1
+	grep -E "reply 200 [Oo][Kk] for NOTIFY from 127\.0\.0\.[0-9]+:$LINPHONE_PORT" "$WORK/kamailio-a.log" | tail -n 2
+	grep -qE "reply 200 [Oo][Kk] for NOTIFY from 127\.0\.0\.[0-9]+:$LINPHONE_PORT" "$WORK/kamailio-a.log" ||
+		{ echo "linphonec did not answer 200 to the hub's NOTIFY"; rc=1; }
+	grep -E "reply [0-9]+ .* for SUBSCRIBE from $HUB_IP" "$WORK/kamailio-a.log" | tail -n 2
+	# Its in-dialog refresh repeats Require: recipient-list-subscribe
+	# without a body: it must keep the list (200), not get a 400.
+	if grep -E "reply [3-6][0-9][0-9] .* for SUBSCRIBE from $HUB_IP" "$WORK/kamailio-a.log"; then
+		echo "the hub refused one of linphonec's SUBSCRIBEs"
+		rc=1
+	fi
+	echo "back-end SUBSCRIBEs at Kamailio B: bob +$(($(backend_subscribes bob) - before_b)), carol +$(($(backend_subscribes carol) - before_c))"
+	(($(backend_subscribes bob) > before_b && $(backend_subscribes carol) > before_c)) || { echo "back-end SUBSCRIBEs missing"; rc=1; }
+	[[ -n "$lpid" ]] && { stop_pid "$lpid"; }
 	return "$rc"
 }
