@@ -64,9 +64,43 @@ type roster struct {
 	s    *Service
 	mu   sync.Mutex
 	subs map[string]*subscription
+	// members remembers each watched room's participant slice as last
+	// compared: the FSM replaces the slice on every change and shares it
+	// otherwise, so an unchanged slice (a room message, another room's
+	// change) costs no roster comparison.
+	members map[string]memberSlice
 }
 
-func newRoster(s *Service) *roster { return &roster{s: s, subs: map[string]*subscription{}} }
+// memberSlice identifies the slices a roster and its authorization depend
+// on by their backing arrays (the FSM never edits a published slice in
+// place, so the same array means the same content).
+type memberSlice struct {
+	members     **hubv1.RoomMember
+	nMembers    int
+	bans        **hubv1.RoomBan
+	nBans       int
+	networks    *string
+	nNetworks   int
+	membersOnly bool
+}
+
+func sliceID(r *hubv1.Room) memberSlice {
+	id := memberSlice{nMembers: len(r.GetMembers()), nBans: len(r.GetBans()), nNetworks: len(r.GetNetworks()), membersOnly: r.GetMembersOnly()}
+	if id.nMembers > 0 {
+		id.members = &r.GetMembers()[0]
+	}
+	if id.nBans > 0 {
+		id.bans = &r.GetBans()[0]
+	}
+	if id.nNetworks > 0 {
+		id.networks = &r.GetNetworks()[0]
+	}
+	return id
+}
+
+func newRoster(s *Service) *roster {
+	return &roster{s: s, subs: map[string]*subscription{}, members: map[string]memberSlice{}}
+}
 
 func dialogKey(callID, watcherTag, ourTag string) string {
 	return callID + "\x00" + watcherTag + "\x00" + ourTag
@@ -220,15 +254,39 @@ func (ro *roster) refresh(r *Request, key string, expires int) {
 func (ro *roster) stateChanged(st *raft.State) {
 	ro.mu.Lock()
 	var end []*subscription
+	changed := map[string]bool{}
+	rosters := map[string]map[string]rosterUser{}
 	for k, sub := range ro.subs {
 		rm := st.Room(sub.room)
+		if rm != nil {
+			c, ok := changed[sub.room]
+			if !ok {
+				id := sliceID(rm)
+				c = ro.members[sub.room] != id
+				ro.members[sub.room] = id
+				changed[sub.room] = c
+			}
+			if !c && sub.sent != nil {
+				continue
+			}
+		}
 		if rm == nil || ro.authorize(st, rm, sub.watcher, sub.network) != "" {
 			delete(ro.subs, k)
 			end = append(end, sub)
 			continue
 		}
-		if !sameRoster(sub.sent, rosterOf(rm)) {
+		cur, ok := rosters[sub.room]
+		if !ok {
+			cur = rosterOf(rm)
+			rosters[sub.room] = cur
+		}
+		if !sameRoster(sub.sent, cur) {
 			ro.scheduleLocked(sub)
+		}
+	}
+	for room := range ro.members {
+		if _, ok := changed[room]; !ok {
+			delete(ro.members, room) // no watcher left
 		}
 	}
 	ro.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -202,5 +203,25 @@ func TestRosterEvictionOnSuspension(t *testing.T) {
 	p := parseInfo(t, notifies(e, watcher)[1])
 	if len(p.Users) != 2 || p.Users[0].State != "deleted" || p.Users[1].State != "deleted" {
 		t.Fatalf("after suspension = %+v", p)
+	}
+}
+
+// Room messages and other rooms' changes leave the roster alone: no
+// NOTIFY for them.
+func TestRosterQuietOnMessages(t *testing.T) {
+	e := newEnv(t, nil)
+	if res := e.serve(subscribe(bob, room, ""), "b"); res.StatusCode != 200 {
+		t.Fatal(res)
+	}
+	watcher := "sip:watcher@10.0.0.1"
+	waitFor(t, "full", func() bool { return len(notifies(e, watcher)) == 1 })
+	for range 3 {
+		e.say(t, alice, "a", "chatter")
+	}
+	e.store.must(t, &hubv1.Command_PutRoom{PutRoom: &hubv1.PutRoom{Create: true, Room: &hubv1.Room{Uri: "sip:other@" + domain}}})
+	waitFor(t, "deliveries", func() bool { return len(e.store.State().Room(room).GetFanouts()) == 0 })
+	time.Sleep(100 * time.Millisecond) // > RosterCoalesce
+	if n := len(notifies(e, watcher)); n != 1 {
+		t.Fatalf("%d NOTIFYs, want only the first", n)
 	}
 }
