@@ -143,8 +143,8 @@ func (ro *roster) serveSubscribe(r *Request) {
 		}
 	}
 	watcher, err := senderOf(req)
-	if err != nil {
-		respond(r, 400, "Bad From Address")
+	if err != nil || req.To() == nil {
+		respond(r, 400, "Bad From Or To Address")
 		return
 	}
 	callID := ""

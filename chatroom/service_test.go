@@ -408,3 +408,39 @@ func TestSenderRetransmissionPostedOnce(t *testing.T) {
 		t.Fatalf("posted %d times", seq)
 	}
 }
+
+// Requests missing what the service reads get an answer, never a panic.
+func TestMalformedRequestsAnswered(t *testing.T) {
+	e := newEnv(t, nil)
+	strip := func(req *sip.Request, names ...string) *sip.Request {
+		for _, n := range names {
+			req.RemoveHeader(n)
+		}
+		return req
+	}
+	tests := []struct {
+		name string
+		req  *sip.Request
+		code int
+	}{
+		{"MESSAGE without From", strip(msg(bob, room, "text/plain", "x"), "From"), 400},
+		{"MESSAGE without Call-ID", strip(msg(bob, room, "text/plain", "x"), "Call-ID"), 200},
+		{"command without From", strip(msg(bob, room, "text/plain", "#join"), "From"), 400},
+		{"SUBSCRIBE without To", strip(subscribe(bob, room, ""), "To"), 400},
+		{"SUBSCRIBE without From", strip(subscribe(bob, room, ""), "From"), 400},
+		{"SUBSCRIBE without Contact", strip(subscribe(bob, room, ""), "Contact"), 400},
+		{"SUBSCRIBE without Event", strip(subscribe(bob, room, ""), "Event"), 489},
+		{"SUBSCRIBE bad Expires", subscribe(bob, room, "soon"), 400},
+		{"INVITE", func() *sip.Request { r := msg(bob, room, "", ""); r.Method = sip.INVITE; return r }(), 405},
+		{"MESSAGE to the bare domain", msg(bob, "sip:"+domain, "text/plain", "x"), 404},
+		{"CPIM garbage", msg(bob, room, "message/cpim", "\x00\xff\r\n\r\n"), 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := e.serve(tc.req, "b")
+			if res == nil || res.StatusCode != tc.code {
+				t.Fatalf("answer %v, want %d", res, tc.code)
+			}
+		})
+	}
+}
