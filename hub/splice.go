@@ -86,7 +86,7 @@ func spliceRequest(raw []byte, req *sip.Request, via string, mf int, srcHost, sr
 	value := bytes.TrimRight(line[colon+1:], " \t")
 	// The line is rewritten, so it must read the same to sipgo and to the
 	// splice: only the plain form (no comma, quote, space in the params).
-	if host, port, ok := plainVia(bytes.TrimLeft(value, " \t")); !ok || host != top.Host || port != top.Port {
+	if host, port, ok := plainVia(bytes.TrimLeft(value, " \t")); !ok || string(host) != top.Host || port != top.Port {
 		return nil, false
 	}
 	needReceived := top.Host != srcHost
@@ -213,10 +213,10 @@ func (c *call) spliceFor(hp hop, popN, mf int, lh string, rr *dialogRoute) *spli
 // "SIP/2.0/<transport> <host>[:<port>]" then ";name[=value]" parameters
 // of token characters (RFC 3261 25.1 token, plus ':' and brackets in
 // values for IPv6 received), and returns its sent-by.
-func plainVia(v []byte) (host string, port int, ok bool) {
+func plainVia(v []byte) (host []byte, port int, ok bool) {
 	const proto = "SIP/2.0/"
 	if len(v) < len(proto) || !strings.EqualFold(string(v[:len(proto)]), proto) {
-		return "", 0, false
+		return nil, 0, false
 	}
 	v = v[len(proto):]
 	i := 0
@@ -224,7 +224,7 @@ func plainVia(v []byte) (host string, port int, ok bool) {
 		i++
 	}
 	if i == 0 || i == len(v) || v[i] != ' ' {
-		return "", 0, false
+		return nil, 0, false
 	}
 	for i < len(v) && v[i] == ' ' {
 		i++
@@ -238,25 +238,25 @@ func plainVia(v []byte) (host string, port int, ok bool) {
 	h, p := sentBy, []byte(nil)
 	if len(sentBy) > 0 && sentBy[0] == '[' {
 		rb := bytes.IndexByte(sentBy, ']')
-		if rb < 0 || !allIn(sentBy[1:rb], "0123456789abcdefABCDEF:.") {
-			return "", 0, false
+		if rb < 0 || !allIn(sentBy[1:rb], &hexColonSet) {
+			return nil, 0, false
 		}
 		h = sentBy[:rb+1]
 		if rest := sentBy[rb+1:]; len(rest) > 0 {
 			if rest[0] != ':' {
-				return "", 0, false
+				return nil, 0, false
 			}
 			p = rest[1:]
 		}
 	} else if c := bytes.IndexByte(sentBy, ':'); c >= 0 {
 		h, p = sentBy[:c], sentBy[c+1:]
 	}
-	if len(h) == 0 || (h[0] != '[' && !allIn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")) {
-		return "", 0, false
+	if len(h) == 0 || (h[0] != '[' && !allIn(h, &hostSet)) {
+		return nil, 0, false
 	}
 	if p != nil {
-		if len(p) == 0 || len(p) > 5 || !allIn(p, "0123456789") {
-			return "", 0, false
+		if len(p) == 0 || len(p) > 5 || !allIn(p, &digitSet) {
+			return nil, 0, false
 		}
 		port, _ = strconv.Atoi(string(p))
 	}
@@ -267,15 +267,34 @@ func plainVia(v []byte) (host string, port int, ok bool) {
 			next = len(params)
 		}
 		name, val, hasVal := bytes.Cut(params[:next], []byte("="))
-		if len(name) == 0 || !allIn(name, tokenChars) || (hasVal && (len(val) == 0 || !allIn(val, tokenChars+":[]"))) {
-			return "", 0, false
+		if len(name) == 0 || !allIn(name, &tokenSet) || (hasVal && (len(val) == 0 || !allIn(val, &paramValueSet))) {
+			return nil, 0, false
 		}
 		params = params[next:]
 	}
-	return string(h), port, true
+	return h, port, true
 }
 
-const tokenChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+const (
+	alnum      = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	tokenChars = alnum + "-.!%*_+`'~"
+)
+
+// Character classes of plainVia, as lookup tables.
+var (
+	hexColonSet   = charSet("0123456789abcdefABCDEF:.")
+	hostSet       = charSet(alnum + ".-")
+	digitSet      = charSet("0123456789")
+	tokenSet      = charSet(tokenChars)
+	paramValueSet = charSet(tokenChars + ":[]")
+)
+
+func charSet(chars string) (set [256]bool) {
+	for i := 0; i < len(chars); i++ {
+		set[chars[i]] = true
+	}
+	return set
+}
 
 // nameIs reports whether a header name is long or its compact form
 // (RFC 3261 7.3.3), case-insensitively, without allocating.
@@ -285,9 +304,9 @@ func nameIs(name []byte, long, compact string) bool {
 
 func isAlpha(b byte) bool { return (b|0x20) >= 'a' && (b|0x20) <= 'z' }
 
-func allIn(b []byte, set string) bool {
+func allIn(b []byte, set *[256]bool) bool {
 	for _, c := range b {
-		if strings.IndexByte(set, c) < 0 {
+		if !set[c] {
 			return false
 		}
 	}
