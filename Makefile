@@ -76,7 +76,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . ./ledger/
 	$(GO) test -run '^$$' -bench Apply3NodeTLS -benchtime 200x ./raft/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./hub/lists/
-	$(GO) test -run '^$$' -bench 'RoomPostApply' ./raft/
+	$(GO) test -run '^$$' -bench 'RoomPost' -benchtime 2000x ./raft/
 	$(GO) test -run '^$$' -bench 'Fanout1000|Room200Sustained' -benchtime 4x ./chatroom/
 	./tests/load/bench.sh
 
