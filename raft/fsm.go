@@ -117,7 +117,7 @@ func ApplyTo(s *State, index uint64, cmd *hubv1.Command) (*State, error) {
 	case *hubv1.Command_RemoveNode:
 		cs.Nodes = slices.DeleteFunc(cs.Nodes, func(x *hubv1.Node) bool { return x.GetId() == op.RemoveNode.GetId() })
 	case *hubv1.Command_RestoreState:
-		applyRestoreState(s, cs, op.RestoreState.GetState(), now) // restorestate.go
+		applyRestoreState(s, cs, op.RestoreState.GetState(), cmd) // restorestate.go
 		evictRoomMembers(cs)                                      // rooms.go
 	default:
 		if !applyList(cs, cmd) { // resource lists and view sharing (lists.go)

@@ -12,12 +12,28 @@ import (
 	"clearhub/proto/hubv1"
 )
 
-// The RestoreState command replaces the networks and policies with those of
-// a saved state (hubctl cluster snapshot restore). It goes through the log
-// like every other change, so every replica applies it alike. The nodes,
-// the revocations and the join-token records stay as they are: they
-// describe this cluster's members and operators, not the membership being
-// restored, and rolling a revocation back would re-admit a leaked key.
+// The RestoreState command replaces the membership with that of a saved
+// state (hubctl cluster snapshot restore): the networks, the policies
+// (with their share_views grants), the resource lists, and each room's
+// configuration, participants and bans. It goes through the log like every
+// other change, so every replica applies it alike.
+//
+// What stays as it is:
+//   - nodes, revocations and join-token records: they describe this
+//     cluster's members and operators, not the membership being restored,
+//     and rolling a revocation back would re-admit a leaked key;
+//   - the store-and-forward queues: stored messages are traffic in flight,
+//     not configuration;
+//   - of a room that exists both now and in the saved state: its message
+//     history, last sequence number and unfinished fan-outs (messages are
+//     not membership; putting old history back would re-number messages
+//     that participants have already seen).
+//
+// A room only in the saved state is created with no history (its saved
+// history and fan-outs are ignored: their deliveries were owned by nodes
+// that may not exist any more); a room or list not in the saved state is
+// deleted, history included. A participant whose network is not an active
+// network of the restored state is dropped, as when a network is removed.
 
 // checkRestoreState is CheckCommand for RestoreState: every restored
 // network passes ValidateNetwork, ids are unique, each domain, pin and lab
@@ -68,6 +84,12 @@ func checkRestoreState(cs *hubv1.ClusterState) error {
 			cidrs[p] = id
 		}
 	}
+	if err := checkRestoreRooms(cs.GetRooms(), domains); err != nil {
+		return err
+	}
+	if err := checkRestoreLists(cs.GetLists()); err != nil {
+		return err
+	}
 	dsts := map[string]bool{}
 	for i, p := range cs.GetPolicies() {
 		f := fmt.Sprintf("restore_state.state.policies[%d]", i)
@@ -103,12 +125,15 @@ func checkRestoreState(cs *hubv1.ClusterState) error {
 	return nil
 }
 
-// applyRestoreState puts the restored networks and policies into cs (a
-// copy of cur's content), in canonical form. A network that differs from
-// the current one of the same id gets the command's time as its update
-// time, so an update conditional on the version read before the restore
-// fails instead of silently overwriting the restored one.
-func applyRestoreState(cur *State, cs, rs *hubv1.ClusterState, now int64) {
+// applyRestoreState puts the restored networks, policies, rooms and lists
+// into cs (a copy of cur's content), in canonical form. A network that
+// differs from the current one of the same id gets the command's time as
+// its update time, so an update conditional on the version read before the
+// restore fails instead of silently overwriting the restored one.
+func applyRestoreState(cur *State, cs, rs *hubv1.ClusterState, cmd *hubv1.Command) {
+	now := cmd.GetTimeUnixNano()
+	restoreRooms(cs, rs.GetRooms(), now)
+	restoreLists(cur, cs, rs.GetLists(), now, cmd.GetActor())
 	cs.Networks = cs.Networks[:0]
 	for _, n := range rs.GetNetworks() {
 		c := NormalizeNetwork(n)
@@ -141,10 +166,11 @@ func applyRestoreState(cur *State, cs, rs *hubv1.ClusterState, now int64) {
 	}
 }
 
-// StateChanges describes, one line each, how the networks and policies of
-// next differ from those of old: what a restore (or its dry run) changes.
-// Nodes, revocations and join tokens are not compared. Sorted: networks by
-// id, then policies by destination.
+// StateChanges describes, one line each, how the networks, policies, rooms
+// (configuration, participants, bans) and lists of next differ from those
+// of old: what a restore (or its dry run) changes. Nodes, revocations, join
+// tokens, queues and room history are not compared. Sorted: networks by
+// id, policies by destination, rooms, then lists by uri.
 func StateChanges(old, next *State) []string {
 	var out []string
 	for _, n := range next.Networks() {
@@ -188,7 +214,8 @@ func StateChanges(old, next *State) []string {
 		}
 		return cmpString(subject(a), subject(b))
 	})
-	return out
+	out = append(out, roomChanges(old, next)...) // restorerooms.go
+	return append(out, listChanges(old, next)...)
 }
 
 // subject is the id a StateChanges line is about.
