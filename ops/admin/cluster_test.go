@@ -101,9 +101,24 @@ func TestClusterStatus(t *testing.T) {
 	cl.servers = append(cl.servers, raftServer("node-c", "127.0.0.1:7003")) // configured, no admin addr
 	cl.mu.Unlock()
 	c := operatorConn(t, ca, follower)
-	st, err := c.ClusterStatus(ctxT(t), &hubv1.ClusterStatusRequest{})
-	if err != nil {
-		t.Fatal(err)
+	ctx := ctxT(t)
+	// Each peer probe is bounded by peerProbeTimeout (500 ms); the first one
+	// also dials and TLS-handshakes node-a, which under -race on a loaded
+	// 2-core machine has taken longer than that (node-a then reported
+	// "unreachable: DeadlineExceeded"). Ask again until node-a's probe
+	// answers or ctx's 10 s run out; every assertion below still applies
+	// to the answer.
+	var st *hubv1.ClusterStatusResponse
+	for {
+		var err error
+		st, err = c.ClusterStatus(ctx, &hubv1.ClusterStatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if probeAnswered(st, "node-a") || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if st.GetLeader() != "node-a" || st.GetNodeId() != "node-b" || st.GetState() != "follower" || st.GetTerm() != 3 {
 		t.Fatalf("status %v", st)
@@ -121,6 +136,17 @@ func TestClusterStatus(t *testing.T) {
 	if n := byID["node-c"]; n == nil || n.GetHealthy() || n.GetError() == "" {
 		t.Errorf("node-c: %v", n)
 	}
+}
+
+// probeAnswered reports whether st has an entry for id whose probe got an
+// answer (a timed-out probe reports State "unreachable").
+func probeAnswered(st *hubv1.ClusterStatusResponse, id string) bool {
+	for _, n := range st.GetNodes() {
+		if n.GetId() == id {
+			return n.GetState() != "unreachable"
+		}
+	}
+	return false
 }
 
 // A node joins with a token: it pins the CA, gets a node certificate for
