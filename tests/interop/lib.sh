@@ -34,6 +34,8 @@ need_packages() {
 	command -v curl >/dev/null || missing+=(curl)
 	command -v ss >/dev/null || missing+=(iproute2)
 	command -v ps >/dev/null || missing+=(procps)
+	# The list-linphone case: a real client's RFC 5367 + deflate SUBSCRIBE.
+	command -v linphonec >/dev/null || missing+=(linphone-cli)
 	((${#missing[@]} == 0)) && return 0
 	# kamailio itself is missing: its module packages are wanted too.
 	if [[ " ${missing[*]} " == *" kamailio "* ]]; then
