@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"clearhub/hub/routing"
 	"clearhub/ops/pki"
 	"clearhub/proto/hubv1"
 	"clearhub/raft"
@@ -24,7 +26,8 @@ import (
 // ServerTLSConfig is the admin listener's TLS configuration: it presents
 // nodeCert followed by the CA certificate (joiners pin the CA's fingerprint
 // from their token, so the CA must be in the chain) and verifies a client
-// certificate against the cluster CA when one is given. Which role a method
+// certificate against the cluster CA, or as a member network's, when one
+// is given (NewGRPCServer does the checking). Which role a method
 // needs is decided per RPC by the interceptors, so one port serves
 // operators, nodes and certificate-less joiners. NewGRPCServer adds the
 // revocation check to it.
@@ -199,6 +202,14 @@ var methodAccess = map[string]access{
 
 	// The join token is the credential.
 	hubv1.JoinService_Join_FullMethodName: {change: true},
+
+	// Member networks auditing their own traffic (member.go): member
+	// certificates only. Operators have ExportAudit with any filter; here
+	// every answer is scoped to the network the certificate proves.
+	hubv1.MemberAuditService_Export_FullMethodName:              {kind: pki.RoleMember},
+	hubv1.MemberAuditService_Checkpoints_FullMethodName:         {kind: pki.RoleMember},
+	hubv1.MemberAuditService_GetConsistencyProof_FullMethodName: {kind: pki.RoleMember},
+	hubv1.MemberAuditService_WatchCheckpoints_FullMethodName:    {kind: pki.RoleMember},
 }
 
 // accessFor returns the access rule of fullMethod; ok is false for methods
@@ -224,6 +235,9 @@ type caller struct {
 	Kind   pki.Role      // certificate role; "" for certificate-less callers
 	Role   pki.AdminRole // admin role of an operator certificate, else ""
 	Serial string        // canonical serial (raft.SerialString); "" without a certificate
+	// Network is the member network a member certificate proves (Kind
+	// RoleMember); "" for every other caller.
+	Network string
 }
 
 // actor is how the audit trail and the logs name the caller:
@@ -262,14 +276,24 @@ func kindName(k pki.Role) string {
 type callerKey struct{}
 
 // authorize decides whether the peer in ctx may call fullMethod, given the
-// current cluster state (revocations), and returns ctx carrying the caller.
-// The caller is returned even on refusal, for the log line.
-func authorize(ctx context.Context, fullMethod string, state *raft.State) (context.Context, caller, access, error) {
+// current cluster state (revocations, member identities), and returns ctx
+// carrying the caller. The caller is returned even on refusal, for the log
+// line. The certificate is classified again here (not only at the
+// handshake), so a server built with other credentials still cannot be
+// fooled by an unverified chain.
+func (s *Server) authorize(ctx context.Context, fullMethod string) (context.Context, caller, access, error) {
+	state := s.store.State()
 	a, ok := accessFor(fullMethod)
-	leaf := verifiedLeaf(ctx)
 	c := caller{}
-	if leaf != nil {
-		c = caller{Name: leaf.Subject.CommonName, Kind: pki.RoleOf(leaf), Serial: raft.SerialString(leaf.SerialNumber)}
+	var leaf *x509.Certificate
+	var id clientID
+	if cs, has := connState(ctx); has && len(cs.PeerCertificates) > 0 {
+		leaf = cs.PeerCertificates[0]
+		id = s.identifyClient(state, cs)
+		c = caller{Name: leaf.Subject.CommonName, Kind: id.kind, Serial: raft.SerialString(leaf.SerialNumber)}
+		if id.member != nil {
+			c.Network = id.member.GetId()
+		}
 		if c.Kind == pki.RoleOperator {
 			// An unusable role (unknown, two of them) leaves Role empty,
 			// which no table entry admits.
@@ -280,11 +304,20 @@ func authorize(ctx context.Context, fullMethod string, state *raft.State) (conte
 		return nil, c, a, permissionDenied("method %s is not served", fullMethod)
 	}
 	if leaf != nil {
+		if id.refused != "" {
+			return nil, c, a, unauthenticated("client certificate %q refused: %s", leaf.Subject.CommonName, id.refused)
+		}
 		// Also checked at the handshake (NewGRPCServer); here for
 		// connections made before the revocation was applied.
 		if r := state.Revoked(leaf); r != nil {
 			return nil, c, a, unauthenticated("certificate revoked: %s", describeRevocation(r, leaf))
 		}
+	}
+	if c.Network != "" && a.kind != pki.RoleMember {
+		// A member's certificate opens the member API and nothing else,
+		// whatever its issuer wrote into it.
+		return nil, c, a, permissionDenied("member certificate of network %s may not call %s: members may call only MemberAuditService",
+			c.Network, serviceName(fullMethod))
 	}
 	if a.kind != "" {
 		if leaf == nil {
@@ -292,6 +325,19 @@ func authorize(ctx context.Context, fullMethod string, state *raft.State) (conte
 		}
 		if c.Kind != a.kind {
 			return nil, c, a, permissionDenied("certificate role %s may not call %s", kindName(c.Kind), serviceName(fullMethod))
+		}
+		if a.kind == pki.RoleMember {
+			if c.Network == "" {
+				return nil, c, a, permissionDenied("certificate %q is not registered for any member network", c.Name)
+			}
+			// The SIP plane's source binding (Identity.tls_cidrs) holds
+			// here too: a stolen key alone does not open the member API.
+			if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+				ap, err := netip.ParseAddrPort(p.Addr.String())
+				if err != nil || !id.member.TLSSourceAllowed(ap.Addr()) {
+					return nil, c, a, permissionDenied("certificate of network %s presented from %s, outside its tls_cidrs", c.Network, p.Addr)
+				}
+			}
 		}
 		if a.kind == pki.RoleOperator && !a.roles.has(c.Role) {
 			if _, err := pki.AdminRoleOf(leaf); err != nil {
@@ -302,6 +348,80 @@ func authorize(ctx context.Context, fullMethod string, state *raft.State) (conte
 		}
 	}
 	return context.WithValue(ctx, callerKey{}, c), c, a, nil
+}
+
+// maxClientChain bounds the certificates a client may present, so path
+// building stays cheap whatever a client sends.
+const maxClientChain = 8
+
+// clientID is what a presented certificate chain proves.
+type clientID struct {
+	// kind is the certificate role: the role a cluster-CA certificate
+	// carries, or RoleMember for a certificate attributed to a member
+	// network (whatever role its issuer wrote into it).
+	kind pki.Role
+	// member is the network the chain proves (routing.IdentifyCert, the
+	// SIP plane's attribution), for kind RoleMember.
+	member *raft.NetworkView
+	// refused says why the chain is refused; "" when accepted.
+	refused string
+}
+
+// identifyClient classifies a client chain. A chain to the cluster CA is a
+// node or an operator by its role; only such a chain ever carries those
+// roles, so a member CA can never issue an operator certificate. Anything
+// else must be attributable to a member network exactly as the SIP plane
+// attributes traffic (a registered CA or pin, and a subjectAltName among
+// the network's domains and edge hosts).
+func (s *Server) identifyClient(st *raft.State, cs tls.ConnectionState) clientID {
+	chain := cs.PeerCertificates
+	if len(chain) == 0 {
+		return clientID{}
+	}
+	if len(chain) > maxClientChain {
+		return clientID{refused: fmt.Sprintf("%d certificates presented (at most %d)", len(chain), maxClientChain)}
+	}
+	cluster := s.clusterVerified(cs)
+	if cluster {
+		if k := pki.RoleOf(chain[0]); k == pki.RoleNode || k == pki.RoleOperator {
+			return clientID{kind: k}
+		}
+	}
+	if v, _ := routing.IdentifyCert(st, chain, x509.ExtKeyUsageClientAuth); v != nil {
+		return clientID{kind: pki.RoleMember, member: v}
+	}
+	if cluster {
+		// A cluster-CA certificate of another role (a lab member
+		// certificate no network lists): kept, with no network.
+		return clientID{kind: pki.RoleOf(chain[0])}
+	}
+	return clientID{refused: "not issued by the cluster CA and not registered for any member network"}
+}
+
+// clusterVerified reports whether the chain verifies to the cluster CA for
+// client authentication.
+func (s *Server) clusterVerified(cs tls.ConnectionState) bool {
+	if len(cs.VerifiedChains) > 0 {
+		// The TLS stack verified it (a configuration that kept
+		// VerifyClientCertIfGiven): only a chain ending at the cluster CA
+		// counts.
+		for _, ch := range cs.VerifiedChains {
+			if len(ch) > 0 && ch[len(ch)-1].Equal(s.ca.Cert) {
+				return true
+			}
+		}
+		return false
+	}
+	chain := cs.PeerCertificates
+	var inter *x509.CertPool
+	if len(chain) > 1 {
+		inter = x509.NewCertPool()
+		for _, c := range chain[1:] {
+			inter.AddCert(c)
+		}
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{Roots: s.clusterRoots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return err == nil
 }
 
 // describeRevocation is the refusal text for a revoked certificate.
@@ -328,27 +448,28 @@ func serviceName(fullMethod string) string {
 	return l
 }
 
-// verifiedLeaf returns the client certificate the TLS handshake verified
-// against the cluster CA, or nil. Only verified chains count: with
-// VerifyClientCertIfGiven an unverifiable certificate fails the handshake,
-// but relying on VerifiedChains keeps that true whatever the config.
+// verifiedLeaf returns the client certificate of an authorized call, or
+// nil. The handshake (NewGRPCServer) and authorize both classified it; use
+// it only after callerFrom succeeded.
 func verifiedLeaf(ctx context.Context) *x509.Certificate {
+	cs, ok := connState(ctx)
+	if !ok || len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	return cs.PeerCertificates[0]
+}
+
+// connState is the TLS state of the call's connection.
+func connState(ctx context.Context) (tls.ConnectionState, bool) {
 	p, ok := peer.FromContext(ctx)
 	if !ok || p.AuthInfo == nil {
-		return nil
+		return tls.ConnectionState{}, false
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok {
-		return nil
+		return tls.ConnectionState{}, false
 	}
-	return leafOf(ti.State)
-}
-
-func leafOf(cs tls.ConnectionState) *x509.Certificate {
-	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
-		return nil
-	}
-	return cs.VerifiedChains[0][0]
+	return ti.State, true
 }
 
 // callerFrom returns the caller the interceptor authorized. Handlers call
@@ -365,8 +486,20 @@ func callerFrom(ctx context.Context) (caller, error) {
 // handshake, a client certificate this node's current state lists as
 // revoked. The handshake cannot say why (the client sees "bad
 // certificate"); the log line here does.
+//
+// A configuration that verifies client certificates against the cluster
+// CA if given (ServerTLSConfig) is turned into one that requests them and
+// verifies them here (identifyClient): a chain to the cluster CA, or a
+// member network's certificate, which chains to a member CA or is pinned
+// in the replicated state (the member API, member.go). No CA names are
+// sent in the request (RFC 8446 section 4.2.4): a client would then
+// withhold a member certificate those names do not cover.
 func (s *Server) withRevocationCheck(cfg *tls.Config) *tls.Config {
 	c := cfg.Clone()
+	if c.ClientAuth == tls.VerifyClientCertIfGiven {
+		c.ClientAuth = tls.RequestClientCert
+		c.ClientCAs = nil
+	}
 	prev := c.VerifyConnection
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
 		if prev != nil {
@@ -374,11 +507,17 @@ func (s *Server) withRevocationCheck(cfg *tls.Config) *tls.Config {
 				return err
 			}
 		}
-		leaf := leafOf(cs)
-		if leaf == nil {
+		if len(cs.PeerCertificates) == 0 {
 			return nil
 		}
-		if r := s.store.State().Revoked(leaf); r != nil {
+		leaf := cs.PeerCertificates[0]
+		st := s.store.State()
+		if id := s.identifyClient(st, cs); id.refused != "" {
+			s.log.Warn("admin TLS handshake refused: certificate not trusted",
+				"actor", leaf.Subject.CommonName, "issuer", leaf.Issuer.CommonName, "reason", id.refused)
+			return fmt.Errorf("admin: client certificate %q: %s", leaf.Subject.CommonName, id.refused)
+		}
+		if r := st.Revoked(leaf); r != nil {
 			s.log.Warn("admin TLS handshake refused: certificate revoked",
 				"actor", leaf.Subject.CommonName, "serial", raft.SerialString(leaf.SerialNumber),
 				"revocation", r.GetSerial()+r.GetName(), "reason", r.GetReason())
@@ -428,7 +567,7 @@ func (s *Server) logOutcome(ctx context.Context, method string, c caller, a acce
 }
 
 func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	actx, c, a, err := authorize(ctx, info.FullMethod, s.store.State())
+	actx, c, a, err := s.authorize(ctx, info.FullMethod)
 	if err != nil {
 		s.logOutcome(ctx, info.FullMethod, c, a, err, nil)
 		return nil, toStatus(err)
@@ -439,7 +578,7 @@ func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerI
 }
 
 func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	actx, c, a, err := authorize(ss.Context(), info.FullMethod, s.store.State())
+	actx, c, a, err := s.authorize(ss.Context(), info.FullMethod)
 	if err != nil {
 		s.logOutcome(ss.Context(), info.FullMethod, c, a, err, nil)
 		return toStatus(err)

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -147,6 +148,10 @@ type Server struct {
 
 	queue QueueBackend // store and forward (queue.go)
 
+	// clusterRoots is the cluster CA as a pool: the only root that makes a
+	// client a node or an operator (auth.go identifyClient).
+	clusterRoots *x509.CertPool
+
 	// drain is this node's maintenance drain (clusterops.go).
 	drain drainState
 
@@ -188,6 +193,8 @@ func NewServer(opts Options) (*Server, error) {
 
 		queue: opts.Queue,
 		conns: map[string]*grpc.ClientConn{},
+
+		clusterRoots: opts.CA.Pool(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -232,6 +239,7 @@ func (s *Server) Register(g *grpc.Server) {
 	hubv1.RegisterListServiceServer(g, &listService{s: s}) // lists.go
 	hubv1.RegisterRoomServiceServer(g, &roomService{s: s}) // rooms.go
 	hubv1.RegisterQueueServiceServer(g, &queueService{s: s, q: s.queue})
+	hubv1.RegisterMemberAuditServiceServer(g, &memberService{s: s}) // member.go
 	healthpb.RegisterHealthServer(g, &healthService{s: s})
 	reflection.Register(g)
 }
