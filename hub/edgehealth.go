@@ -147,20 +147,14 @@ func (c *call) dropFor(reason string, status int, detail string) {
 }
 
 // edgeLabel names hp for the metrics: the destination's edge URI as
-// registered, or dialogTarget when hp is not one of its edges. It runs per
-// attempt, not per request: a parse per edge is cheap next to a forward.
+// registered, or dialogTarget when hp is not one of its edges. The edges
+// are parsed once per network view (routing.EdgeLabel), not per attempt.
 func (c *call) edgeLabel(hp hop) string {
 	if c.dst == nil {
 		return dialogTarget
 	}
-	for _, e := range c.dst.GetEdges() {
-		var u sip.Uri
-		if sip.ParseUri(e, &u) != nil || u.Host == "" {
-			continue
-		}
-		if eh := hopOf(&u); eh.addr == hp.addr && eh.transport == hp.transport {
-			return e // as the operator registered it
-		}
+	if e, ok := routing.EdgeLabel(c.dst, hp.addr, hp.transport); ok {
+		return e // as the operator registered it
 	}
 	return dialogTarget
 }

@@ -227,21 +227,9 @@ func HopOf(u *sip.Uri) Hop {
 }
 
 // EdgeHops parses a network's edge URIs in failover order, skipping those
-// that do not parse or name a transport the hub cannot send on.
-func EdgeHops(v *raft.NetworkView) []Hop {
-	var out []Hop
-	for _, e := range v.GetEdges() {
-		var u sip.Uri
-		if err := sip.ParseUri(e, &u); err != nil || u.Host == "" {
-			continue
-		}
-		switch h := HopOf(&u); h.Transport {
-		case "UDP", "TCP", "TLS":
-			out = append(out, h)
-		}
-	}
-	return out
-}
+// that do not parse or name a transport the hub cannot send on. The parse is
+// cached per view (edgecache.go); the slice is shared: do not modify it.
+func EdgeHops(v *raft.NetworkView) []Hop { return edgesOf(v).hops }
 
 // PreferStreams applies RFC 3261 18.1.1: a request within 200 bytes of the
 // path MTU (unknown: 1500) goes over a congestion-controlled transport, so
