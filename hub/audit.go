@@ -2,6 +2,7 @@ package hub
 
 import (
 	"crypto/sha256"
+	"strconv"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -24,21 +25,48 @@ type headerSource interface {
 	Body() []byte
 }
 
-func fillCommon(e *ledger.Entry, m headerSource, keepBody bool) {
-	if c := m.CallID(); c != nil {
-		e.CallID = c.Value()
+// fillCommon fills the fields both kinds share. The Request-URI, From, To
+// and CSeq are written into one builder and cut out of its one string:
+// a Uri.String per field (and fmt for the CSeq) was ~5 allocations per
+// entry, 5% of a forwarded MESSAGE's. The text is what String/Value give.
+func fillCommon(e *ledger.Entry, m headerSource, ruri *sip.Uri, keepBody bool) {
+	var b strings.Builder
+	b.Grow(256)
+	var nb [20]byte
+	ruri.StringWrite(&b)
+	endR := b.Len()
+	cs := m.CSeq()
+	if cs != nil {
+		b.Write(strconv.AppendUint(nb[:0], uint64(cs.SeqNo), 10))
+		b.WriteByte(' ')
+		b.WriteString(string(cs.MethodName))
 	}
-	if c := m.CSeq(); c != nil {
-		e.CSeq = c.Value()
+	endC := b.Len()
+	f := m.From()
+	if f != nil {
+		f.Address.StringWrite(&b)
+	}
+	endF := b.Len()
+	t := m.To()
+	if t != nil {
+		t.Address.StringWrite(&b)
+	}
+	all := b.String()
+	e.RURI = all[:endR]
+	if cs != nil {
+		e.CSeq = all[endR:endC]
 		if e.Method == "" {
-			e.Method = string(c.MethodName)
+			e.Method = string(cs.MethodName)
 		}
 	}
-	if f := m.From(); f != nil {
-		e.From = f.Address.String()
+	if f != nil {
+		e.From = all[endC:endF]
 	}
-	if t := m.To(); t != nil {
-		e.To = t.Address.String()
+	if t != nil {
+		e.To = all[endF:]
+	}
+	if c := m.CallID(); c != nil {
+		e.CallID = c.Value()
 	}
 	if body := m.Body(); len(body) > 0 {
 		sum := sha256.Sum256(body)
@@ -59,7 +87,6 @@ func (c *call) requestEntry(status int, reason string) *ledger.Entry {
 	e := &ledger.Entry{
 		Kind:      ledger.KindRequest,
 		Method:    string(c.req.Method),
-		RURI:      c.req.Recipient.String(),
 		Src:       c.req.Source(),
 		Transport: c.transport,
 		SrcNet:    c.srcID,
@@ -67,7 +94,7 @@ func (c *call) requestEntry(status int, reason string) *ledger.Entry {
 		Status:    status,
 		Reason:    reason,
 	}
-	fillCommon(e, c.req, c.src != nil && c.src.GetKeepBodies())
+	fillCommon(e, c.req, &c.req.Recipient, c.src != nil && c.src.GetKeepBodies())
 	return e
 }
 
@@ -76,7 +103,6 @@ func (c *call) requestEntry(status int, reason string) *ledger.Entry {
 func (c *call) responseEntry(res *sip.Response, relayed bool, detail string) *ledger.Entry {
 	e := &ledger.Entry{
 		Kind:      ledger.KindResponse,
-		RURI:      c.req.Recipient.String(),
 		Transport: c.transport,
 		SrcNet:    c.srcID,
 		DstNet:    c.dstID,
@@ -92,6 +118,6 @@ func (c *call) responseEntry(res *sip.Response, relayed bool, detail string) *le
 		e.Transport = strings.ToLower(res.Transport())
 		keep = c.dst != nil && c.dst.GetKeepBodies()
 	}
-	fillCommon(e, res, keep)
+	fillCommon(e, res, &c.req.Recipient, keep)
 	return e
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -124,33 +125,47 @@ func (h *Hub) ownRoutes(req *sip.Request) (n int, rp *routeParams, bad string) {
 // loopHash identifies a request for RFC 3261 16.3 step 4 loop detection: it
 // covers what 16.6 step 8 lists except the topmost Via, so that the same
 // request coming back through the hub matches.
+//
+// It runs on every forwarded request, so the input is written into a pooled
+// buffer without intermediate strings (Uri.String, "|"+x concatenations);
+// the bytes hashed are the same as before.
 func loopHash(req *sip.Request) string {
-	hs := sha256.New()
-	var b bytes.Buffer
-	b.WriteString(req.Recipient.String())
+	b := loopBufs.Get().(*bytes.Buffer)
+	defer loopBufs.Put(b)
+	b.Reset()
+	req.Recipient.StringWrite(b)
 	if f := req.From(); f != nil {
 		tag, _ := f.Params.Get("tag")
-		b.WriteString("|" + tag)
+		b.WriteByte('|')
+		b.WriteString(tag)
 	}
 	if t := req.To(); t != nil {
 		tag, _ := t.Params.Get("tag")
-		b.WriteString("|" + tag)
+		b.WriteByte('|')
+		b.WriteString(tag)
 	}
 	if c := req.CallID(); c != nil {
-		b.WriteString("|" + c.Value())
+		b.WriteByte('|')
+		b.WriteString(c.Value())
 	}
 	if c := req.CSeq(); c != nil {
-		b.WriteString("|" + strconv.FormatUint(uint64(c.SeqNo), 10) + string(c.MethodName))
+		b.WriteByte('|')
+		b.Write(strconv.AppendUint(b.AvailableBuffer(), uint64(c.SeqNo), 10))
+		b.WriteString(string(c.MethodName))
 	}
 	for _, r := range req.GetHeaders("Route") {
-		b.WriteString("|" + r.Value())
+		b.WriteByte('|')
+		b.WriteString(r.Value())
 	}
 	if p := req.GetHeader("Proxy-Require"); p != nil {
-		b.WriteString("|" + p.Value())
+		b.WriteByte('|')
+		b.WriteString(p.Value())
 	}
-	hs.Write(b.Bytes())
-	return hex.EncodeToString(hs.Sum(nil)[:8])
+	sum := sha256.Sum256(b.Bytes())
+	return hex.EncodeToString(sum[:8])
 }
+
+var loopBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // looped reports whether one of req's Via entries is the hub's with the same
 // loop hash (482 Loop Detected); a different hash is a legal spiral.
