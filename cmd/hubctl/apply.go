@@ -44,14 +44,17 @@ func exitStatusOf(err error) (int, bool) {
 func newExportCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "export",
-		Short: "Print every member network and the peering policy as one YAML document (for hubctl apply -f)",
-		Long: `Print the cluster's member networks and peering policy as one document
-that hubctl apply -f takes back: keep it in git, edit it, apply it.
+		Short: "Print every member network, the peering policy and the resource lists as one YAML document (for hubctl apply -f)",
+		Long: `Print the cluster's member networks, peering policy and resource lists as
+one document that hubctl apply -f takes back: keep it in git, edit it,
+apply it.
 
 The document starts with apiVersion: ` + docAPIVersion + ` and kind: ` + docKind + `; its
 networks and policies have the shapes of "network list -o yaml" and
 "policy list -o yaml" without the created/updated times (they change on
-every write). -o json prints the same document as JSON.`,
+every write); lists has each list's uri, display_name, owner ("" for a
+public list) and entries (uri, display_name), without revision and times.
+-o json prints the same document as JSON.`,
 		Example: `  hubctl export > membership.yaml
   hubctl apply -f membership.yaml --dry-run`,
 		Args: cobra.NoArgs,
@@ -60,12 +63,14 @@ every write). -o json prints the same document as JSON.`,
 			if err != nil {
 				return err
 			}
-			return withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
-				nets, pols, err := readCluster(ctx, c)
+			return withDeclarative(cmd, func(ctx context.Context, c declClients) error {
+				cs, err := readCluster(ctx, c)
 				if err != nil {
 					return err
 				}
-				b, err := toJSON(exportDoc(nets, pols))
+				d := exportDoc(cs.GetNetworks(), cs.GetPolicies())
+				d.Lists = exportLists(cs.GetLists())
+				b, err := toJSON(d)
 				if err != nil {
 					return err
 				}
@@ -84,17 +89,41 @@ every write). -o json prints the same document as JSON.`,
 	}
 }
 
-// readCluster lists networks and policies from the answering node.
-func readCluster(ctx context.Context, c hubv1.AdminServiceClient) ([]*hubv1.Network, []*hubv1.Policy, error) {
+// declClients are the services export and apply read and write, over one
+// connection.
+type declClients struct {
+	hubv1.AdminServiceClient
+	lists hubv1.ListServiceClient
+}
+
+// withDeclarative dials like withAdmin and hands fn every client.
+func withDeclarative(cmd *cobra.Command, fn func(ctx context.Context, c declClients) error) error {
+	a, cc, err := dialAdmin(cmd)
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	ctx, cancel := cmdContext(cmd)
+	defer cancel()
+	return fn(ctx, declClients{AdminServiceClient: a, lists: hubv1.NewListServiceClient(cc)})
+}
+
+// readCluster lists networks, policies and resource lists from the
+// answering node.
+func readCluster(ctx context.Context, c declClients) (*hubv1.ClusterState, error) {
 	nr, err := c.ListNetworks(ctx, &hubv1.ListNetworksRequest{})
 	if err != nil {
-		return nil, nil, fmt.Errorf("list networks: %w", err)
+		return nil, fmt.Errorf("list networks: %w", err)
 	}
 	pr, err := c.ListPolicies(ctx, &hubv1.ListPoliciesRequest{})
 	if err != nil {
-		return nil, nil, fmt.Errorf("list policies: %w", err)
+		return nil, fmt.Errorf("list policies: %w", err)
 	}
-	return nr.GetNetworks(), pr.GetPolicies(), nil
+	lr, err := c.lists.ListLists(ctx, &hubv1.ListListsRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list resource lists: %w", err)
+	}
+	return &hubv1.ClusterState{Networks: nr.GetNetworks(), Policies: pr.GetPolicies(), Lists: lr.GetLists()}, nil
 }
 
 func newApplyCmd() *cobra.Command {
@@ -106,7 +135,7 @@ func newApplyCmd() *cobra.Command {
 	)
 	c := &cobra.Command{
 		Use:   "apply -f FILE",
-		Short: "Make the cluster's networks and peering policy match a document (from hubctl export)",
+		Short: "Make the cluster's networks, peering policy and resource lists match a document (from hubctl export)",
 		Long: `Compare a document (as hubctl export writes it; -f - reads stdin) with the
 cluster, print the difference ("+" added, "~" changed field by field, "-"
 removed) and make the cluster match it through the admin API.
@@ -117,14 +146,19 @@ and exit status 2. A key left out means its empty value (status: active).
 The steps are replayed against a copy of the cluster state first, in the
 order they are sent: suspensions, network additions and changes (a domain,
 pin or prefix moving between networks is released before it is claimed),
-policy entries narrowed, then widened, resumptions, and removals last.
+policy entries narrowed, then widened, lists created or replaced (one
+CreateList --replace per changed list: subscribers see one new revision),
+resumptions, network removals, list deletions last.
 Each network change is conditional on the version read: a change made by
 someone else in between fails with FailedPrecondition. apply stops at the
 first refused call and lists what was applied and what was not; run it
 again after checking.
 
 Networks in the cluster but not in the file are kept, and so is every
-policy entry naming them, unless --prune removes them.
+policy entry naming them, unless --prune removes them. The same holds for
+lists when the document has a lists: key; a document without the key (one
+written before lists were exported) leaves every list as it is, even with
+--prune.
 
 Exit status: 0 applied or nothing to do; 1 a call failed; 2 a bad command
 line or file; with --dry-run --exit-code, 3 when there are differences.`,
@@ -149,12 +183,12 @@ line or file; with --dry-run --exit-code, 3 when there are differences.`,
 			if err != nil {
 				return &usageError{err: err}
 			}
-			return withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
-				nets, pols, err := readCluster(ctx, c)
+			return withDeclarative(cmd, func(ctx context.Context, c declClients) error {
+				cs, err := readCluster(ctx, c)
 				if err != nil {
 					return err
 				}
-				pl, err := makePlan(nets, pols, want, prune)
+				pl, err := planCluster(cs, want, prune)
 				if err != nil {
 					return fmt.Errorf("%s: nothing changed: %w", name, err)
 				}
@@ -170,14 +204,14 @@ line or file; with --dry-run --exit-code, 3 when there are differences.`,
 					}
 					return nil
 				}
-				return executePlan(ctx, c, pl, nets, out, cmd.ErrOrStderr())
+				return executePlan(ctx, c, pl, cs.GetNetworks(), out, cmd.ErrOrStderr())
 			})
 		},
 	}
 	fl := c.Flags()
 	fl.StringVarP(&file, "file", "f", "", "document to apply (from hubctl export); - reads stdin")
 	fl.BoolVar(&dryRun, "dry-run", false, "print the difference only; change nothing")
-	fl.BoolVar(&prune, "prune", false, "remove networks that are in the cluster but not in the file (and their policy)")
+	fl.BoolVar(&prune, "prune", false, "remove networks (and their policy) and, when the file has a lists: key, lists that are in the cluster but not in the file")
 	fl.BoolVar(&exitCode, "exit-code", false, "with --dry-run: exit 3 when the file and the cluster differ, 0 when not")
 	return c
 }
@@ -206,7 +240,7 @@ func readDocument(cmd *cobra.Command, file string) ([]byte, string, error) {
 // executePlan sends the steps in order and stops at the first refusal.
 // read is the cluster as the plan saw it: a network's own status change
 // must not look like someone else's to the conditional update after it.
-func executePlan(ctx context.Context, c hubv1.AdminServiceClient, pl *plan, read []*hubv1.Network, out, errw io.Writer) error {
+func executePlan(ctx context.Context, c declClients, pl *plan, read []*hubv1.Network, out, errw io.Writer) error {
 	version := map[string]int64{}
 	readByID := map[string]*hubv1.Network{}
 	for _, n := range read {
@@ -252,7 +286,7 @@ func stepList(steps []step) string {
 }
 
 // sendStep sends one step; the network answered, if the RPC returns one.
-func sendStep(ctx context.Context, c hubv1.AdminServiceClient, s step, version int64) (*hubv1.Network, error) {
+func sendStep(ctx context.Context, c declClients, s step, version int64) (*hubv1.Network, error) {
 	switch s.kind {
 	case stepAdd:
 		n, err := c.AddNetwork(ctx, &hubv1.AddNetworkRequest{Network: s.network})
@@ -275,6 +309,12 @@ func sendStep(ctx context.Context, c hubv1.AdminServiceClient, s step, version i
 		return nil, err
 	case stepDeny:
 		_, err := c.DenyPolicy(ctx, s.change)
+		return nil, err
+	case stepPutList:
+		_, err := c.lists.CreateList(ctx, &hubv1.CreateListRequest{List: s.list, Replace: s.replace})
+		return nil, err
+	case stepDeleteList:
+		_, err := c.lists.DeleteList(ctx, &hubv1.DeleteListRequest{Uri: s.id})
 		return nil, err
 	}
 	return nil, fmt.Errorf("unknown step %d", s.kind)

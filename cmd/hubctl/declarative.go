@@ -42,6 +42,7 @@ type stateDoc struct {
 	Kind       string       `json:"kind"`
 	Networks   []docNetwork `json:"networks"`
 	Policies   []policyView `json:"policies"`
+	Lists      []docList    `json:"lists"` // declarative_lists.go
 }
 
 // docNetwork is networkView without created/updated: those change on every
@@ -64,7 +65,7 @@ type docNetwork struct {
 // exportDoc builds the document from what the cluster lists. Policies that
 // grant nothing are left out (the same as no policy).
 func exportDoc(nets []*hubv1.Network, pols []*hubv1.Policy) stateDoc {
-	d := stateDoc{APIVersion: docAPIVersion, Kind: docKind, Networks: []docNetwork{}, Policies: []policyView{}}
+	d := stateDoc{APIVersion: docAPIVersion, Kind: docKind, Networks: []docNetwork{}, Policies: []policyView{}, Lists: []docList{}}
 	for _, n := range nets {
 		v := viewNetwork(n)
 		d.Networks = append(d.Networks, docNetwork{
@@ -88,6 +89,11 @@ type desiredState struct {
 	networks []*hubv1.Network
 	index    map[string]int // network id -> file index
 	grants   grants
+	// lists in file order, URIs canonical; listsGiven: the document has a
+	// lists: key (without it, lists are left alone).
+	lists      []*hubv1.ResourceList
+	listsGiven bool
+	listPaths  map[string]string // list uri -> its path
 }
 
 // grantKey is one entry of a destination's policy: a source network, or
@@ -218,7 +224,7 @@ func (p *docParser) parse(data []byte) *desiredState {
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
-	fields := p.mapping(root, "", []string{"apiVersion", "kind", "networks", "policies"})
+	fields := p.mapping(root, "", []string{"apiVersion", "kind", "networks", "policies", "lists"})
 	if fields == nil {
 		return nil
 	}
@@ -247,6 +253,9 @@ func (p *docParser) parse(data []byte) *desiredState {
 	dsts := map[string]string{}
 	for i, item := range p.seq(fields["policies"], "policies") {
 		p.policy(item, fmt.Sprintf("policies[%d]", i), want, dsts)
+	}
+	if n, ok := fields["lists"]; ok {
+		p.lists(n, want)
 	}
 	return want
 }
@@ -720,6 +729,8 @@ const (
 	stepAllow
 	stepResume
 	stepRemove
+	stepPutList
+	stepDeleteList
 )
 
 // step is one RPC to send.
@@ -730,7 +741,9 @@ type step struct {
 	mask    []string       // update
 	version int64          // update: updated_unix_nano read from the cluster
 	change  *hubv1.PolicyChangeRequest
-	file    int // index in the file's networks, -1 if none
+	list    *hubv1.ResourceList // put list (id is its uri)
+	replace bool                // put list: it exists
+	file    int                 // index in the file's networks, -1 if none
 }
 
 func (s step) String() string {
@@ -745,6 +758,13 @@ func (s step) String() string {
 		return "resume network " + s.id
 	case stepRemove:
 		return "remove network " + s.id
+	case stepPutList:
+		if s.replace {
+			return "replace list " + s.id
+		}
+		return "create list " + s.id
+	case stepDeleteList:
+		return "delete list " + s.id
 	case stepAllow, stepDeny:
 		verb := "allow"
 		if s.kind == stepDeny {
@@ -762,10 +782,12 @@ func (s step) String() string {
 // plan is the difference between the cluster and the file, and the RPCs
 // that close it, in the order they are sent.
 type plan struct {
-	networks []networkChange
-	grants   []grantChange
-	kept     []string // in the cluster, not in the file, no --prune
-	steps    []step
+	networks  []networkChange
+	grants    []grantChange
+	kept      []string // in the cluster, not in the file, no --prune
+	lists     []listChange
+	keptLists []string
+	steps     []step
 }
 
 func (pl *plan) empty() bool { return len(pl.steps) == 0 }
@@ -777,6 +799,13 @@ func (pl *plan) empty() bool { return len(pl.steps) == 0 }
 // admission checks, so an order that the hub would refuse halfway (a
 // domain moving between networks, say) is found before anything changes.
 func makePlan(cur []*hubv1.Network, curPol []*hubv1.Policy, want *desiredState, prune bool) (*plan, error) {
+	return planCluster(&hubv1.ClusterState{Networks: cur, Policies: curPol}, want, prune)
+}
+
+// planCluster is makePlan for everything the document carries: networks,
+// policies and (when the file has the key) lists.
+func planCluster(cs *hubv1.ClusterState, want *desiredState, prune bool) (*plan, error) {
+	cur, curPol := cs.GetNetworks(), cs.GetPolicies()
 	pl := &plan{}
 	curByID := map[string]*hubv1.Network{}
 	for _, n := range cur {
@@ -878,7 +907,10 @@ func makePlan(cur []*hubv1.Network, curPol []*hubv1.Policy, want *desiredState, 
 		}
 	}
 
-	ordered, err := orderSteps(cur, curPol, suspends, changes, removals, want)
+	var listPuts, listDeletes []step
+	pl.lists, listPuts, listDeletes, pl.keptLists = planLists(cs.GetLists(), want, prune)
+
+	ordered, err := orderSteps(cs, suspends, changes, removals, want)
 	if err != nil {
 		return nil, err
 	}
@@ -886,13 +918,16 @@ func makePlan(cur []*hubv1.Network, curPol []*hubv1.Policy, want *desiredState, 
 	// never passes through a state granting both.
 	pl.steps = append(ordered, denies...)
 	pl.steps = append(pl.steps, allows...)
+	pl.steps = append(pl.steps, listPuts...)
 	pl.steps = append(pl.steps, resumes...)
 	for _, r := range removals {
 		if !slices.ContainsFunc(pl.steps, func(s step) bool { return s.kind == stepRemove && s.id == r.id }) {
 			pl.steps = append(pl.steps, r)
 		}
 	}
-	if _, err := simulate(cur, curPol, pl.steps); err != nil {
+	// Removals of what does not name networks come last.
+	pl.steps = append(pl.steps, listDeletes...)
+	if _, err := simulateCluster(cs, pl.steps); err != nil {
 		return nil, err
 	}
 	return pl, nil
@@ -1001,6 +1036,10 @@ func planCommand(t int64, s step) *hubv1.Command {
 		cmd.Op = &hubv1.Command_SetNetworkStatus{SetNetworkStatus: &hubv1.SetNetworkStatus{Id: s.id, Status: st}}
 	case stepRemove:
 		cmd.Op = &hubv1.Command_RemoveNetwork{RemoveNetwork: &hubv1.RemoveNetwork{Id: s.id}}
+	case stepPutList:
+		cmd.Op = &hubv1.Command_PutList{PutList: &hubv1.PutList{List: s.list, Replace: s.replace}}
+	case stepDeleteList:
+		cmd.Op = &hubv1.Command_DeleteList{DeleteList: &hubv1.DeleteList{Uri: s.id}}
 	case stepAllow:
 		c := s.change
 		cmd.Op = &hubv1.Command_PolicyAllow{PolicyAllow: &hubv1.PolicyAllow{Destination: c.GetDestination(), Source: c.GetSource(), All: c.GetAll(), Services: c.GetServices()}}
@@ -1024,8 +1063,8 @@ func tryStep(st *raft.State, t int64, s step) (*raft.State, error) {
 // sent: a domain, pin or prefix moving from one network to another is
 // released before it is claimed. A --prune removal is moved forward only
 // when something is blocked on what it releases.
-func orderSteps(cur []*hubv1.Network, curPol []*hubv1.Policy, suspends, pending, removals []step, want *desiredState) ([]step, error) {
-	st := raft.NewState(0, &hubv1.ClusterState{Networks: cur, Policies: curPol})
+func orderSteps(cs *hubv1.ClusterState, suspends, pending, removals []step, want *desiredState) ([]step, error) {
+	st := raft.NewState(0, cs)
 	t := planTime
 	var out []step
 	for _, s := range suspends {
@@ -1093,7 +1132,11 @@ func blockHint(st *raft.State, s step, want *desiredState) string {
 // simulate replays every step on a copy of the cluster state in order and
 // returns the state it ends in.
 func simulate(cur []*hubv1.Network, curPol []*hubv1.Policy, steps []step) (*raft.State, error) {
-	st := raft.NewState(0, &hubv1.ClusterState{Networks: cur, Policies: curPol})
+	return simulateCluster(&hubv1.ClusterState{Networks: cur, Policies: curPol}, steps)
+}
+
+func simulateCluster(cs *hubv1.ClusterState, steps []step) (*raft.State, error) {
+	st := raft.NewState(0, cs)
 	for i, s := range steps {
 		next, err := tryStep(st, planTime+int64(i), s)
 		if err != nil {
@@ -1134,6 +1177,7 @@ func writeDiff(w io.Writer, pl *plan) {
 	for _, id := range pl.kept {
 		fmt.Fprintf(w, "# network %s is in the cluster but not in the file: kept (apply --prune removes it)\n", id)
 	}
+	writeListDiff(w, pl)
 	if pl.empty() {
 		fmt.Fprintln(w, "no changes")
 		return
@@ -1160,8 +1204,8 @@ func writeDiff(w io.Writer, pl *plan) {
 			gRemove++
 		}
 	}
-	fmt.Fprintf(w, "networks: %d to add, %d to change, %d to remove; policy entries: %d to add, %d to change, %d to remove (%s)\n",
-		add, change, remove, gAdd, gChange, gRemove, calls(len(pl.steps)))
+	fmt.Fprintf(w, "networks: %d to add, %d to change, %d to remove; policy entries: %d to add, %d to change, %d to remove%s (%s)\n",
+		add, change, remove, gAdd, gChange, gRemove, listSummary(pl), calls(len(pl.steps)))
 }
 
 func calls(n int) string {
