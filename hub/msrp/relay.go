@@ -187,9 +187,24 @@ func New(cfg Config) (*Relay, error) {
 
 // Run accepts connections until ctx ends or Close is called.
 func (r *Relay) Run(ctx context.Context) error {
-	r.wg.Add(1)
+	// Every goroutine is added under mu, before Close can mark the relay
+	// closed and Wait: a Run racing a Close never Adds during the Wait.
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	n := 1 // the janitor
+	for _, l := range []net.Listener{r.tcpL, r.tlsL} {
+		if l != nil {
+			n++
+		}
+	}
+	r.wg.Add(n)
+	r.mu.Unlock()
+	// The ctx watcher is not in wg: it may call Close, which waits for wg.
+	// It ends as soon as the relay is closed either way.
 	go func() {
-		defer r.wg.Done()
 		select {
 		case <-ctx.Done():
 			r.Close()
@@ -200,16 +215,27 @@ func (r *Relay) Run(ctx context.Context) error {
 		if l == nil {
 			continue
 		}
-		r.wg.Add(1)
 		go func(l net.Listener, secure bool) {
 			defer r.wg.Done()
 			r.accept(l, secure)
 		}(l, l == r.tlsL)
 	}
-	r.wg.Add(1)
 	go func() { defer r.wg.Done(); r.janitor() }()
 	<-r.ctx.Done()
 	return nil
+}
+
+// goTracked runs f on a goroutine Close waits for, unless the relay is
+// closed (false): Adds happen under mu, so none races Close's Wait.
+func (r *Relay) goTracked(f func()) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.wg.Add(1)
+	go func() { defer r.wg.Done(); f() }()
+	return true
 }
 
 // Close ends every session and stops the listeners.
@@ -284,11 +310,10 @@ func (r *Relay) accept(l net.Listener, secure bool) {
 			}
 			return
 		}
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			r.serveInbound(c, secure)
-		}()
+		if !r.goTracked(func() { r.serveInbound(c, secure) }) {
+			c.Close()
+			return
+		}
 	}
 }
 

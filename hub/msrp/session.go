@@ -197,9 +197,10 @@ func (l *leg) bind(c net.Conn, rd *Reader) bool {
 	l.conn, l.rd, l.bound, l.remote = c, rd, true, c.RemoteAddr().String()
 	l.mu.Unlock()
 	close(l.ready)
-	r := l.s.r
-	r.wg.Add(1)
-	go func() { defer r.wg.Done(); l.writeLoop(c) }()
+	if !l.s.r.goTracked(func() { l.writeLoop(c) }) {
+		c.Close()
+		return false
+	}
 	return true
 }
 
@@ -249,12 +250,7 @@ func (l *leg) startDial() {
 	if !l.dialed.CompareAndSwap(false, true) {
 		return
 	}
-	r := l.s.r
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		l.dial()
-	}()
+	l.s.r.goTracked(l.dial)
 }
 
 func (l *leg) dial() {
