@@ -107,6 +107,10 @@ func TestIndexRowsConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// Acknowledged means in the WAL; bbolt is applied behind it (every
+	// 25 ms). Export waits for the apply, so read the rows after it.
+	all := make([]*Entry, 0, n)
+	l.Export(ctx, Filter{}, func(e *Entry) error { all = append(all, e); return nil })
 	var multi int
 	l.db.View(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bIdxNetE, bIdxUserE, bIdxTime} {
@@ -122,8 +126,6 @@ func TestIndexRowsConcurrent(t *testing.T) {
 	if multi == 0 {
 		t.Fatal("no multi-entry index rows were written; the test proves nothing")
 	}
-	all := make([]*Entry, 0, n)
-	l.Export(ctx, Filter{}, func(e *Entry) error { all = append(all, e); return nil })
 	mid := sampleTime(0).Add(150 * 1000) // 150 entries in
 	filters := []Filter{
 		{Network: "neta"}, {Network: "netc", FromSeq: 100, ToSeq: 301},
