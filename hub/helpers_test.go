@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -174,6 +176,7 @@ func newMember(t *testing.T, name, domain, ip string, o memberOpts) *member {
 		cancel()
 		<-done
 		ua.Close()
+		closeAfterSIPGoIdle(t, ua)
 	})
 	// ServeUDP registers the listener asynchronously; requests sent from it
 	// need it registered.
@@ -369,8 +372,44 @@ func startHub(t *testing.T, cfg Config, st StateSource, au Auditor) *Hub {
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
+		closeAfterSIPGoIdle(t, h.ua)
 	})
 	return h
+}
+
+// closeAfterSIPGoIdle waits until no sipgo per-message goroutine is left,
+// then closes ua's transports again. sipgo (v1.7.2) handles every received
+// message on a goroutine of its own that nothing owns or waits for
+// (TransactionLayer.handleMessage). One that runs late, after the listener
+// was closed and ua.Close cleared the connection pool (a retransmission
+// the hub sent just before it closed, say), finds no connection to answer
+// on and opens a fresh UDP socket with its own read loop
+// (serverRequestConnection -> createConnection) that nobody would ever
+// close: goleak caught it about one run in five under load. Call this
+// once the listeners are closed and their read loops have returned, so no
+// new such goroutine can start for ua.
+func closeAfterSIPGoIdle(t *testing.T, ua *sipgo.UserAgent) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := runtime.Stack(buf, true)
+		if n == len(buf) { // truncated: a frame looked for may be cut off
+			buf = make([]byte, 2*len(buf))
+			continue
+		}
+		st := buf[:n]
+		if !bytes.Contains(st, []byte("sip.(*TransactionLayer).handleRequestBackground")) &&
+			!bytes.Contains(st, []byte("sip.(*TransactionLayer).handleResponseBackground")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Logf("sipgo message goroutines still running after 5 s")
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	ua.Close() // closes what a late goroutine opened (the pool only holds those now)
 }
 
 func newLab(t *testing.T, network string, extraB ...string) *lab {
