@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"clearhub/proto/hubv1"
+	"clearhub/raft"
 )
 
 func init() {
@@ -44,17 +45,19 @@ func exitStatusOf(err error) (int, bool) {
 func newExportCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "export",
-		Short: "Print every member network, the peering policy and the resource lists as one YAML document (for hubctl apply -f)",
-		Long: `Print the cluster's member networks, peering policy and resource lists as
-one document that hubctl apply -f takes back: keep it in git, edit it,
-apply it.
+		Short: "Print every member network, the peering policy, the resource lists and the rooms as one YAML document (for hubctl apply -f)",
+		Long: `Print the cluster's member networks, peering policy, resource lists and
+chat rooms as one document that hubctl apply -f takes back: keep it in
+git, edit it, apply it.
 
 The document starts with apiVersion: ` + docAPIVersion + ` and kind: ` + docKind + `; its
 networks and policies have the shapes of "network list -o yaml" and
 "policy list -o yaml" without the created/updated times (they change on
 every write); lists has each list's uri, display_name, owner ("" for a
-public list) and entries (uri, display_name), without revision and times.
--o json prints the same document as JSON.`,
+public list) and entries (uri, display_name), without revision and times;
+rooms has each room's settings, participants (uri, nickname, role,
+invited, cpim) and bans (pattern, reason). Message history is never
+exported. -o json prints the same document as JSON.`,
 		Example: `  hubctl export > membership.yaml
   hubctl apply -f membership.yaml --dry-run`,
 		Args: cobra.NoArgs,
@@ -70,6 +73,7 @@ public list) and entries (uri, display_name), without revision and times.
 				}
 				d := exportDoc(cs.GetNetworks(), cs.GetPolicies())
 				d.Lists = exportLists(cs.GetLists())
+				d.Rooms = exportRooms(cs.GetRooms())
 				b, err := toJSON(d)
 				if err != nil {
 					return err
@@ -94,6 +98,7 @@ public list) and entries (uri, display_name), without revision and times.
 type declClients struct {
 	hubv1.AdminServiceClient
 	lists hubv1.ListServiceClient
+	rooms hubv1.RoomServiceClient
 }
 
 // withDeclarative dials like withAdmin and hands fn every client.
@@ -105,11 +110,11 @@ func withDeclarative(cmd *cobra.Command, fn func(ctx context.Context, c declClie
 	defer cc.Close()
 	ctx, cancel := cmdContext(cmd)
 	defer cancel()
-	return fn(ctx, declClients{AdminServiceClient: a, lists: hubv1.NewListServiceClient(cc)})
+	return fn(ctx, declClients{AdminServiceClient: a, lists: hubv1.NewListServiceClient(cc), rooms: hubv1.NewRoomServiceClient(cc)})
 }
 
-// readCluster lists networks, policies and resource lists from the
-// answering node.
+// readCluster lists networks, policies, resource lists and rooms (without
+// history) from the answering node.
 func readCluster(ctx context.Context, c declClients) (*hubv1.ClusterState, error) {
 	nr, err := c.ListNetworks(ctx, &hubv1.ListNetworksRequest{})
 	if err != nil {
@@ -123,7 +128,11 @@ func readCluster(ctx context.Context, c declClients) (*hubv1.ClusterState, error
 	if err != nil {
 		return nil, fmt.Errorf("list resource lists: %w", err)
 	}
-	return &hubv1.ClusterState{Networks: nr.GetNetworks(), Policies: pr.GetPolicies(), Lists: lr.GetLists()}, nil
+	rr, err := c.rooms.ListRooms(ctx, &hubv1.ListRoomsRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list rooms: %w", err)
+	}
+	return &hubv1.ClusterState{Networks: nr.GetNetworks(), Policies: pr.GetPolicies(), Lists: lr.GetLists(), Rooms: rr.GetRooms()}, nil
 }
 
 func newApplyCmd() *cobra.Command {
@@ -135,7 +144,7 @@ func newApplyCmd() *cobra.Command {
 	)
 	c := &cobra.Command{
 		Use:   "apply -f FILE",
-		Short: "Make the cluster's networks, peering policy and resource lists match a document (from hubctl export)",
+		Short: "Make the cluster's networks, peering policy, resource lists and rooms match a document (from hubctl export)",
 		Long: `Compare a document (as hubctl export writes it; -f - reads stdin) with the
 cluster, print the difference ("+" added, "~" changed field by field, "-"
 removed) and make the cluster match it through the admin API.
@@ -148,7 +157,10 @@ order they are sent: suspensions, network additions and changes (a domain,
 pin or prefix moving between networks is released before it is claimed),
 policy entries narrowed, then widened, lists created or replaced (one
 CreateList --replace per changed list: subscribers see one new revision),
-resumptions, network removals, list deletions last.
+resumptions, network removals, rooms (create, lift bans, remove, add,
+roles, ban), list and room deletions last. RoomService cannot change an
+existing room's settings or a participant's nickname, invitation or
+delivery: such an edit is refused before any call, naming its YAML path.
 Each network change is conditional on the version read: a change made by
 someone else in between fails with FailedPrecondition. apply stops at the
 first refused call and lists what was applied and what was not; run it
@@ -156,9 +168,9 @@ again after checking.
 
 Networks in the cluster but not in the file are kept, and so is every
 policy entry naming them, unless --prune removes them. The same holds for
-lists when the document has a lists: key; a document without the key (one
-written before lists were exported) leaves every list as it is, even with
---prune.
+lists, rooms, and a room's participants and bans, when the document has a
+lists: or rooms: key; a document without the key (one written before they
+were exported) leaves every list or room as it is, even with --prune.
 
 Exit status: 0 applied or nothing to do; 1 a call failed; 2 a bad command
 line or file; with --dry-run --exit-code, 3 when there are differences.`,
@@ -211,7 +223,7 @@ line or file; with --dry-run --exit-code, 3 when there are differences.`,
 	fl := c.Flags()
 	fl.StringVarP(&file, "file", "f", "", "document to apply (from hubctl export); - reads stdin")
 	fl.BoolVar(&dryRun, "dry-run", false, "print the difference only; change nothing")
-	fl.BoolVar(&prune, "prune", false, "remove networks (and their policy) and, when the file has a lists: key, lists that are in the cluster but not in the file")
+	fl.BoolVar(&prune, "prune", false, "remove networks (and their policy) and, when the file has the key, lists, rooms and room participants and bans that are in the cluster but not in the file")
 	fl.BoolVar(&exitCode, "exit-code", false, "with --dry-run: exit 3 when the file and the cluster differ, 0 when not")
 	return c
 }
@@ -315,6 +327,31 @@ func sendStep(ctx context.Context, c declClients, s step, version int64) (*hubv1
 		return nil, err
 	case stepDeleteList:
 		_, err := c.lists.DeleteList(ctx, &hubv1.DeleteListRequest{Uri: s.id})
+		return nil, err
+	case stepCreateRoom:
+		r := s.room
+		_, err := c.rooms.CreateRoom(ctx, &hubv1.CreateRoomRequest{Room: r.GetUri(), Subject: r.GetSubject(), Owner: r.GetOwner(),
+			MembersOnly: r.GetMembersOnly(), Moderated: r.GetModerated(), MaxMembers: r.GetMaxMembers(), HistoryLen: r.GetHistoryLen(), Networks: r.GetNetworks()})
+		return nil, err
+	case stepDeleteRoom:
+		_, err := c.rooms.DeleteRoom(ctx, &hubv1.RoomRef{Room: s.id})
+		return nil, err
+	case stepAddRoomMember:
+		m := s.member
+		_, err := c.rooms.AddRoomMember(ctx, &hubv1.AddRoomMemberRequest{Room: s.id, User: m.GetUser(), Nickname: m.GetNickname(), Role: m.GetRole(),
+			Invite: !raft.Joined(m), Cpim: m.GetDelivery() == hubv1.RoomDelivery_ROOM_DELIVERY_CPIM})
+		return nil, err
+	case stepRemoveRoomMember:
+		_, err := c.rooms.RemoveRoomMember(ctx, &hubv1.RemoveRoomMemberRequest{Room: s.id, User: s.user})
+		return nil, err
+	case stepSetRoomRole:
+		_, err := c.rooms.SetRoomRole(ctx, &hubv1.SetRoomRoleRequest{Room: s.id, User: s.user, Role: s.role})
+		return nil, err
+	case stepBanRoom:
+		_, err := c.rooms.BanRoom(ctx, &hubv1.BanRoomRequest{Room: s.id, Pattern: s.ban.GetPattern(), Reason: s.ban.GetReason()})
+		return nil, err
+	case stepUnbanRoom:
+		_, err := c.rooms.UnbanRoom(ctx, &hubv1.UnbanRoomRequest{Room: s.id, Pattern: s.ban.GetPattern()})
 		return nil, err
 	}
 	return nil, fmt.Errorf("unknown step %d", s.kind)

@@ -24,9 +24,10 @@ import (
 
 // The declarative document of hubctl export and hubctl apply -f: every
 // member network and the whole peering policy, in the shapes -o yaml prints
-// (views.go, OUTPUT.md) minus the times the cluster sets. The header names
-// the format so that rooms and lists can join as new top-level keys of a
-// later version without breaking files kept in git today.
+// (views.go, OUTPUT.md) minus the times the cluster sets, and the resource
+// lists and rooms (declarative_lists.go, declarative_rooms.go). The header
+// names the format; new top-level keys are optional, so files kept in git
+// before them still apply.
 const (
 	docAPIVersion = "clearhub/v1"
 	docKind       = "Membership"
@@ -43,6 +44,7 @@ type stateDoc struct {
 	Networks   []docNetwork `json:"networks"`
 	Policies   []policyView `json:"policies"`
 	Lists      []docList    `json:"lists"` // declarative_lists.go
+	Rooms      []docRoom    `json:"rooms"` // declarative_rooms.go
 }
 
 // docNetwork is networkView without created/updated: those change on every
@@ -65,7 +67,7 @@ type docNetwork struct {
 // exportDoc builds the document from what the cluster lists. Policies that
 // grant nothing are left out (the same as no policy).
 func exportDoc(nets []*hubv1.Network, pols []*hubv1.Policy) stateDoc {
-	d := stateDoc{APIVersion: docAPIVersion, Kind: docKind, Networks: []docNetwork{}, Policies: []policyView{}, Lists: []docList{}}
+	d := stateDoc{APIVersion: docAPIVersion, Kind: docKind, Networks: []docNetwork{}, Policies: []policyView{}, Lists: []docList{}, Rooms: []docRoom{}}
 	for _, n := range nets {
 		v := viewNetwork(n)
 		d.Networks = append(d.Networks, docNetwork{
@@ -94,6 +96,10 @@ type desiredState struct {
 	lists      []*hubv1.ResourceList
 	listsGiven bool
 	listPaths  map[string]string // list uri -> its path
+	// rooms likewise (roomsGiven: the document has a rooms: key).
+	rooms      []*wantRoom
+	roomsGiven bool
+	roomPaths  map[string]string // room uri -> its path
 }
 
 // grantKey is one entry of a destination's policy: a source network, or
@@ -224,7 +230,7 @@ func (p *docParser) parse(data []byte) *desiredState {
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
-	fields := p.mapping(root, "", []string{"apiVersion", "kind", "networks", "policies", "lists"})
+	fields := p.mapping(root, "", []string{"apiVersion", "kind", "networks", "policies", "lists", "rooms"})
 	if fields == nil {
 		return nil
 	}
@@ -256,6 +262,9 @@ func (p *docParser) parse(data []byte) *desiredState {
 	}
 	if n, ok := fields["lists"]; ok {
 		p.lists(n, want)
+	}
+	if n, ok := fields["rooms"]; ok {
+		p.rooms(n, want)
 	}
 	return want
 }
@@ -731,6 +740,13 @@ const (
 	stepRemove
 	stepPutList
 	stepDeleteList
+	stepCreateRoom
+	stepDeleteRoom
+	stepAddRoomMember
+	stepRemoveRoomMember
+	stepSetRoomRole
+	stepBanRoom
+	stepUnbanRoom
 )
 
 // step is one RPC to send.
@@ -743,6 +759,11 @@ type step struct {
 	change  *hubv1.PolicyChangeRequest
 	list    *hubv1.ResourceList // put list (id is its uri)
 	replace bool                // put list: it exists
+	room    *hubv1.Room         // create room: its settings (id is its uri)
+	member  *hubv1.RoomMember   // add room member
+	user    string              // remove room member, set role
+	role    hubv1.RoomRole      // set role
+	ban     *hubv1.RoomBan      // ban, unban
 	file    int                 // index in the file's networks, -1 if none
 }
 
@@ -776,6 +797,9 @@ func (s step) String() string {
 		}
 		return fmt.Sprintf("%s %s <- %s: %s", verb, s.change.GetDestination(), src, serviceList(s.change.GetServices()))
 	}
+	if isRoomStep(s.kind) {
+		return roomStepString(s)
+	}
 	return "?"
 }
 
@@ -787,6 +811,8 @@ type plan struct {
 	kept      []string // in the cluster, not in the file, no --prune
 	lists     []listChange
 	keptLists []string
+	rooms     []roomChange
+	roomNotes []string
 	steps     []step
 }
 
@@ -909,6 +935,11 @@ func planCluster(cs *hubv1.ClusterState, want *desiredState, prune bool) (*plan,
 
 	var listPuts, listDeletes []step
 	pl.lists, listPuts, listDeletes, pl.keptLists = planLists(cs.GetLists(), want, prune)
+	var roomSteps, roomDeletes []step
+	var err error
+	if pl.rooms, roomSteps, roomDeletes, pl.roomNotes, err = planRooms(cs.GetRooms(), want, prune); err != nil {
+		return nil, err
+	}
 
 	ordered, err := orderSteps(cs, suspends, changes, removals, want)
 	if err != nil {
@@ -925,8 +956,11 @@ func planCluster(cs *hubv1.ClusterState, want *desiredState, prune bool) (*plan,
 			pl.steps = append(pl.steps, r)
 		}
 	}
-	// Removals of what does not name networks come last.
+	// Rooms once every network their participants name is in its final
+	// state; removals of rooms and lists last.
+	pl.steps = append(pl.steps, roomSteps...)
 	pl.steps = append(pl.steps, listDeletes...)
+	pl.steps = append(pl.steps, roomDeletes...)
 	if _, err := simulateCluster(cs, pl.steps); err != nil {
 		return nil, err
 	}
@@ -1053,6 +1087,11 @@ func planCommand(t int64, s step) *hubv1.Command {
 // tryStep applies s to st with the proposer's admission checks.
 func tryStep(st *raft.State, t int64, s step) (*raft.State, error) {
 	cmd := planCommand(t, s)
+	if isRoomStep(s.kind) {
+		if err := roomCommand(st, cmd, s); err != nil {
+			return nil, err
+		}
+	}
 	if err := raft.AdmitCommand(st, cmd); err != nil {
 		return nil, err
 	}
@@ -1178,6 +1217,7 @@ func writeDiff(w io.Writer, pl *plan) {
 		fmt.Fprintf(w, "# network %s is in the cluster but not in the file: kept (apply --prune removes it)\n", id)
 	}
 	writeListDiff(w, pl)
+	writeRoomDiff(w, pl)
 	if pl.empty() {
 		fmt.Fprintln(w, "no changes")
 		return
@@ -1205,7 +1245,7 @@ func writeDiff(w io.Writer, pl *plan) {
 		}
 	}
 	fmt.Fprintf(w, "networks: %d to add, %d to change, %d to remove; policy entries: %d to add, %d to change, %d to remove%s (%s)\n",
-		add, change, remove, gAdd, gChange, gRemove, listSummary(pl), calls(len(pl.steps)))
+		add, change, remove, gAdd, gChange, gRemove, listSummary(pl)+roomSummary(pl), calls(len(pl.steps)))
 }
 
 func calls(n int) string {

@@ -124,7 +124,7 @@ func TestParseDocument(t *testing.T) {
 		{name: "not YAML", doc: "networks: [\n", wantErrs: []string{"not YAML"}},
 		{name: "two documents", doc: docHeader + "---\n" + docHeader, wantErrs: []string{"more than one YAML document"}},
 		{name: "not a mapping", doc: "- a\n", wantErrs: []string{"want a mapping of apiVersion, kind, networks, policies"}},
-		{name: "unknown top-level key", doc: docHeader + "queues: []\n", wantErrs: []string{"3:1: queues: unknown key (valid: apiVersion, kind, networks, policies, lists)"}},
+		{name: "unknown top-level key", doc: docHeader + "queues: []\n", wantErrs: []string{"3:1: queues: unknown key (valid: apiVersion, kind, networks, policies, lists, rooms)"}},
 		{name: "duplicate key", doc: docHeader + "networks: []\nnetworks: []\n", wantErrs: []string{"4:1: networks: given twice"}},
 		{name: "alias", doc: docHeader + "networks: &n []\npolicies: *n\n", wantErrs: []string{"networks: YAML anchors and aliases are not supported", "policies: YAML anchors"}},
 		{name: "networks not a list", doc: docHeader + "networks: {a: 1}\n", wantErrs: []string{"3:11: networks: want a list"}},
