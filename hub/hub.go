@@ -254,6 +254,13 @@ func (h *Hub) Run(ctx context.Context) error {
 	started := false
 	h.runOnce.Do(func() {
 		started = true
+		// Under closeMu: a Close that got here first has waited for
+		// nothing and must not see goroutines added behind its Wait.
+		h.closeMu.Lock()
+		defer h.closeMu.Unlock()
+		if h.isClosed {
+			return
+		}
 		serve := func(name string, f func() error) {
 			h.serve.Add(1)
 			go func() {
