@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"strconv"
@@ -21,6 +22,23 @@ type tcpEdge struct {
 	ln   net.Listener
 	mu   sync.Mutex
 	msgs []*sipMsg
+}
+
+// reservablePort returns ip:port for an edge that starts later: a port
+// free now, below the kernel's ephemeral range, so that no socket bound to
+// port 0 meanwhile (other test packages run in parallel) can take it before
+// the edge listens on it.
+func reservablePort(t *testing.T, ip string) string {
+	t.Helper()
+	for range 200 {
+		addr := net.JoinHostPort(ip, strconv.Itoa(20000+mrand.IntN(12000)))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return ""
 }
 
 func startTCPEdge(t *testing.T, addr string) *tcpEdge {
@@ -115,13 +133,14 @@ func queueDepth(t *testing.T, n *node, network string) (int, error) {
 // original Call-ID, From tag, CSeq and byte-identical body. Duplicates
 // (the at-least-once window) are counted, not failed.
 //
-// N is 200 by default (CLEARHUB_SAF_N overrides, e.g. 1000: about 50 s of
-// delivery at the default 20 messages/s per destination).
+// N is 1,000, as the issue asks (CLEARHUB_SAF_N overrides it, e.g. 200
+// for a quicker run): about a minute to store and 50 s to deliver at the
+// default 20 messages/s per destination, for each of the two kills.
 func TestStoreAndForwardSurvivesKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	n := 200
+	n := 1000
 	if v, err := strconv.Atoi(os.Getenv("CLEARHUB_SAF_N")); err == nil && v > 0 {
 		n = v
 	}
@@ -137,12 +156,7 @@ func storeAndForwardKill(t *testing.T, n int, killLeader bool) {
 	n1, n2, n3 := startCluster(t)
 	nodes := map[string]*node{"n1": n1, "n2": n2, "n3": n3}
 	b := newUDPPeer(t, "127.0.0.3")
-	probe, err := net.Listen("tcp", "127.0.0.2:0") // a port for net-a's edge, free once closed
-	if err != nil {
-		t.Fatal(err)
-	}
-	edgeAddr := probe.Addr().String()
-	probe.Close()
+	edgeAddr := reservablePort(t, "127.0.0.2")
 	mustHubctl(t, n1, "network", "add", "net-a", "--domain", "a.example", "--edge", "sip:"+edgeAddr+";transport=tcp", "--cidr", "127.0.0.2/32")
 	mustHubctl(t, n1, "network", "add", "net-b", "--domain", "b.example", "--edge", "sip:"+b.addr(), "--cidr", "127.0.0.3/32")
 	mustHubctl(t, n1, "policy", "allow", "net-a", "--from", "net-b", "--services", "im")
