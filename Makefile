@@ -62,7 +62,7 @@ cluster: build
 # Interop with real third-party SIP software: Kamailio member networks and
 # SIPp users around a real hubd (installs Debian packages when missing).
 interop: build
-	./tests/interop/run.sh
+	bash ./tests/interop/run.sh
 
 # Speed, measured (never asserted): SIP forwarding through an in-process hub
 # with the real ledger, ledger appends/export/verify/proofs, replicated admin
@@ -78,7 +78,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./hub/lists/
 	$(GO) test -run '^$$' -bench 'RoomPost' -benchtime 2000x ./raft/
 	$(GO) test -run '^$$' -bench 'Fanout1000|Room200Sustained' -benchtime 4x ./chatroom/
-	./tests/load/bench.sh
+	bash ./tests/load/bench.sh
 
 # Installs the binaries, the systemd unit and (if none exists) the example
 # configuration; DESTDIR and PREFIX work as usual for packaging.
