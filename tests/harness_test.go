@@ -88,7 +88,7 @@ type node struct {
 	sipTLS   string
 	extra    []string
 	cmd      *exec.Cmd
-	logs     *bytes.Buffer
+	logs     *lockedWriter // the process writes it while tests read it: read through String
 	exited   chan struct{}
 	hubdPath string
 }
@@ -111,9 +111,12 @@ func (n *node) args() []string {
 // start launches the process; it is killed at test cleanup.
 func (n *node) start(t *testing.T, extra ...string) {
 	t.Helper()
-	n.logs = &bytes.Buffer{}
+	// The tests read n.logs while exec's copier goroutine writes it; the
+	// bare bytes.Buffer they used to read raced (-race failed
+	// TestRestartServesOnlyRestoredState and TestRemovedNodeStopsServing).
+	w := &lockedWriter{buf: &bytes.Buffer{}}
+	n.logs = w
 	n.cmd = exec.Command(n.hubdPath, append(n.args(), extra...)...)
-	w := &lockedWriter{buf: n.logs}
 	n.cmd.Stdout, n.cmd.Stderr = w, w
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
