@@ -72,6 +72,14 @@ trap 'exit 130' INT TERM
 
 want_case() { [[ -z "$CASES" || " $CASES " == *" $1 "* ]]; }
 
+# Cases run a second time when the first attempt fails, for a timing race
+# in the peer, not in the hub: Kamailio 5.6's presence on db_sqlite answers
+# 500 "database is locked" to concurrent SUBSCRIBEs, the hub retries that
+# back end and its extra (correct) partial NOTIFY can land while SIPp's
+# fixed scenario is sending the un-SUBSCRIBE, which SIPp counts as
+# unexpected. The summary names every case that passed only on a retry.
+RETRY_ONCE=${RETRY_ONCE-"list-subscription list-sharing"}
+
 # run_case NAME FUNC [ARGS]: runs one case in its own log directory.
 run_case() {
 	local name=$1 t0 rc
@@ -82,13 +90,23 @@ run_case() {
 	t0=$EPOCHREALTIME
 	"$@" >"$CASE_DIR/case.log" 2>&1
 	rc=$?
+	local retried=""
+	if ((rc != 0 && rc != 77)) && [[ " $RETRY_ONCE " == *" $name "* ]]; then
+		# A known timing race in the third-party peer (see RETRY_ONCE):
+		# the first attempt's logs are kept and the summary says so.
+		mv "$CASE_DIR" "$CASE_DIR.first-try"
+		mkdir -p "$CASE_DIR"
+		"$@" >"$CASE_DIR/case.log" 2>&1
+		rc=$?
+		retried=", on the second try (first failed; logs in cases/$name.first-try)"
+	fi
 	local dt
 	dt=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
 	case $rc in
 	0)
 		PASSED=$((PASSED + 1))
-		SUMMARY+=("PASS $name (${dt}s)")
-		echo "PASS $name (${dt}s)"
+		SUMMARY+=("PASS $name (${dt}s$retried)")
+		echo "PASS $name (${dt}s$retried)"
 		;;
 	77)
 		SKIPPED=$((SKIPPED + 1))
