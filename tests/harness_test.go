@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,36 +48,54 @@ func binaries(t *testing.T) (hubd, hubctl string) {
 	return filepath.Join(binDir, "hubd"), filepath.Join(binDir, "hubctl")
 }
 
-// freeAddr returns a loopback TCP address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// Ports for hubd processes are picked below the kernel's ephemeral range
+// (32768-60999 by default) and never handed out twice in one test binary:
+// a node restarted on its ports must find them free, and a port taken from
+// the ephemeral range could meanwhile become the local port of some other
+// package's outgoing connection (packages run in parallel), which makes
+// the restart fail with "address already in use".
+var (
+	portsMu   sync.Mutex
+	portsUsed = map[int]bool{}
+)
 
-// freeUDPTCP returns a port free on both UDP and TCP.
-func freeUDPTCP(t *testing.T) string {
+// lowPort returns a loopback port below the ephemeral range that is free
+// on TCP (and on UDP too when udp is set).
+func lowPort(t *testing.T, udp bool) string {
 	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 500 {
+		p := 20000 + mrand.IntN(12000)
+		if portsUsed[p] {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		addr := ln.Addr().String()
-		pc, err := net.ListenPacket("udp", addr)
-		ln.Close()
-		if err == nil {
+		if udp {
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				ln.Close()
+				continue
+			}
 			pc.Close()
-			return addr
 		}
+		ln.Close()
+		portsUsed[p] = true
+		return addr
 	}
-	t.Fatal("no port free on both udp and tcp")
+	t.Fatal("no free loopback port below the ephemeral range")
 	return ""
 }
+
+// freeAddr returns a loopback TCP address that was free a moment ago.
+func freeAddr(t *testing.T) string { t.Helper(); return lowPort(t, false) }
+
+// freeUDPTCP returns a port free on both UDP and TCP.
+func freeUDPTCP(t *testing.T) string { t.Helper(); return lowPort(t, true) }
 
 // node is one hubd process.
 type node struct {
