@@ -524,8 +524,13 @@ func TestRateControl(t *testing.T) {
 func TestDropWhileSubscribeInFlight(t *testing.T) {
 	l := newLab(t, labState(t, false, publicList(buddies, "sip:bob@b.example")), nil)
 	release := make(chan struct{})
+	inFlight := make(chan struct{}, 1)
 	l.snd.answer = func(req *sip.Request, _ string) int {
 		if req.Method == sip.SUBSCRIBE && headerValue(req, "Expires") != "0" {
+			select {
+			case inFlight <- struct{}{}:
+			default:
+			}
 			<-release
 		}
 		return 200
@@ -533,6 +538,13 @@ func TestDropWhileSubscribeInFlight(t *testing.T) {
 	o := subOpts{callID: "inflight", fromTag: "f1"}
 	res := l.serve(subscribeReq(t, "alice", buddies, o), "a")
 	l.nextNotify()
+	// The back-end SUBSCRIBE must really be in flight before the watcher
+	// goes (on a loaded machine its goroutine may not have sent it yet).
+	select {
+	case <-inFlight:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the back-end SUBSCRIBE was never sent")
+	}
 	o.toTag, o.expires = tagOf(res.To().Params), "0"
 	l.serve(subscribeReq(t, "alice", buddies, o), "a") // unsubscribe: the back end is dropped
 	l.nextNotify()
