@@ -65,30 +65,10 @@ func (e *tcpEdge) serve(c net.Conn) {
 	defer c.Close()
 	r := bufio.NewReader(c)
 	for {
-		var head strings.Builder
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			if head.Len() == 0 && strings.TrimSpace(line) == "" {
-				continue
-			}
-			head.WriteString(line)
-			if line == "\r\n" {
-				break
-			}
-		}
-		m, err := parseSIP(head.String())
+		m, err := readStreamSIP(r)
 		if err != nil {
 			return
 		}
-		n, _ := strconv.Atoi(m.get("Content-Length"))
-		body := make([]byte, n)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return
-		}
-		m.body = string(body)
 		if strings.HasPrefix(m.start, "MESSAGE ") {
 			e.mu.Lock()
 			e.msgs = append(e.msgs, m)

@@ -228,3 +228,34 @@ func (p *tlsPeer) recvFinal(t *testing.T, within time.Duration) *sipMsg {
 		}
 	}
 }
+
+// readStreamSIP reads one message from a SIP stream (RFC 3261 18.3:
+// headers to the blank line, then Content-Length bytes of body), skipping
+// keep-alive CRLFs between messages.
+func readStreamSIP(r *bufio.Reader) (*sipMsg, error) {
+	var head strings.Builder
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return nil, err
+		}
+		if head.Len() == 0 && strings.TrimSpace(line) == "" {
+			continue
+		}
+		head.WriteString(line)
+		if line == "\r\n" {
+			break
+		}
+	}
+	m, err := parseSIP(head.String())
+	if err != nil {
+		return nil, err
+	}
+	n, _ := strconv.Atoi(m.get("Content-Length"))
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, err
+	}
+	m.body = string(body)
+	return m, nil
+}
