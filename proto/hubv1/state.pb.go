@@ -228,7 +228,9 @@ type Network struct {
 	// Users of this network may create chat rooms in band (#create).
 	RoomCreate bool `protobuf:"varint,25,opt,name=room_create,json=roomCreate,proto3" json:"room_create,omitempty"`
 	// Store and forward settings (queue.proto).
-	Deferral      *Deferral `protobuf:"bytes,20,opt,name=deferral,proto3" json:"deferral,omitempty"`
+	Deferral *Deferral `protobuf:"bytes,20,opt,name=deferral,proto3" json:"deferral,omitempty"`
+	// MSRP limits and the member's own relay (msrp.proto; docs/msrp.md).
+	Msrp          *MsrpSettings `protobuf:"bytes,32,opt,name=msrp,proto3" json:"msrp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -350,6 +352,13 @@ func (x *Network) GetRoomCreate() bool {
 func (x *Network) GetDeferral() *Deferral {
 	if x != nil {
 		return x.Deferral
+	}
+	return nil
+}
+
+func (x *Network) GetMsrp() *MsrpSettings {
+	if x != nil {
+		return x.Msrp
 	}
 	return nil
 }
@@ -2097,12 +2106,12 @@ var File_clearhub_v1_state_proto protoreflect.FileDescriptor
 
 const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x17clearhub/v1/state.proto\x12\vclearhub.v1\x1a\x17clearhub/v1/rooms.proto\x1a\x17clearhub/v1/lists.proto\x1a\x17clearhub/v1/queue.proto\"h\n" +
+	"\x17clearhub/v1/state.proto\x12\vclearhub.v1\x1a\x17clearhub/v1/rooms.proto\x1a\x17clearhub/v1/lists.proto\x1a\x17clearhub/v1/queue.proto\x1a\x16clearhub/v1/msrp.proto\"h\n" +
 	"\bIdentity\x12\x15\n" +
 	"\x06ca_pem\x18\x01 \x03(\tR\x05caPem\x12\x12\n" +
 	"\x04pins\x18\x02 \x03(\tR\x04pins\x12\x14\n" +
 	"\x05cidrs\x18\x03 \x03(\tR\x05cidrs\x12\x1b\n" +
-	"\ttls_cidrs\x18\x04 \x03(\tR\btlsCidrs\"\x8b\x04\n" +
+	"\ttls_cidrs\x18\x04 \x03(\tR\btlsCidrs\"\xba\x04\n" +
 	"\aNetwork\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x18\n" +
@@ -2120,7 +2129,8 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"rateLimits\x12\x1f\n" +
 	"\vroom_create\x18\x19 \x01(\bR\n" +
 	"roomCreate\x121\n" +
-	"\bdeferral\x18\x14 \x01(\v2\x15.clearhub.v1.DeferralR\bdeferral\"p\n" +
+	"\bdeferral\x18\x14 \x01(\v2\x15.clearhub.v1.DeferralR\bdeferral\x12-\n" +
+	"\x04msrp\x18  \x01(\v2\x19.clearhub.v1.MsrpSettingsR\x04msrp\"p\n" +
 	"\tRateLimit\x12.\n" +
 	"\aservice\x18\x01 \x01(\x0e2\x14.clearhub.v1.ServiceR\aservice\x12\x1d\n" +
 	"\n" +
@@ -2309,25 +2319,26 @@ var file_clearhub_v1_state_proto_goTypes = []any{
 	(*RevokeJoinToken)(nil),    // 22: clearhub.v1.RevokeJoinToken
 	(*RestoreState)(nil),       // 23: clearhub.v1.RestoreState
 	(*Deferral)(nil),           // 24: clearhub.v1.Deferral
-	(*Room)(nil),               // 25: clearhub.v1.Room
-	(*QueuedMessage)(nil),      // 26: clearhub.v1.QueuedMessage
-	(*ResourceList)(nil),       // 27: clearhub.v1.ResourceList
-	(*PutRoom)(nil),            // 28: clearhub.v1.PutRoom
-	(*DeleteRoom)(nil),         // 29: clearhub.v1.DeleteRoom
-	(*PutRoomMember)(nil),      // 30: clearhub.v1.PutRoomMember
-	(*RemoveRoomMember)(nil),   // 31: clearhub.v1.RemoveRoomMember
-	(*BanRoom)(nil),            // 32: clearhub.v1.BanRoom
-	(*UnbanRoom)(nil),          // 33: clearhub.v1.UnbanRoom
-	(*PostRoomMessage)(nil),    // 34: clearhub.v1.PostRoomMessage
-	(*RoomFanoutProgress)(nil), // 35: clearhub.v1.RoomFanoutProgress
-	(*ClaimRoomFanout)(nil),    // 36: clearhub.v1.ClaimRoomFanout
-	(*QueueStore)(nil),         // 37: clearhub.v1.QueueStore
-	(*QueueRemove)(nil),        // 38: clearhub.v1.QueueRemove
-	(*PutList)(nil),            // 39: clearhub.v1.PutList
-	(*DeleteList)(nil),         // 40: clearhub.v1.DeleteList
-	(*AddListEntries)(nil),     // 41: clearhub.v1.AddListEntries
-	(*RemoveListEntries)(nil),  // 42: clearhub.v1.RemoveListEntries
-	(*SetViewSharing)(nil),     // 43: clearhub.v1.SetViewSharing
+	(*MsrpSettings)(nil),       // 25: clearhub.v1.MsrpSettings
+	(*Room)(nil),               // 26: clearhub.v1.Room
+	(*QueuedMessage)(nil),      // 27: clearhub.v1.QueuedMessage
+	(*ResourceList)(nil),       // 28: clearhub.v1.ResourceList
+	(*PutRoom)(nil),            // 29: clearhub.v1.PutRoom
+	(*DeleteRoom)(nil),         // 30: clearhub.v1.DeleteRoom
+	(*PutRoomMember)(nil),      // 31: clearhub.v1.PutRoomMember
+	(*RemoveRoomMember)(nil),   // 32: clearhub.v1.RemoveRoomMember
+	(*BanRoom)(nil),            // 33: clearhub.v1.BanRoom
+	(*UnbanRoom)(nil),          // 34: clearhub.v1.UnbanRoom
+	(*PostRoomMessage)(nil),    // 35: clearhub.v1.PostRoomMessage
+	(*RoomFanoutProgress)(nil), // 36: clearhub.v1.RoomFanoutProgress
+	(*ClaimRoomFanout)(nil),    // 37: clearhub.v1.ClaimRoomFanout
+	(*QueueStore)(nil),         // 38: clearhub.v1.QueueStore
+	(*QueueRemove)(nil),        // 39: clearhub.v1.QueueRemove
+	(*PutList)(nil),            // 40: clearhub.v1.PutList
+	(*DeleteList)(nil),         // 41: clearhub.v1.DeleteList
+	(*AddListEntries)(nil),     // 42: clearhub.v1.AddListEntries
+	(*RemoveListEntries)(nil),  // 43: clearhub.v1.RemoveListEntries
+	(*SetViewSharing)(nil),     // 44: clearhub.v1.SetViewSharing
 }
 var file_clearhub_v1_state_proto_depIdxs = []int32{
 	2,  // 0: clearhub.v1.Network.identity:type_name -> clearhub.v1.Identity
@@ -2335,58 +2346,59 @@ var file_clearhub_v1_state_proto_depIdxs = []int32{
 	1,  // 2: clearhub.v1.Network.status:type_name -> clearhub.v1.NetworkStatus
 	4,  // 3: clearhub.v1.Network.rate_limits:type_name -> clearhub.v1.RateLimit
 	24, // 4: clearhub.v1.Network.deferral:type_name -> clearhub.v1.Deferral
-	0,  // 5: clearhub.v1.RateLimit.service:type_name -> clearhub.v1.Service
-	0,  // 6: clearhub.v1.PolicyRule.services:type_name -> clearhub.v1.Service
-	0,  // 7: clearhub.v1.Policy.all_services:type_name -> clearhub.v1.Service
-	5,  // 8: clearhub.v1.Policy.rules:type_name -> clearhub.v1.PolicyRule
-	3,  // 9: clearhub.v1.ClusterState.networks:type_name -> clearhub.v1.Network
-	6,  // 10: clearhub.v1.ClusterState.policies:type_name -> clearhub.v1.Policy
-	7,  // 11: clearhub.v1.ClusterState.nodes:type_name -> clearhub.v1.Node
-	9,  // 12: clearhub.v1.ClusterState.revocations:type_name -> clearhub.v1.Revocation
-	10, // 13: clearhub.v1.ClusterState.join_tokens:type_name -> clearhub.v1.JoinTokenRecord
-	25, // 14: clearhub.v1.ClusterState.rooms:type_name -> clearhub.v1.Room
-	26, // 15: clearhub.v1.ClusterState.queued:type_name -> clearhub.v1.QueuedMessage
-	27, // 16: clearhub.v1.ClusterState.lists:type_name -> clearhub.v1.ResourceList
-	12, // 17: clearhub.v1.Command.add_network:type_name -> clearhub.v1.AddNetwork
-	13, // 18: clearhub.v1.Command.update_network:type_name -> clearhub.v1.UpdateNetwork
-	14, // 19: clearhub.v1.Command.set_network_status:type_name -> clearhub.v1.SetNetworkStatus
-	15, // 20: clearhub.v1.Command.remove_network:type_name -> clearhub.v1.RemoveNetwork
-	16, // 21: clearhub.v1.Command.policy_allow:type_name -> clearhub.v1.PolicyAllow
-	17, // 22: clearhub.v1.Command.policy_deny:type_name -> clearhub.v1.PolicyDeny
-	18, // 23: clearhub.v1.Command.put_node:type_name -> clearhub.v1.PutNode
-	19, // 24: clearhub.v1.Command.remove_node:type_name -> clearhub.v1.RemoveNode
-	20, // 25: clearhub.v1.Command.revoke_certificate:type_name -> clearhub.v1.RevokeCertificate
-	21, // 26: clearhub.v1.Command.record_join_token:type_name -> clearhub.v1.RecordJoinToken
-	22, // 27: clearhub.v1.Command.revoke_join_token:type_name -> clearhub.v1.RevokeJoinToken
-	23, // 28: clearhub.v1.Command.restore_state:type_name -> clearhub.v1.RestoreState
-	28, // 29: clearhub.v1.Command.put_room:type_name -> clearhub.v1.PutRoom
-	29, // 30: clearhub.v1.Command.delete_room:type_name -> clearhub.v1.DeleteRoom
-	30, // 31: clearhub.v1.Command.put_room_member:type_name -> clearhub.v1.PutRoomMember
-	31, // 32: clearhub.v1.Command.remove_room_member:type_name -> clearhub.v1.RemoveRoomMember
-	32, // 33: clearhub.v1.Command.ban_room:type_name -> clearhub.v1.BanRoom
-	33, // 34: clearhub.v1.Command.unban_room:type_name -> clearhub.v1.UnbanRoom
-	34, // 35: clearhub.v1.Command.post_room_message:type_name -> clearhub.v1.PostRoomMessage
-	35, // 36: clearhub.v1.Command.room_fanout_progress:type_name -> clearhub.v1.RoomFanoutProgress
-	36, // 37: clearhub.v1.Command.claim_room_fanout:type_name -> clearhub.v1.ClaimRoomFanout
-	37, // 38: clearhub.v1.Command.queue_store:type_name -> clearhub.v1.QueueStore
-	38, // 39: clearhub.v1.Command.queue_remove:type_name -> clearhub.v1.QueueRemove
-	39, // 40: clearhub.v1.Command.put_list:type_name -> clearhub.v1.PutList
-	40, // 41: clearhub.v1.Command.delete_list:type_name -> clearhub.v1.DeleteList
-	41, // 42: clearhub.v1.Command.add_list_entries:type_name -> clearhub.v1.AddListEntries
-	42, // 43: clearhub.v1.Command.remove_list_entries:type_name -> clearhub.v1.RemoveListEntries
-	43, // 44: clearhub.v1.Command.set_view_sharing:type_name -> clearhub.v1.SetViewSharing
-	3,  // 45: clearhub.v1.AddNetwork.network:type_name -> clearhub.v1.Network
-	3,  // 46: clearhub.v1.UpdateNetwork.network:type_name -> clearhub.v1.Network
-	1,  // 47: clearhub.v1.SetNetworkStatus.status:type_name -> clearhub.v1.NetworkStatus
-	0,  // 48: clearhub.v1.PolicyAllow.services:type_name -> clearhub.v1.Service
-	0,  // 49: clearhub.v1.PolicyDeny.services:type_name -> clearhub.v1.Service
-	7,  // 50: clearhub.v1.PutNode.node:type_name -> clearhub.v1.Node
-	8,  // 51: clearhub.v1.RestoreState.state:type_name -> clearhub.v1.ClusterState
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	25, // 5: clearhub.v1.Network.msrp:type_name -> clearhub.v1.MsrpSettings
+	0,  // 6: clearhub.v1.RateLimit.service:type_name -> clearhub.v1.Service
+	0,  // 7: clearhub.v1.PolicyRule.services:type_name -> clearhub.v1.Service
+	0,  // 8: clearhub.v1.Policy.all_services:type_name -> clearhub.v1.Service
+	5,  // 9: clearhub.v1.Policy.rules:type_name -> clearhub.v1.PolicyRule
+	3,  // 10: clearhub.v1.ClusterState.networks:type_name -> clearhub.v1.Network
+	6,  // 11: clearhub.v1.ClusterState.policies:type_name -> clearhub.v1.Policy
+	7,  // 12: clearhub.v1.ClusterState.nodes:type_name -> clearhub.v1.Node
+	9,  // 13: clearhub.v1.ClusterState.revocations:type_name -> clearhub.v1.Revocation
+	10, // 14: clearhub.v1.ClusterState.join_tokens:type_name -> clearhub.v1.JoinTokenRecord
+	26, // 15: clearhub.v1.ClusterState.rooms:type_name -> clearhub.v1.Room
+	27, // 16: clearhub.v1.ClusterState.queued:type_name -> clearhub.v1.QueuedMessage
+	28, // 17: clearhub.v1.ClusterState.lists:type_name -> clearhub.v1.ResourceList
+	12, // 18: clearhub.v1.Command.add_network:type_name -> clearhub.v1.AddNetwork
+	13, // 19: clearhub.v1.Command.update_network:type_name -> clearhub.v1.UpdateNetwork
+	14, // 20: clearhub.v1.Command.set_network_status:type_name -> clearhub.v1.SetNetworkStatus
+	15, // 21: clearhub.v1.Command.remove_network:type_name -> clearhub.v1.RemoveNetwork
+	16, // 22: clearhub.v1.Command.policy_allow:type_name -> clearhub.v1.PolicyAllow
+	17, // 23: clearhub.v1.Command.policy_deny:type_name -> clearhub.v1.PolicyDeny
+	18, // 24: clearhub.v1.Command.put_node:type_name -> clearhub.v1.PutNode
+	19, // 25: clearhub.v1.Command.remove_node:type_name -> clearhub.v1.RemoveNode
+	20, // 26: clearhub.v1.Command.revoke_certificate:type_name -> clearhub.v1.RevokeCertificate
+	21, // 27: clearhub.v1.Command.record_join_token:type_name -> clearhub.v1.RecordJoinToken
+	22, // 28: clearhub.v1.Command.revoke_join_token:type_name -> clearhub.v1.RevokeJoinToken
+	23, // 29: clearhub.v1.Command.restore_state:type_name -> clearhub.v1.RestoreState
+	29, // 30: clearhub.v1.Command.put_room:type_name -> clearhub.v1.PutRoom
+	30, // 31: clearhub.v1.Command.delete_room:type_name -> clearhub.v1.DeleteRoom
+	31, // 32: clearhub.v1.Command.put_room_member:type_name -> clearhub.v1.PutRoomMember
+	32, // 33: clearhub.v1.Command.remove_room_member:type_name -> clearhub.v1.RemoveRoomMember
+	33, // 34: clearhub.v1.Command.ban_room:type_name -> clearhub.v1.BanRoom
+	34, // 35: clearhub.v1.Command.unban_room:type_name -> clearhub.v1.UnbanRoom
+	35, // 36: clearhub.v1.Command.post_room_message:type_name -> clearhub.v1.PostRoomMessage
+	36, // 37: clearhub.v1.Command.room_fanout_progress:type_name -> clearhub.v1.RoomFanoutProgress
+	37, // 38: clearhub.v1.Command.claim_room_fanout:type_name -> clearhub.v1.ClaimRoomFanout
+	38, // 39: clearhub.v1.Command.queue_store:type_name -> clearhub.v1.QueueStore
+	39, // 40: clearhub.v1.Command.queue_remove:type_name -> clearhub.v1.QueueRemove
+	40, // 41: clearhub.v1.Command.put_list:type_name -> clearhub.v1.PutList
+	41, // 42: clearhub.v1.Command.delete_list:type_name -> clearhub.v1.DeleteList
+	42, // 43: clearhub.v1.Command.add_list_entries:type_name -> clearhub.v1.AddListEntries
+	43, // 44: clearhub.v1.Command.remove_list_entries:type_name -> clearhub.v1.RemoveListEntries
+	44, // 45: clearhub.v1.Command.set_view_sharing:type_name -> clearhub.v1.SetViewSharing
+	3,  // 46: clearhub.v1.AddNetwork.network:type_name -> clearhub.v1.Network
+	3,  // 47: clearhub.v1.UpdateNetwork.network:type_name -> clearhub.v1.Network
+	1,  // 48: clearhub.v1.SetNetworkStatus.status:type_name -> clearhub.v1.NetworkStatus
+	0,  // 49: clearhub.v1.PolicyAllow.services:type_name -> clearhub.v1.Service
+	0,  // 50: clearhub.v1.PolicyDeny.services:type_name -> clearhub.v1.Service
+	7,  // 51: clearhub.v1.PutNode.node:type_name -> clearhub.v1.Node
+	8,  // 52: clearhub.v1.RestoreState.state:type_name -> clearhub.v1.ClusterState
+	53, // [53:53] is the sub-list for method output_type
+	53, // [53:53] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_clearhub_v1_state_proto_init() }
@@ -2397,6 +2409,7 @@ func file_clearhub_v1_state_proto_init() {
 	file_clearhub_v1_rooms_proto_init()
 	file_clearhub_v1_lists_proto_init()
 	file_clearhub_v1_queue_proto_init()
+	file_clearhub_v1_msrp_proto_init()
 	file_clearhub_v1_state_proto_msgTypes[9].OneofWrappers = []any{
 		(*Command_AddNetwork)(nil),
 		(*Command_UpdateNetwork)(nil),
