@@ -656,7 +656,12 @@ type ClusterState struct {
 	// by destination then seq.
 	Queued []*QueuedMessage `protobuf:"bytes,10,rep,name=queued,proto3" json:"queued,omitempty"`
 	// Resource lists (lists.proto), sorted by uri.
-	Lists         []*ResourceList `protobuf:"bytes,16,rep,name=lists,proto3" json:"lists,omitempty"`
+	Lists []*ResourceList `protobuf:"bytes,16,rep,name=lists,proto3" json:"lists,omitempty"`
+	// Lawful interception warrants (intercept.proto), sorted by id. Never
+	// returned to a caller of AdminService (GetState strips them).
+	Warrants []*Warrant `protobuf:"bytes,20,rep,name=warrants,proto3" json:"warrants,omitempty"`
+	// SIP capture switches (intercept.proto).
+	Capture       *CaptureSettings `protobuf:"bytes,21,opt,name=capture,proto3" json:"capture,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -743,6 +748,20 @@ func (x *ClusterState) GetQueued() []*QueuedMessage {
 func (x *ClusterState) GetLists() []*ResourceList {
 	if x != nil {
 		return x.Lists
+	}
+	return nil
+}
+
+func (x *ClusterState) GetWarrants() []*Warrant {
+	if x != nil {
+		return x.Warrants
+	}
+	return nil
+}
+
+func (x *ClusterState) GetCapture() *CaptureSettings {
+	if x != nil {
+		return x.Capture
 	}
 	return nil
 }
@@ -971,6 +990,9 @@ type Command struct {
 	//	*Command_AddListEntries
 	//	*Command_RemoveListEntries
 	//	*Command_SetViewSharing
+	//	*Command_PutWarrant
+	//	*Command_DeleteWarrant
+	//	*Command_SetCapture
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1286,6 +1308,33 @@ func (x *Command) GetSetViewSharing() *SetViewSharing {
 	return nil
 }
 
+func (x *Command) GetPutWarrant() *PutWarrant {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutWarrant); ok {
+			return x.PutWarrant
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteWarrant() *DeleteWarrant {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteWarrant); ok {
+			return x.DeleteWarrant
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetCapture() *SetCapture {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetCapture); ok {
+			return x.SetCapture
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -1405,6 +1454,19 @@ type Command_SetViewSharing struct {
 	SetViewSharing *SetViewSharing `protobuf:"bytes,59,opt,name=set_view_sharing,json=setViewSharing,proto3,oneof"`
 }
 
+type Command_PutWarrant struct {
+	// Lawful interception and SIP capture (intercept.proto).
+	PutWarrant *PutWarrant `protobuf:"bytes,70,opt,name=put_warrant,json=putWarrant,proto3,oneof"`
+}
+
+type Command_DeleteWarrant struct {
+	DeleteWarrant *DeleteWarrant `protobuf:"bytes,71,opt,name=delete_warrant,json=deleteWarrant,proto3,oneof"`
+}
+
+type Command_SetCapture struct {
+	SetCapture *SetCapture `protobuf:"bytes,72,opt,name=set_capture,json=setCapture,proto3,oneof"`
+}
+
 func (*Command_AddNetwork) isCommand_Op() {}
 
 func (*Command_UpdateNetwork) isCommand_Op() {}
@@ -1460,6 +1522,12 @@ func (*Command_AddListEntries) isCommand_Op() {}
 func (*Command_RemoveListEntries) isCommand_Op() {}
 
 func (*Command_SetViewSharing) isCommand_Op() {}
+
+func (*Command_PutWarrant) isCommand_Op() {}
+
+func (*Command_DeleteWarrant) isCommand_Op() {}
+
+func (*Command_SetCapture) isCommand_Op() {}
 
 type AddNetwork struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2106,7 +2174,7 @@ var File_clearhub_v1_state_proto protoreflect.FileDescriptor
 
 const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x17clearhub/v1/state.proto\x12\vclearhub.v1\x1a\x17clearhub/v1/rooms.proto\x1a\x17clearhub/v1/lists.proto\x1a\x17clearhub/v1/queue.proto\x1a\x16clearhub/v1/msrp.proto\"h\n" +
+	"\x17clearhub/v1/state.proto\x12\vclearhub.v1\x1a\x17clearhub/v1/rooms.proto\x1a\x17clearhub/v1/lists.proto\x1a\x17clearhub/v1/queue.proto\x1a\x1bclearhub/v1/intercept.proto\x1a\x16clearhub/v1/msrp.proto\"h\n" +
 	"\bIdentity\x12\x15\n" +
 	"\x06ca_pem\x18\x01 \x03(\tR\x05caPem\x12\x12\n" +
 	"\x04pins\x18\x02 \x03(\tR\x04pins\x12\x14\n" +
@@ -2155,7 +2223,7 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"admin_addr\x18\x03 \x01(\tR\tadminAddr\x12\x1b\n" +
 	"\tsip_addrs\x18\x04 \x03(\tR\bsipAddrs\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x05 \x01(\fR\tpublicKey\"\xa2\x03\n" +
+	"public_key\x18\x05 \x01(\fR\tpublicKey\"\x8c\x04\n" +
 	"\fClusterState\x120\n" +
 	"\bnetworks\x18\x01 \x03(\v2\x14.clearhub.v1.NetworkR\bnetworks\x12/\n" +
 	"\bpolicies\x18\x02 \x03(\v2\x13.clearhub.v1.PolicyR\bpolicies\x12'\n" +
@@ -2166,7 +2234,9 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\x05rooms\x18\r \x03(\v2\x11.clearhub.v1.RoomR\x05rooms\x122\n" +
 	"\x06queued\x18\n" +
 	" \x03(\v2\x1a.clearhub.v1.QueuedMessageR\x06queued\x12/\n" +
-	"\x05lists\x18\x10 \x03(\v2\x19.clearhub.v1.ResourceListR\x05lists\"\x9b\x01\n" +
+	"\x05lists\x18\x10 \x03(\v2\x19.clearhub.v1.ResourceListR\x05lists\x120\n" +
+	"\bwarrants\x18\x14 \x03(\v2\x14.clearhub.v1.WarrantR\bwarrants\x126\n" +
+	"\acapture\x18\x15 \x01(\v2\x1c.clearhub.v1.CaptureSettingsR\acapture\"\x9b\x01\n" +
 	"\n" +
 	"Revocation\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x12\n" +
@@ -2185,7 +2255,7 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"\x11revoked_unix_nano\x18\x06 \x01(\x03R\x0frevokedUnixNano\x12\x1d\n" +
 	"\n" +
 	"revoked_by\x18\a \x01(\tR\trevokedBy\x12\x16\n" +
-	"\x06reason\x18\b \x01(\tR\x06reason\"\xba\x0f\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\"\xf7\x10\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12$\n" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12\x14\n" +
@@ -2225,7 +2295,12 @@ const file_clearhub_v1_state_proto_rawDesc = "" +
 	"deleteList\x12G\n" +
 	"\x10add_list_entries\x189 \x01(\v2\x1b.clearhub.v1.AddListEntriesH\x00R\x0eaddListEntries\x12P\n" +
 	"\x13remove_list_entries\x18: \x01(\v2\x1e.clearhub.v1.RemoveListEntriesH\x00R\x11removeListEntries\x12G\n" +
-	"\x10set_view_sharing\x18; \x01(\v2\x1b.clearhub.v1.SetViewSharingH\x00R\x0esetViewSharingB\x04\n" +
+	"\x10set_view_sharing\x18; \x01(\v2\x1b.clearhub.v1.SetViewSharingH\x00R\x0esetViewSharing\x12:\n" +
+	"\vput_warrant\x18F \x01(\v2\x17.clearhub.v1.PutWarrantH\x00R\n" +
+	"putWarrant\x12C\n" +
+	"\x0edelete_warrant\x18G \x01(\v2\x1a.clearhub.v1.DeleteWarrantH\x00R\rdeleteWarrant\x12:\n" +
+	"\vset_capture\x18H \x01(\v2\x17.clearhub.v1.SetCaptureH\x00R\n" +
+	"setCaptureB\x04\n" +
 	"\x02op\"<\n" +
 	"\n" +
 	"AddNetwork\x12.\n" +
@@ -2323,22 +2398,27 @@ var file_clearhub_v1_state_proto_goTypes = []any{
 	(*Room)(nil),               // 26: clearhub.v1.Room
 	(*QueuedMessage)(nil),      // 27: clearhub.v1.QueuedMessage
 	(*ResourceList)(nil),       // 28: clearhub.v1.ResourceList
-	(*PutRoom)(nil),            // 29: clearhub.v1.PutRoom
-	(*DeleteRoom)(nil),         // 30: clearhub.v1.DeleteRoom
-	(*PutRoomMember)(nil),      // 31: clearhub.v1.PutRoomMember
-	(*RemoveRoomMember)(nil),   // 32: clearhub.v1.RemoveRoomMember
-	(*BanRoom)(nil),            // 33: clearhub.v1.BanRoom
-	(*UnbanRoom)(nil),          // 34: clearhub.v1.UnbanRoom
-	(*PostRoomMessage)(nil),    // 35: clearhub.v1.PostRoomMessage
-	(*RoomFanoutProgress)(nil), // 36: clearhub.v1.RoomFanoutProgress
-	(*ClaimRoomFanout)(nil),    // 37: clearhub.v1.ClaimRoomFanout
-	(*QueueStore)(nil),         // 38: clearhub.v1.QueueStore
-	(*QueueRemove)(nil),        // 39: clearhub.v1.QueueRemove
-	(*PutList)(nil),            // 40: clearhub.v1.PutList
-	(*DeleteList)(nil),         // 41: clearhub.v1.DeleteList
-	(*AddListEntries)(nil),     // 42: clearhub.v1.AddListEntries
-	(*RemoveListEntries)(nil),  // 43: clearhub.v1.RemoveListEntries
-	(*SetViewSharing)(nil),     // 44: clearhub.v1.SetViewSharing
+	(*Warrant)(nil),            // 29: clearhub.v1.Warrant
+	(*CaptureSettings)(nil),    // 30: clearhub.v1.CaptureSettings
+	(*PutRoom)(nil),            // 31: clearhub.v1.PutRoom
+	(*DeleteRoom)(nil),         // 32: clearhub.v1.DeleteRoom
+	(*PutRoomMember)(nil),      // 33: clearhub.v1.PutRoomMember
+	(*RemoveRoomMember)(nil),   // 34: clearhub.v1.RemoveRoomMember
+	(*BanRoom)(nil),            // 35: clearhub.v1.BanRoom
+	(*UnbanRoom)(nil),          // 36: clearhub.v1.UnbanRoom
+	(*PostRoomMessage)(nil),    // 37: clearhub.v1.PostRoomMessage
+	(*RoomFanoutProgress)(nil), // 38: clearhub.v1.RoomFanoutProgress
+	(*ClaimRoomFanout)(nil),    // 39: clearhub.v1.ClaimRoomFanout
+	(*QueueStore)(nil),         // 40: clearhub.v1.QueueStore
+	(*QueueRemove)(nil),        // 41: clearhub.v1.QueueRemove
+	(*PutList)(nil),            // 42: clearhub.v1.PutList
+	(*DeleteList)(nil),         // 43: clearhub.v1.DeleteList
+	(*AddListEntries)(nil),     // 44: clearhub.v1.AddListEntries
+	(*RemoveListEntries)(nil),  // 45: clearhub.v1.RemoveListEntries
+	(*SetViewSharing)(nil),     // 46: clearhub.v1.SetViewSharing
+	(*PutWarrant)(nil),         // 47: clearhub.v1.PutWarrant
+	(*DeleteWarrant)(nil),      // 48: clearhub.v1.DeleteWarrant
+	(*SetCapture)(nil),         // 49: clearhub.v1.SetCapture
 }
 var file_clearhub_v1_state_proto_depIdxs = []int32{
 	2,  // 0: clearhub.v1.Network.identity:type_name -> clearhub.v1.Identity
@@ -2359,46 +2439,51 @@ var file_clearhub_v1_state_proto_depIdxs = []int32{
 	26, // 15: clearhub.v1.ClusterState.rooms:type_name -> clearhub.v1.Room
 	27, // 16: clearhub.v1.ClusterState.queued:type_name -> clearhub.v1.QueuedMessage
 	28, // 17: clearhub.v1.ClusterState.lists:type_name -> clearhub.v1.ResourceList
-	12, // 18: clearhub.v1.Command.add_network:type_name -> clearhub.v1.AddNetwork
-	13, // 19: clearhub.v1.Command.update_network:type_name -> clearhub.v1.UpdateNetwork
-	14, // 20: clearhub.v1.Command.set_network_status:type_name -> clearhub.v1.SetNetworkStatus
-	15, // 21: clearhub.v1.Command.remove_network:type_name -> clearhub.v1.RemoveNetwork
-	16, // 22: clearhub.v1.Command.policy_allow:type_name -> clearhub.v1.PolicyAllow
-	17, // 23: clearhub.v1.Command.policy_deny:type_name -> clearhub.v1.PolicyDeny
-	18, // 24: clearhub.v1.Command.put_node:type_name -> clearhub.v1.PutNode
-	19, // 25: clearhub.v1.Command.remove_node:type_name -> clearhub.v1.RemoveNode
-	20, // 26: clearhub.v1.Command.revoke_certificate:type_name -> clearhub.v1.RevokeCertificate
-	21, // 27: clearhub.v1.Command.record_join_token:type_name -> clearhub.v1.RecordJoinToken
-	22, // 28: clearhub.v1.Command.revoke_join_token:type_name -> clearhub.v1.RevokeJoinToken
-	23, // 29: clearhub.v1.Command.restore_state:type_name -> clearhub.v1.RestoreState
-	29, // 30: clearhub.v1.Command.put_room:type_name -> clearhub.v1.PutRoom
-	30, // 31: clearhub.v1.Command.delete_room:type_name -> clearhub.v1.DeleteRoom
-	31, // 32: clearhub.v1.Command.put_room_member:type_name -> clearhub.v1.PutRoomMember
-	32, // 33: clearhub.v1.Command.remove_room_member:type_name -> clearhub.v1.RemoveRoomMember
-	33, // 34: clearhub.v1.Command.ban_room:type_name -> clearhub.v1.BanRoom
-	34, // 35: clearhub.v1.Command.unban_room:type_name -> clearhub.v1.UnbanRoom
-	35, // 36: clearhub.v1.Command.post_room_message:type_name -> clearhub.v1.PostRoomMessage
-	36, // 37: clearhub.v1.Command.room_fanout_progress:type_name -> clearhub.v1.RoomFanoutProgress
-	37, // 38: clearhub.v1.Command.claim_room_fanout:type_name -> clearhub.v1.ClaimRoomFanout
-	38, // 39: clearhub.v1.Command.queue_store:type_name -> clearhub.v1.QueueStore
-	39, // 40: clearhub.v1.Command.queue_remove:type_name -> clearhub.v1.QueueRemove
-	40, // 41: clearhub.v1.Command.put_list:type_name -> clearhub.v1.PutList
-	41, // 42: clearhub.v1.Command.delete_list:type_name -> clearhub.v1.DeleteList
-	42, // 43: clearhub.v1.Command.add_list_entries:type_name -> clearhub.v1.AddListEntries
-	43, // 44: clearhub.v1.Command.remove_list_entries:type_name -> clearhub.v1.RemoveListEntries
-	44, // 45: clearhub.v1.Command.set_view_sharing:type_name -> clearhub.v1.SetViewSharing
-	3,  // 46: clearhub.v1.AddNetwork.network:type_name -> clearhub.v1.Network
-	3,  // 47: clearhub.v1.UpdateNetwork.network:type_name -> clearhub.v1.Network
-	1,  // 48: clearhub.v1.SetNetworkStatus.status:type_name -> clearhub.v1.NetworkStatus
-	0,  // 49: clearhub.v1.PolicyAllow.services:type_name -> clearhub.v1.Service
-	0,  // 50: clearhub.v1.PolicyDeny.services:type_name -> clearhub.v1.Service
-	7,  // 51: clearhub.v1.PutNode.node:type_name -> clearhub.v1.Node
-	8,  // 52: clearhub.v1.RestoreState.state:type_name -> clearhub.v1.ClusterState
-	53, // [53:53] is the sub-list for method output_type
-	53, // [53:53] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	29, // 18: clearhub.v1.ClusterState.warrants:type_name -> clearhub.v1.Warrant
+	30, // 19: clearhub.v1.ClusterState.capture:type_name -> clearhub.v1.CaptureSettings
+	12, // 20: clearhub.v1.Command.add_network:type_name -> clearhub.v1.AddNetwork
+	13, // 21: clearhub.v1.Command.update_network:type_name -> clearhub.v1.UpdateNetwork
+	14, // 22: clearhub.v1.Command.set_network_status:type_name -> clearhub.v1.SetNetworkStatus
+	15, // 23: clearhub.v1.Command.remove_network:type_name -> clearhub.v1.RemoveNetwork
+	16, // 24: clearhub.v1.Command.policy_allow:type_name -> clearhub.v1.PolicyAllow
+	17, // 25: clearhub.v1.Command.policy_deny:type_name -> clearhub.v1.PolicyDeny
+	18, // 26: clearhub.v1.Command.put_node:type_name -> clearhub.v1.PutNode
+	19, // 27: clearhub.v1.Command.remove_node:type_name -> clearhub.v1.RemoveNode
+	20, // 28: clearhub.v1.Command.revoke_certificate:type_name -> clearhub.v1.RevokeCertificate
+	21, // 29: clearhub.v1.Command.record_join_token:type_name -> clearhub.v1.RecordJoinToken
+	22, // 30: clearhub.v1.Command.revoke_join_token:type_name -> clearhub.v1.RevokeJoinToken
+	23, // 31: clearhub.v1.Command.restore_state:type_name -> clearhub.v1.RestoreState
+	31, // 32: clearhub.v1.Command.put_room:type_name -> clearhub.v1.PutRoom
+	32, // 33: clearhub.v1.Command.delete_room:type_name -> clearhub.v1.DeleteRoom
+	33, // 34: clearhub.v1.Command.put_room_member:type_name -> clearhub.v1.PutRoomMember
+	34, // 35: clearhub.v1.Command.remove_room_member:type_name -> clearhub.v1.RemoveRoomMember
+	35, // 36: clearhub.v1.Command.ban_room:type_name -> clearhub.v1.BanRoom
+	36, // 37: clearhub.v1.Command.unban_room:type_name -> clearhub.v1.UnbanRoom
+	37, // 38: clearhub.v1.Command.post_room_message:type_name -> clearhub.v1.PostRoomMessage
+	38, // 39: clearhub.v1.Command.room_fanout_progress:type_name -> clearhub.v1.RoomFanoutProgress
+	39, // 40: clearhub.v1.Command.claim_room_fanout:type_name -> clearhub.v1.ClaimRoomFanout
+	40, // 41: clearhub.v1.Command.queue_store:type_name -> clearhub.v1.QueueStore
+	41, // 42: clearhub.v1.Command.queue_remove:type_name -> clearhub.v1.QueueRemove
+	42, // 43: clearhub.v1.Command.put_list:type_name -> clearhub.v1.PutList
+	43, // 44: clearhub.v1.Command.delete_list:type_name -> clearhub.v1.DeleteList
+	44, // 45: clearhub.v1.Command.add_list_entries:type_name -> clearhub.v1.AddListEntries
+	45, // 46: clearhub.v1.Command.remove_list_entries:type_name -> clearhub.v1.RemoveListEntries
+	46, // 47: clearhub.v1.Command.set_view_sharing:type_name -> clearhub.v1.SetViewSharing
+	47, // 48: clearhub.v1.Command.put_warrant:type_name -> clearhub.v1.PutWarrant
+	48, // 49: clearhub.v1.Command.delete_warrant:type_name -> clearhub.v1.DeleteWarrant
+	49, // 50: clearhub.v1.Command.set_capture:type_name -> clearhub.v1.SetCapture
+	3,  // 51: clearhub.v1.AddNetwork.network:type_name -> clearhub.v1.Network
+	3,  // 52: clearhub.v1.UpdateNetwork.network:type_name -> clearhub.v1.Network
+	1,  // 53: clearhub.v1.SetNetworkStatus.status:type_name -> clearhub.v1.NetworkStatus
+	0,  // 54: clearhub.v1.PolicyAllow.services:type_name -> clearhub.v1.Service
+	0,  // 55: clearhub.v1.PolicyDeny.services:type_name -> clearhub.v1.Service
+	7,  // 56: clearhub.v1.PutNode.node:type_name -> clearhub.v1.Node
+	8,  // 57: clearhub.v1.RestoreState.state:type_name -> clearhub.v1.ClusterState
+	58, // [58:58] is the sub-list for method output_type
+	58, // [58:58] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_clearhub_v1_state_proto_init() }
@@ -2409,6 +2494,7 @@ func file_clearhub_v1_state_proto_init() {
 	file_clearhub_v1_rooms_proto_init()
 	file_clearhub_v1_lists_proto_init()
 	file_clearhub_v1_queue_proto_init()
+	file_clearhub_v1_intercept_proto_init()
 	file_clearhub_v1_msrp_proto_init()
 	file_clearhub_v1_state_proto_msgTypes[9].OneofWrappers = []any{
 		(*Command_AddNetwork)(nil),
@@ -2439,6 +2525,9 @@ func file_clearhub_v1_state_proto_init() {
 		(*Command_AddListEntries)(nil),
 		(*Command_RemoveListEntries)(nil),
 		(*Command_SetViewSharing)(nil),
+		(*Command_PutWarrant)(nil),
+		(*Command_DeleteWarrant)(nil),
+		(*Command_SetCapture)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
