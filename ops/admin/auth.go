@@ -192,6 +192,12 @@ var methodAccess = map[string]access{
 	hubv1.QueueService_RetryQueue_FullMethodName: opAccess(rAdmin|rOperator, true),
 	hubv1.QueueService_DropQueued_FullMethodName: opAccess(rAdmin|rOperator, true),
 
+	// Operator web console (ops/console): every operator role may log a
+	// browser in as itself; what the console then reads and changes goes
+	// through this table under the same name and role. Logged like a
+	// change: a login link is a credential.
+	hubv1.ConsoleService_CreateLogin_FullMethodName: opAccess(rAll, true),
+
 	// Node to node.
 	hubv1.ClusterInternal_Propose_FullMethodName:          {kind: pki.RoleNode},
 	hubv1.ClusterInternal_AddVoter_FullMethodName:         {kind: pki.RoleNode, change: true},

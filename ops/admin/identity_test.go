@@ -89,7 +89,8 @@ func serialOf(c tls.Certificate) string { return raft.SerialString(c.Leaf.Serial
 func TestAccessTableCovers(t *testing.T) {
 	served := map[string]bool{}
 	for _, d := range []*grpc.ServiceDesc{&hubv1.AdminService_ServiceDesc, &hubv1.ClusterInternal_ServiceDesc, &hubv1.JoinService_ServiceDesc,
-		&hubv1.ListService_ServiceDesc, &hubv1.QueueService_ServiceDesc, &hubv1.RoomService_ServiceDesc, &hubv1.MemberAuditService_ServiceDesc} {
+		&hubv1.ListService_ServiceDesc, &hubv1.QueueService_ServiceDesc, &hubv1.RoomService_ServiceDesc, &hubv1.MemberAuditService_ServiceDesc,
+		&hubv1.ConsoleService_ServiceDesc} {
 		for _, m := range d.Methods {
 			served["/"+d.ServiceName+"/"+m.MethodName] = true
 		}
