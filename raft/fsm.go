@@ -41,7 +41,7 @@ func ApplyTo(s *State, index uint64, cmd *hubv1.Command) (*State, error) {
 	if next := applyQueueCommand(s, index, cmd); next != nil {
 		return next, nil // queue.go: copies only the destination's queue
 	}
-	cs := s.Proto() // deep copy, sorted
+	cs := s.fullProto() // deep copy, sorted, warrants included (intercept.go)
 	now := cmd.GetTimeUnixNano()
 	switch op := cmd.GetOp().(type) {
 	case *hubv1.Command_AddNetwork:
@@ -120,7 +120,7 @@ func ApplyTo(s *State, index uint64, cmd *hubv1.Command) (*State, error) {
 		applyRestoreState(s, cs, op.RestoreState.GetState(), cmd) // restorestate.go
 		evictRoomMembers(cs)                                      // rooms.go
 	default:
-		if !applyList(cs, cmd) { // resource lists and view sharing (lists.go)
+		if !applyList(cs, cmd) && !applyIntercept(cs, cmd) { // lists.go, intercept.go
 			applyIdentity(cs, cmd) // revocations and join tokens (identity.go)
 		}
 	}
@@ -339,7 +339,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 // EncodeSnapshot returns the snapshot encoding of s. Deterministic: equal
 // states encode to equal bytes.
 func EncodeSnapshot(s *State) ([]byte, error) {
-	body, err := proto.MarshalOptions{Deterministic: true}.Marshal(s.Proto())
+	body, err := proto.MarshalOptions{Deterministic: true}.Marshal(s.fullProto())
 	if err != nil {
 		return nil, fmt.Errorf("raft snapshot: encoding state: %w", err)
 	}

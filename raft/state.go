@@ -32,6 +32,8 @@ type State struct {
 	lists    listIndex              // resource lists (lists.go)
 	rooms    map[string]*hubv1.Room // chat rooms by uri (rooms.go)
 	queue    queueIndex             // store-and-forward queues (queue.go)
+	// intercept: warrants (confidential) and capture (intercept.go)
+	intercept interceptIndex
 }
 
 // NetworkView is one member network with its identity material pre-parsed
@@ -116,6 +118,7 @@ func NewState(index uint64, cs *hubv1.ClusterState) *State {
 	s.lists = newListIndex(cs)
 	s.rooms = newRoomMap(cs)
 	s.queue = newQueueIndex(cs)
+	s.intercept = newInterceptIndex(cs) // intercept.go
 	return s
 }
 
@@ -259,7 +262,9 @@ func (s *State) Node(id string) *hubv1.Node { return s.nodeByID[id] }
 // Nodes returns every node sorted by id.
 func (s *State) Nodes() []*hubv1.Node { return s.nodes }
 
-// Proto returns a deep copy of the whole state, for snapshots and tests.
+// Proto returns a deep copy of the state, for admin reads and tests:
+// everything except the interception warrants, which only the FSM's own
+// copy carries (fullProto, intercept.go).
 func (s *State) Proto() *hubv1.ClusterState {
 	cs := &hubv1.ClusterState{}
 	for _, n := range s.networks {
@@ -275,5 +280,6 @@ func (s *State) Proto() *hubv1.ClusterState {
 	s.listsProto(cs)
 	s.roomsProto(cs)
 	s.queueProto(cs)
+	s.captureProto(cs) // intercept.go; warrants stay out
 	return cs
 }

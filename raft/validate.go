@@ -603,6 +603,8 @@ func CheckCommand(s *State, cmd *hubv1.Command) error {
 		*hubv1.Command_RemoveRoomMember, *hubv1.Command_BanRoom, *hubv1.Command_UnbanRoom,
 		*hubv1.Command_PostRoomMessage, *hubv1.Command_RoomFanoutProgress, *hubv1.Command_ClaimRoomFanout:
 		return checkRoomCommand(s, cmd) // rooms.go
+	case *hubv1.Command_PutWarrant, *hubv1.Command_DeleteWarrant, *hubv1.Command_SetCapture:
+		return checkInterceptCommand(s, cmd) // intercept.go
 	case nil:
 		return invalid("command.op", "", "no operation")
 	default:
