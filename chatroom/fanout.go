@@ -169,64 +169,131 @@ func (f *fanout) work(room string) {
 	}
 }
 
-var errLost = errors.New("fan-out owned by another node now")
-
-// run delivers one fan-out from its committed cursor to the end.
+// run delivers one fan-out from its committed progress to the end.
+//
+// Copies go out through a sliding window: at most Concurrency in flight
+// and at most BatchSize recipients between the committed cursor and the
+// next one sent. Final answers are recorded as soon as the previous
+// progress record is committed (one record in flight, so records coalesce
+// under load): the cursor (every recipient before it finished) plus the
+// finished recipients beyond it (acked). A new owner after a crash sends
+// only to recipients neither before the cursor nor acked, so the only
+// copies that can go out twice are those in flight at the crash and those
+// answered since the last committed record.
 func (f *fanout) run(room string, seq uint64) error {
+	s := f.s
+	st := s.cfg.Store.State()
+	r := st.Room(room)
+	fo := raft.RoomFanoutFor(r, seq)
+	if fo == nil || fo.GetOwner() != s.cfg.NodeID {
+		return nil // finished, claimed away, or the room is gone
+	}
+	msg := raft.RoomMessageBySeq(r, seq)
+	rcpt := fo.GetRecipients()
+	n := len(rcpt)
+	finished := make([]bool, n)
+	for _, a := range fo.GetAcked() {
+		if int(a) < n {
+			finished[a] = true
+		}
+	}
+	committed := int(fo.GetDone())  // cursor as committed
+	commAcked := len(fo.GetAcked()) // acked entries as committed
+	next := committed               // next recipient to send to
+	inflight := 0
+	results := make(chan int, s.cfg.Concurrency)
+	type commitResult struct {
+		done, acked int
+		err         error
+	}
+	commits := make(chan commitResult, 1)
+	committing := false
+	var retry <-chan time.Time
+	drain := func() {
+		for inflight > 0 {
+			<-results
+			inflight--
+		}
+		if committing {
+			<-commits
+			committing = false
+		}
+	}
 	for {
-		st := f.s.cfg.Store.State()
-		r := st.Room(room)
-		fo := raft.RoomFanoutFor(r, seq)
-		if fo == nil {
-			return nil // finished (or the room is gone)
+		for next < n && inflight < s.cfg.Concurrency && next-committed < s.cfg.BatchSize && s.ctx.Err() == nil {
+			i := next
+			next++
+			if finished[i] {
+				continue // acked before a takeover: never again
+			}
+			m := raft.RoomMember(r, rcpt[i])
+			nw := st.Network(m.GetNetwork())
+			if msg == nil || !raft.Joined(m) || nw == nil || !nw.Active() {
+				// Left, kicked, banned or evicted since the commit.
+				finished[i] = true
+				continue
+			}
+			inflight++
+			f.s.wg.Add(1)
+			go func() {
+				defer f.s.wg.Done()
+				f.deliver(room, msg, m, false)
+				results <- i
+			}()
 		}
-		if fo.GetOwner() != f.s.cfg.NodeID {
-			return nil // claimed away: the new owner goes on
+		done := committed
+		for done < n && finished[done] {
+			done++
 		}
-		msg := raft.RoomMessageBySeq(r, seq)
-		done := int(fo.GetDone())
-		end := min(done+f.s.cfg.BatchSize, len(fo.GetRecipients()))
-		if msg != nil {
-			f.deliverBatch(st, r, msg, fo.GetRecipients()[done:end])
+		var acked []uint32
+		for i := done + 1; i < n; i++ {
+			if finished[i] {
+				acked = append(acked, uint32(i))
+			}
 		}
-		if f.s.ctx.Err() != nil {
-			return f.s.ctx.Err()
+		if committed == n {
+			return nil
 		}
-		cmd := f.s.command(f.s.cfg.NodeID, &hubv1.Command_RoomFanoutProgress{RoomFanoutProgress: &hubv1.RoomFanoutProgress{
-			Room: room, Seq: seq, Owner: f.s.cfg.NodeID, Done: uint32(end),
-		}})
-		ctx, cancel := context.WithTimeout(f.s.ctx, 10*time.Second)
-		_, err := f.s.cfg.Store.Propose(ctx, cmd)
-		cancel()
-		switch {
-		case errors.Is(err, raft.ErrFailedPrecondition) || errors.Is(err, raft.ErrNotFound):
-			return nil // claimed away, or the room was deleted
-		case err != nil:
-			return fmt.Errorf("room %s seq %d: committing progress %d: %w", room, seq, end, err)
+		if !committing && retry == nil && s.ctx.Err() == nil && (done > committed || len(acked) != commAcked) {
+			committing = true
+			go func() {
+				cmd := s.command(s.cfg.NodeID, &hubv1.Command_RoomFanoutProgress{RoomFanoutProgress: &hubv1.RoomFanoutProgress{
+					Room: room, Seq: seq, Owner: s.cfg.NodeID, Done: uint32(done), Acked: acked,
+				}})
+				ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+				_, err := s.cfg.Store.Propose(ctx, cmd)
+				cancel()
+				commits <- commitResult{done, len(acked), err}
+			}()
+		}
+		select {
+		case i := <-results:
+			inflight--
+			finished[i] = true
+		case c := <-commits:
+			committing = false
+			switch {
+			case errors.Is(c.err, raft.ErrFailedPrecondition) || errors.Is(c.err, raft.ErrNotFound):
+				// Claimed away, or the room was deleted: stop; the new
+				// owner goes on from what was committed.
+				drain()
+				return nil
+			case c.err != nil:
+				if s.ctx.Err() == nil {
+					s.log.Warn("room fan-out progress not committed; retrying", "room", room, "seq", seq, "err", c.err)
+					retry = time.After(500 * time.Millisecond)
+				}
+			default:
+				committed, commAcked = c.done, c.acked
+			}
+		case <-retry:
+			retry = nil
+		case <-s.ctx.Done():
+			// Stop sending; the copies in flight end with the context.
+			drain()
+			return s.ctx.Err()
 		}
 	}
-}
-
-func (f *fanout) deliverBatch(st *raft.State, r *hubv1.Room, msg *hubv1.RoomMessage, users []string) {
-	sem := make(chan struct{}, f.s.cfg.Concurrency)
-	var wg sync.WaitGroup
-	for _, u := range users {
-		m := raft.RoomMember(r, u)
-		if !raft.Joined(m) {
-			continue // left, kicked, banned or evicted since the commit
-		}
-		if n := st.Network(m.GetNetwork()); n == nil || !n.Active() {
-			continue
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			f.deliver(r.GetUri(), msg, m, false)
-		}()
-	}
-	wg.Wait()
 }
 
 // deliver sends msg to one participant; replay marks a history replay
@@ -271,6 +338,15 @@ func (f *fanout) failed(req *sip.Request, dst string, o SendOptions, res *sip.Re
 	room := ""
 	if fr := req.From(); fr != nil {
 		room = fr.Address.String()
+	}
+	if err == nil && res.StatusCode == 482 {
+		// RFC 3261 8.2.2.2: a UAS that still holds the transaction of a
+		// request with this From tag, Call-ID and CSeq answers a merged
+		// copy 482. Every attempt at one copy carries the same three, so
+		// this is a copy re-sent after a takeover that the recipient
+		// already has: delivered, not an error.
+		s.audit(room, user, dst, fmt.Sprintf("%s: %s already had this copy (482 to a re-sent identical request)", o.Note, user))
+		return
 	}
 	permanent := err == nil && res.StatusCode >= 400 && res.StatusCode < 500 && res.StatusCode != 408
 	if permanent {
@@ -337,6 +413,14 @@ func (s *Service) render(room string, msg *hubv1.RoomMessage, user, callID strin
 	at := time.Unix(0, msg.GetUnixNano())
 	var req *sip.Request
 	if cpim {
+		if !hasIMDNMessageID(extra) {
+			// A receipt-less sender: the copy still carries an IMDN
+			// Message-ID (RFC 5438 6.3) derived from room and sequence,
+			// the key by which a client drops a copy re-sent after a
+			// takeover (every attempt carries the same one).
+			extra = append(extra, CPIMHeader{Name: "NS", Value: "imdn <urn:ietf:params:imdn>"},
+				CPIMHeader{Name: "imdn.Message-ID", Value: RoomMessageID(room, msg.GetSeq())})
+		}
 		req = s.newMessage(room, user, callID, "message/cpim", BuildCPIM(msg.GetNickname(), msg.GetSender(), room, at, extra, ct, body))
 	} else {
 		who := fmt.Sprintf("%s (%s)", msg.GetNickname(), strings.TrimPrefix(msg.GetSender(), "sip:"))
@@ -373,4 +457,20 @@ func (s *Service) replay(room string, m *hubv1.RoomMember, limit int) {
 	for _, msg := range h {
 		s.fan.deliver(room, msg, m, true)
 	}
+}
+
+// RoomMessageID is the IMDN Message-ID the hub gives room message seq
+// when its sender gave none: the same on every node and every attempt.
+func RoomMessageID(room string, seq uint64) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "imdn\x00%s\x00%d", room, seq))
+	return fmt.Sprintf("%x", h[:12])
+}
+
+func hasIMDNMessageID(hs []CPIMHeader) bool {
+	for _, h := range hs {
+		if strings.HasSuffix(h.Name, ".Message-ID") {
+			return true
+		}
+	}
+	return false
 }

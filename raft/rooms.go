@@ -378,10 +378,7 @@ func checkRoomCommand(s *State, cmd *hubv1.Command) error {
 		if f.GetOwner() != p.GetOwner() {
 			return fmt.Errorf("fan-out of %s #%d is owned by %q, not %q: %w", r.GetUri(), p.GetSeq(), f.GetOwner(), p.GetOwner(), ErrFailedPrecondition)
 		}
-		if p.GetDone() <= f.GetDone() || int(p.GetDone()) > len(f.GetRecipients()) {
-			return invalid("room_fanout_progress.done", fmt.Sprint(p.GetDone()), fmt.Sprintf("must move forward from %d, at most %d", f.GetDone(), len(f.GetRecipients())))
-		}
-		return nil
+		return checkFanoutProgress(f, p)
 	case *hubv1.Command_ClaimRoomFanout:
 		c := op.ClaimRoomFanout
 		r, err := needRoom(s, "claim_room_fanout.room", c.GetRoom())
@@ -644,10 +641,11 @@ func applyRoomCommand(s *State, index uint64, cmd *hubv1.Command) *State {
 		cur := s.Room(p.GetRoom())
 		r := shallowRoom(cur)
 		r.Fanouts = updateFanout(cur.GetFanouts(), p.GetSeq(), func(f *hubv1.RoomFanout) *hubv1.RoomFanout {
-			if int(p.GetDone()) >= len(f.GetRecipients()) {
+			done, acked := mergeAcked(f, p)
+			if int(done) >= len(f.GetRecipients()) {
 				return nil // finished: forget it
 			}
-			return &hubv1.RoomFanout{Seq: f.GetSeq(), Owner: f.GetOwner(), Recipients: f.GetRecipients(), Done: p.GetDone(), UpdatedUnixNano: now}
+			return &hubv1.RoomFanout{Seq: f.GetSeq(), Owner: f.GetOwner(), Recipients: f.GetRecipients(), Done: done, Acked: acked, UpdatedUnixNano: now}
 		})
 		put(r)
 	case *hubv1.Command_ClaimRoomFanout:
@@ -655,7 +653,7 @@ func applyRoomCommand(s *State, index uint64, cmd *hubv1.Command) *State {
 		cur := s.Room(c.GetRoom())
 		r := shallowRoom(cur)
 		r.Fanouts = updateFanout(cur.GetFanouts(), c.GetSeq(), func(f *hubv1.RoomFanout) *hubv1.RoomFanout {
-			return &hubv1.RoomFanout{Seq: f.GetSeq(), Owner: c.GetOwner(), Recipients: f.GetRecipients(), Done: f.GetDone(), UpdatedUnixNano: now}
+			return &hubv1.RoomFanout{Seq: f.GetSeq(), Owner: c.GetOwner(), Recipients: f.GetRecipients(), Done: f.GetDone(), Acked: f.GetAcked(), UpdatedUnixNano: now}
 		})
 		put(r)
 	}
@@ -776,4 +774,75 @@ func evictRoomMembers(cs *hubv1.ClusterState) {
 	for _, r := range cs.GetRooms() {
 		r.Members = slices.DeleteFunc(r.Members, func(m *hubv1.RoomMember) bool { return !active[m.GetNetwork()] })
 	}
+}
+
+// MaxFanoutAcked bounds a progress record's acked set (the owner keeps at
+// most its batch window beyond the cursor).
+const MaxFanoutAcked = 4096
+
+// checkFanoutProgress: the cursor never moves back, acked recipients stay
+// acked (a copy with its final answer recorded is never sent again), and
+// the record changes something.
+func checkFanoutProgress(f *hubv1.RoomFanout, p *hubv1.RoomFanoutProgress) error {
+	n := len(f.GetRecipients())
+	if p.GetDone() < f.GetDone() || int(p.GetDone()) > n {
+		return invalid("room_fanout_progress.done", fmt.Sprint(p.GetDone()), fmt.Sprintf("must not move back from %d, at most %d", f.GetDone(), n))
+	}
+	a := p.GetAcked()
+	if len(a) > MaxFanoutAcked {
+		return invalid("room_fanout_progress.acked", fmt.Sprint(len(a)), fmt.Sprintf("at most %d entries", MaxFanoutAcked))
+	}
+	for i, x := range a {
+		if x <= p.GetDone() || int(x) >= n || (i > 0 && x <= a[i-1]) {
+			return invalid("room_fanout_progress.acked", fmt.Sprint(x), fmt.Sprintf("want ascending indexes in (%d, %d)", p.GetDone(), n))
+		}
+	}
+	grew := p.GetDone() > f.GetDone()
+	for _, x := range f.GetAcked() {
+		if x <= p.GetDone() {
+			continue // passed by the cursor (or the cursor stops on it: kept, see mergeAcked)
+		}
+		if _, ok := slices.BinarySearch(a, x); !ok {
+			return invalid("room_fanout_progress.acked", fmt.Sprint(x), "an acked recipient may not be un-acked")
+		}
+	}
+	if !grew && len(a) == countAbove(f.GetAcked(), p.GetDone()) {
+		return invalid("room_fanout_progress", "", "changes nothing")
+	}
+	return nil
+}
+
+func countAbove(a []uint32, from uint32) int {
+	n := 0
+	for _, x := range a {
+		if x > from {
+			n++
+		}
+	}
+	return n
+}
+
+// mergeAcked returns the cursor and acked set after p: the old acked
+// entries the cursor has not passed are kept (one the cursor stops on
+// included), and the cursor moves over acked recipients right after it.
+func mergeAcked(f *hubv1.RoomFanout, p *hubv1.RoomFanoutProgress) (uint32, []uint32) {
+	done := p.GetDone()
+	acked := slices.Clone(p.GetAcked())
+	for _, x := range f.GetAcked() {
+		if x == done {
+			acked = append(acked, x)
+		}
+	}
+	slices.Sort(acked)
+	acked = slices.Compact(acked)
+	i := 0
+	for ; i < len(acked) && acked[i] <= done; i++ {
+		if acked[i] == done {
+			done++
+		}
+	}
+	if i == len(acked) {
+		return done, nil
+	}
+	return done, acked[i:]
 }

@@ -634,8 +634,12 @@ type RoomFanout struct {
 	Recipients      []string               `protobuf:"bytes,3,rep,name=recipients,proto3" json:"recipients,omitempty"`
 	Done            uint32                 `protobuf:"varint,4,opt,name=done,proto3" json:"done,omitempty"`
 	UpdatedUnixNano int64                  `protobuf:"varint,5,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Recipients beyond done whose copy has its final answer (ascending, all
+	// > done): a new owner skips them, so only copies in flight at a crash
+	// can go out twice.
+	Acked         []uint32 `protobuf:"varint,6,rep,packed,name=acked,proto3" json:"acked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoomFanout) Reset() {
@@ -701,6 +705,13 @@ func (x *RoomFanout) GetUpdatedUnixNano() int64 {
 		return x.UpdatedUnixNano
 	}
 	return 0
+}
+
+func (x *RoomFanout) GetAcked() []uint32 {
+	if x != nil {
+		return x.Acked
+	}
+	return nil
 }
 
 // PutRoom creates a room (create = true: it must not exist) or replaces its
@@ -1095,11 +1106,14 @@ func (x *PostRoomMessage) GetOwner() string {
 // RoomFanoutProgress moves a fan-out's cursor (only forward, only by its
 // owner); done = len(recipients) finishes it.
 type RoomFanoutProgress struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
-	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	Owner         string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
-	Done          uint32                 `protobuf:"varint,4,opt,name=done,proto3" json:"done,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Room  string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Seq   uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Owner string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	Done  uint32                 `protobuf:"varint,4,opt,name=done,proto3" json:"done,omitempty"`
+	// Finished recipients beyond done (ascending, > done); replaces the
+	// fan-out's acked set, which may only grow.
+	Acked         []uint32 `protobuf:"varint,5,rep,packed,name=acked,proto3" json:"acked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1160,6 +1174,13 @@ func (x *RoomFanoutProgress) GetDone() uint32 {
 		return x.Done
 	}
 	return 0
+}
+
+func (x *RoomFanoutProgress) GetAcked() []uint32 {
+	if x != nil {
+		return x.Acked
+	}
+	return nil
 }
 
 // ClaimRoomFanout hands a stalled fan-out to another node, if it is still
@@ -1232,6 +1253,182 @@ func (x *ClaimRoomFanout) GetPreviousOwner() string {
 	return ""
 }
 
+type UpdateRoomRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Subject       *string                `protobuf:"bytes,2,opt,name=subject,proto3,oneof" json:"subject,omitempty"`
+	MembersOnly   *bool                  `protobuf:"varint,3,opt,name=members_only,json=membersOnly,proto3,oneof" json:"members_only,omitempty"`
+	Moderated     *bool                  `protobuf:"varint,4,opt,name=moderated,proto3,oneof" json:"moderated,omitempty"`
+	MaxMembers    *uint32                `protobuf:"varint,5,opt,name=max_members,json=maxMembers,proto3,oneof" json:"max_members,omitempty"` // 0: the default (200)
+	HistoryLen    *uint32                `protobuf:"varint,6,opt,name=history_len,json=historyLen,proto3,oneof" json:"history_len,omitempty"` // 0: no history
+	SetNetworks   bool                   `protobuf:"varint,7,opt,name=set_networks,json=setNetworks,proto3" json:"set_networks,omitempty"`    // replace networks with the list below
+	Networks      []string               `protobuf:"bytes,8,rep,name=networks,proto3" json:"networks,omitempty"`                              // empty with set_networks: every active network
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRoomRequest) Reset() {
+	*x = UpdateRoomRequest{}
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRoomRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRoomRequest) ProtoMessage() {}
+
+func (x *UpdateRoomRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRoomRequest.ProtoReflect.Descriptor instead.
+func (*UpdateRoomRequest) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *UpdateRoomRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *UpdateRoomRequest) GetSubject() string {
+	if x != nil && x.Subject != nil {
+		return *x.Subject
+	}
+	return ""
+}
+
+func (x *UpdateRoomRequest) GetMembersOnly() bool {
+	if x != nil && x.MembersOnly != nil {
+		return *x.MembersOnly
+	}
+	return false
+}
+
+func (x *UpdateRoomRequest) GetModerated() bool {
+	if x != nil && x.Moderated != nil {
+		return *x.Moderated
+	}
+	return false
+}
+
+func (x *UpdateRoomRequest) GetMaxMembers() uint32 {
+	if x != nil && x.MaxMembers != nil {
+		return *x.MaxMembers
+	}
+	return 0
+}
+
+func (x *UpdateRoomRequest) GetHistoryLen() uint32 {
+	if x != nil && x.HistoryLen != nil {
+		return *x.HistoryLen
+	}
+	return 0
+}
+
+func (x *UpdateRoomRequest) GetSetNetworks() bool {
+	if x != nil {
+		return x.SetNetworks
+	}
+	return false
+}
+
+func (x *UpdateRoomRequest) GetNetworks() []string {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+type SetRoomMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Role          *RoomRole              `protobuf:"varint,3,opt,name=role,proto3,enum=clearhub.v1.RoomRole,oneof" json:"role,omitempty"`
+	Nickname      *string                `protobuf:"bytes,4,opt,name=nickname,proto3,oneof" json:"nickname,omitempty"`
+	Cpim          *bool                  `protobuf:"varint,5,opt,name=cpim,proto3,oneof" json:"cpim,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRoomMemberRequest) Reset() {
+	*x = SetRoomMemberRequest{}
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRoomMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRoomMemberRequest) ProtoMessage() {}
+
+func (x *SetRoomMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRoomMemberRequest.ProtoReflect.Descriptor instead.
+func (*SetRoomMemberRequest) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SetRoomMemberRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *SetRoomMemberRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *SetRoomMemberRequest) GetRole() RoomRole {
+	if x != nil && x.Role != nil {
+		return *x.Role
+	}
+	return RoomRole_ROOM_ROLE_UNSPECIFIED
+}
+
+func (x *SetRoomMemberRequest) GetNickname() string {
+	if x != nil && x.Nickname != nil {
+		return *x.Nickname
+	}
+	return ""
+}
+
+func (x *SetRoomMemberRequest) GetCpim() bool {
+	if x != nil && x.Cpim != nil {
+		return *x.Cpim
+	}
+	return false
+}
+
 // RoomRef names a room by full URI or by name (then under rooms.domain).
 type RoomRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1242,7 +1439,7 @@ type RoomRef struct {
 
 func (x *RoomRef) Reset() {
 	*x = RoomRef{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[14]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1451,7 @@ func (x *RoomRef) String() string {
 func (*RoomRef) ProtoMessage() {}
 
 func (x *RoomRef) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[14]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1464,7 @@ func (x *RoomRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomRef.ProtoReflect.Descriptor instead.
 func (*RoomRef) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{14}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RoomRef) GetRoom() string {
@@ -1293,7 +1490,7 @@ type CreateRoomRequest struct {
 
 func (x *CreateRoomRequest) Reset() {
 	*x = CreateRoomRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[15]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1502,7 @@ func (x *CreateRoomRequest) String() string {
 func (*CreateRoomRequest) ProtoMessage() {}
 
 func (x *CreateRoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[15]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1515,7 @@ func (x *CreateRoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRoomRequest.ProtoReflect.Descriptor instead.
 func (*CreateRoomRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{15}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateRoomRequest) GetRoom() string {
@@ -1385,7 +1582,7 @@ type ListRoomsRequest struct {
 
 func (x *ListRoomsRequest) Reset() {
 	*x = ListRoomsRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[16]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1594,7 @@ func (x *ListRoomsRequest) String() string {
 func (*ListRoomsRequest) ProtoMessage() {}
 
 func (x *ListRoomsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[16]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1607,7 @@ func (x *ListRoomsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRoomsRequest.ProtoReflect.Descriptor instead.
 func (*ListRoomsRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{16}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{18}
 }
 
 type ListRoomsResponse struct {
@@ -1422,7 +1619,7 @@ type ListRoomsResponse struct {
 
 func (x *ListRoomsResponse) Reset() {
 	*x = ListRoomsResponse{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[17]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1631,7 @@ func (x *ListRoomsResponse) String() string {
 func (*ListRoomsResponse) ProtoMessage() {}
 
 func (x *ListRoomsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[17]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1644,7 @@ func (x *ListRoomsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRoomsResponse.ProtoReflect.Descriptor instead.
 func (*ListRoomsResponse) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{17}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListRoomsResponse) GetRooms() []*Room {
@@ -1465,7 +1662,7 @@ type DeleteRoomResponse struct {
 
 func (x *DeleteRoomResponse) Reset() {
 	*x = DeleteRoomResponse{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[18]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1674,7 @@ func (x *DeleteRoomResponse) String() string {
 func (*DeleteRoomResponse) ProtoMessage() {}
 
 func (x *DeleteRoomResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[18]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1687,7 @@ func (x *DeleteRoomResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRoomResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRoomResponse) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{18}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{20}
 }
 
 type AddRoomMemberRequest struct {
@@ -1507,7 +1704,7 @@ type AddRoomMemberRequest struct {
 
 func (x *AddRoomMemberRequest) Reset() {
 	*x = AddRoomMemberRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[19]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1519,7 +1716,7 @@ func (x *AddRoomMemberRequest) String() string {
 func (*AddRoomMemberRequest) ProtoMessage() {}
 
 func (x *AddRoomMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[19]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1532,7 +1729,7 @@ func (x *AddRoomMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddRoomMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddRoomMemberRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{19}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AddRoomMemberRequest) GetRoom() string {
@@ -1587,7 +1784,7 @@ type RemoveRoomMemberRequest struct {
 
 func (x *RemoveRoomMemberRequest) Reset() {
 	*x = RemoveRoomMemberRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[20]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +1796,7 @@ func (x *RemoveRoomMemberRequest) String() string {
 func (*RemoveRoomMemberRequest) ProtoMessage() {}
 
 func (x *RemoveRoomMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[20]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +1809,7 @@ func (x *RemoveRoomMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRoomMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRoomMemberRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{20}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RemoveRoomMemberRequest) GetRoom() string {
@@ -1640,7 +1837,7 @@ type SetRoomRoleRequest struct {
 
 func (x *SetRoomRoleRequest) Reset() {
 	*x = SetRoomRoleRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[21]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +1849,7 @@ func (x *SetRoomRoleRequest) String() string {
 func (*SetRoomRoleRequest) ProtoMessage() {}
 
 func (x *SetRoomRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[21]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +1862,7 @@ func (x *SetRoomRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRoomRoleRequest.ProtoReflect.Descriptor instead.
 func (*SetRoomRoleRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{21}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetRoomRoleRequest) GetRoom() string {
@@ -1700,7 +1897,7 @@ type BanRoomRequest struct {
 
 func (x *BanRoomRequest) Reset() {
 	*x = BanRoomRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[22]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1909,7 @@ func (x *BanRoomRequest) String() string {
 func (*BanRoomRequest) ProtoMessage() {}
 
 func (x *BanRoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[22]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1922,7 @@ func (x *BanRoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BanRoomRequest.ProtoReflect.Descriptor instead.
 func (*BanRoomRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{22}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *BanRoomRequest) GetRoom() string {
@@ -1759,7 +1956,7 @@ type UnbanRoomRequest struct {
 
 func (x *UnbanRoomRequest) Reset() {
 	*x = UnbanRoomRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[23]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +1968,7 @@ func (x *UnbanRoomRequest) String() string {
 func (*UnbanRoomRequest) ProtoMessage() {}
 
 func (x *UnbanRoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[23]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1784,7 +1981,7 @@ func (x *UnbanRoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnbanRoomRequest.ProtoReflect.Descriptor instead.
 func (*UnbanRoomRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{23}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UnbanRoomRequest) GetRoom() string {
@@ -1811,7 +2008,7 @@ type RoomHistoryRequest struct {
 
 func (x *RoomHistoryRequest) Reset() {
 	*x = RoomHistoryRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[24]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +2020,7 @@ func (x *RoomHistoryRequest) String() string {
 func (*RoomHistoryRequest) ProtoMessage() {}
 
 func (x *RoomHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[24]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +2033,7 @@ func (x *RoomHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomHistoryRequest.ProtoReflect.Descriptor instead.
 func (*RoomHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{24}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RoomHistoryRequest) GetRoom() string {
@@ -1862,7 +2059,7 @@ type RoomHistoryResponse struct {
 
 func (x *RoomHistoryResponse) Reset() {
 	*x = RoomHistoryResponse{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[25]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +2071,7 @@ func (x *RoomHistoryResponse) String() string {
 func (*RoomHistoryResponse) ProtoMessage() {}
 
 func (x *RoomHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[25]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +2084,7 @@ func (x *RoomHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomHistoryResponse.ProtoReflect.Descriptor instead.
 func (*RoomHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{25}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RoomHistoryResponse) GetMessages() []*RoomMessage {
@@ -1947,7 +2144,7 @@ const file_clearhub_v1_rooms_proto_rawDesc = "" +
 	"\tunix_nano\x18\a \x01(\x03R\bunixNano\x12\x1d\n" +
 	"\n" +
 	"raft_index\x18\b \x01(\x04R\traftIndex\x12\x17\n" +
-	"\acall_id\x18\t \x01(\tR\x06callId\"\x94\x01\n" +
+	"\acall_id\x18\t \x01(\tR\x06callId\"\xaa\x01\n" +
 	"\n" +
 	"RoomFanout\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
@@ -1956,7 +2153,8 @@ const file_clearhub_v1_rooms_proto_rawDesc = "" +
 	"recipients\x18\x03 \x03(\tR\n" +
 	"recipients\x12\x12\n" +
 	"\x04done\x18\x04 \x01(\rR\x04done\x12*\n" +
-	"\x11updated_unix_nano\x18\x05 \x01(\x03R\x0fupdatedUnixNano\"\x84\x01\n" +
+	"\x11updated_unix_nano\x18\x05 \x01(\x03R\x0fupdatedUnixNano\x12\x14\n" +
+	"\x05acked\x18\x06 \x03(\rR\x05acked\"\x84\x01\n" +
 	"\aPutRoom\x12%\n" +
 	"\x04room\x18\x01 \x01(\v2\x11.clearhub.v1.RoomR\x04room\x12\x16\n" +
 	"\x06create\x18\x02 \x01(\bR\x06create\x12:\n" +
@@ -1980,17 +2178,45 @@ const file_clearhub_v1_rooms_proto_rawDesc = "" +
 	"\x0fPostRoomMessage\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x122\n" +
 	"\amessage\x18\x02 \x01(\v2\x18.clearhub.v1.RoomMessageR\amessage\x12\x14\n" +
-	"\x05owner\x18\x03 \x01(\tR\x05owner\"d\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\"z\n" +
 	"\x12RoomFanoutProgress\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x12\n" +
-	"\x04done\x18\x04 \x01(\rR\x04done\"t\n" +
+	"\x04done\x18\x04 \x01(\rR\x04done\x12\x14\n" +
+	"\x05acked\x18\x05 \x03(\rR\x05acked\"t\n" +
 	"\x0fClaimRoomFanout\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05owner\x18\x03 \x01(\tR\x05owner\x12%\n" +
-	"\x0eprevious_owner\x18\x04 \x01(\tR\rpreviousOwner\"\x1d\n" +
+	"\x0eprevious_owner\x18\x04 \x01(\tR\rpreviousOwner\"\xe7\x02\n" +
+	"\x11UpdateRoomRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x1d\n" +
+	"\asubject\x18\x02 \x01(\tH\x00R\asubject\x88\x01\x01\x12&\n" +
+	"\fmembers_only\x18\x03 \x01(\bH\x01R\vmembersOnly\x88\x01\x01\x12!\n" +
+	"\tmoderated\x18\x04 \x01(\bH\x02R\tmoderated\x88\x01\x01\x12$\n" +
+	"\vmax_members\x18\x05 \x01(\rH\x03R\n" +
+	"maxMembers\x88\x01\x01\x12$\n" +
+	"\vhistory_len\x18\x06 \x01(\rH\x04R\n" +
+	"historyLen\x88\x01\x01\x12!\n" +
+	"\fset_networks\x18\a \x01(\bR\vsetNetworks\x12\x1a\n" +
+	"\bnetworks\x18\b \x03(\tR\bnetworksB\n" +
+	"\n" +
+	"\b_subjectB\x0f\n" +
+	"\r_members_onlyB\f\n" +
+	"\n" +
+	"_moderatedB\x0e\n" +
+	"\f_max_membersB\x0e\n" +
+	"\f_history_len\"\xc7\x01\n" +
+	"\x14SetRoomMemberRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12.\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x15.clearhub.v1.RoomRoleH\x00R\x04role\x88\x01\x01\x12\x1f\n" +
+	"\bnickname\x18\x04 \x01(\tH\x01R\bnickname\x88\x01\x01\x12\x17\n" +
+	"\x04cpim\x18\x05 \x01(\bH\x02R\x04cpim\x88\x01\x01B\a\n" +
+	"\x05_roleB\v\n" +
+	"\t_nicknameB\a\n" +
+	"\x05_cpim\"\x1d\n" +
 	"\aRoomRef\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\"\xf6\x01\n" +
 	"\x11CreateRoomRequest\x12\x12\n" +
@@ -2047,7 +2273,7 @@ const file_clearhub_v1_rooms_proto_rawDesc = "" +
 	"\fRoomDelivery\x12\x1d\n" +
 	"\x19ROOM_DELIVERY_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13ROOM_DELIVERY_PLAIN\x10\x01\x12\x16\n" +
-	"\x12ROOM_DELIVERY_CPIM\x10\x022\xb6\x05\n" +
+	"\x12ROOM_DELIVERY_CPIM\x10\x022\xbe\x06\n" +
 	"\vRoomService\x12?\n" +
 	"\n" +
 	"CreateRoom\x12\x1e.clearhub.v1.CreateRoomRequest\x1a\x11.clearhub.v1.Room\x122\n" +
@@ -2060,7 +2286,10 @@ const file_clearhub_v1_rooms_proto_rawDesc = "" +
 	"\vSetRoomRole\x12\x1f.clearhub.v1.SetRoomRoleRequest\x1a\x11.clearhub.v1.Room\x129\n" +
 	"\aBanRoom\x12\x1b.clearhub.v1.BanRoomRequest\x1a\x11.clearhub.v1.Room\x12=\n" +
 	"\tUnbanRoom\x12\x1d.clearhub.v1.UnbanRoomRequest\x1a\x11.clearhub.v1.Room\x12P\n" +
-	"\vRoomHistory\x12\x1f.clearhub.v1.RoomHistoryRequest\x1a .clearhub.v1.RoomHistoryResponseB\x1cZ\x1aclearhub/proto/hubv1;hubv1b\x06proto3"
+	"\vRoomHistory\x12\x1f.clearhub.v1.RoomHistoryRequest\x1a .clearhub.v1.RoomHistoryResponse\x12?\n" +
+	"\n" +
+	"UpdateRoom\x12\x1e.clearhub.v1.UpdateRoomRequest\x1a\x11.clearhub.v1.Room\x12E\n" +
+	"\rSetRoomMember\x12!.clearhub.v1.SetRoomMemberRequest\x1a\x11.clearhub.v1.RoomB\x1cZ\x1aclearhub/proto/hubv1;hubv1b\x06proto3"
 
 var (
 	file_clearhub_v1_rooms_proto_rawDescOnce sync.Once
@@ -2075,7 +2304,7 @@ func file_clearhub_v1_rooms_proto_rawDescGZIP() []byte {
 }
 
 var file_clearhub_v1_rooms_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_clearhub_v1_rooms_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_clearhub_v1_rooms_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_clearhub_v1_rooms_proto_goTypes = []any{
 	(RoomRole)(0),                   // 0: clearhub.v1.RoomRole
 	(RoomMemberState)(0),            // 1: clearhub.v1.RoomMemberState
@@ -2094,18 +2323,20 @@ var file_clearhub_v1_rooms_proto_goTypes = []any{
 	(*PostRoomMessage)(nil),         // 14: clearhub.v1.PostRoomMessage
 	(*RoomFanoutProgress)(nil),      // 15: clearhub.v1.RoomFanoutProgress
 	(*ClaimRoomFanout)(nil),         // 16: clearhub.v1.ClaimRoomFanout
-	(*RoomRef)(nil),                 // 17: clearhub.v1.RoomRef
-	(*CreateRoomRequest)(nil),       // 18: clearhub.v1.CreateRoomRequest
-	(*ListRoomsRequest)(nil),        // 19: clearhub.v1.ListRoomsRequest
-	(*ListRoomsResponse)(nil),       // 20: clearhub.v1.ListRoomsResponse
-	(*DeleteRoomResponse)(nil),      // 21: clearhub.v1.DeleteRoomResponse
-	(*AddRoomMemberRequest)(nil),    // 22: clearhub.v1.AddRoomMemberRequest
-	(*RemoveRoomMemberRequest)(nil), // 23: clearhub.v1.RemoveRoomMemberRequest
-	(*SetRoomRoleRequest)(nil),      // 24: clearhub.v1.SetRoomRoleRequest
-	(*BanRoomRequest)(nil),          // 25: clearhub.v1.BanRoomRequest
-	(*UnbanRoomRequest)(nil),        // 26: clearhub.v1.UnbanRoomRequest
-	(*RoomHistoryRequest)(nil),      // 27: clearhub.v1.RoomHistoryRequest
-	(*RoomHistoryResponse)(nil),     // 28: clearhub.v1.RoomHistoryResponse
+	(*UpdateRoomRequest)(nil),       // 17: clearhub.v1.UpdateRoomRequest
+	(*SetRoomMemberRequest)(nil),    // 18: clearhub.v1.SetRoomMemberRequest
+	(*RoomRef)(nil),                 // 19: clearhub.v1.RoomRef
+	(*CreateRoomRequest)(nil),       // 20: clearhub.v1.CreateRoomRequest
+	(*ListRoomsRequest)(nil),        // 21: clearhub.v1.ListRoomsRequest
+	(*ListRoomsResponse)(nil),       // 22: clearhub.v1.ListRoomsResponse
+	(*DeleteRoomResponse)(nil),      // 23: clearhub.v1.DeleteRoomResponse
+	(*AddRoomMemberRequest)(nil),    // 24: clearhub.v1.AddRoomMemberRequest
+	(*RemoveRoomMemberRequest)(nil), // 25: clearhub.v1.RemoveRoomMemberRequest
+	(*SetRoomRoleRequest)(nil),      // 26: clearhub.v1.SetRoomRoleRequest
+	(*BanRoomRequest)(nil),          // 27: clearhub.v1.BanRoomRequest
+	(*UnbanRoomRequest)(nil),        // 28: clearhub.v1.UnbanRoomRequest
+	(*RoomHistoryRequest)(nil),      // 29: clearhub.v1.RoomHistoryRequest
+	(*RoomHistoryResponse)(nil),     // 30: clearhub.v1.RoomHistoryResponse
 }
 var file_clearhub_v1_rooms_proto_depIdxs = []int32{
 	4,  // 0: clearhub.v1.Room.members:type_name -> clearhub.v1.RoomMember
@@ -2120,35 +2351,40 @@ var file_clearhub_v1_rooms_proto_depIdxs = []int32{
 	4,  // 9: clearhub.v1.PutRoomMember.member:type_name -> clearhub.v1.RoomMember
 	5,  // 10: clearhub.v1.BanRoom.ban:type_name -> clearhub.v1.RoomBan
 	6,  // 11: clearhub.v1.PostRoomMessage.message:type_name -> clearhub.v1.RoomMessage
-	3,  // 12: clearhub.v1.ListRoomsResponse.rooms:type_name -> clearhub.v1.Room
-	0,  // 13: clearhub.v1.AddRoomMemberRequest.role:type_name -> clearhub.v1.RoomRole
-	0,  // 14: clearhub.v1.SetRoomRoleRequest.role:type_name -> clearhub.v1.RoomRole
-	6,  // 15: clearhub.v1.RoomHistoryResponse.messages:type_name -> clearhub.v1.RoomMessage
-	18, // 16: clearhub.v1.RoomService.CreateRoom:input_type -> clearhub.v1.CreateRoomRequest
-	17, // 17: clearhub.v1.RoomService.GetRoom:input_type -> clearhub.v1.RoomRef
-	19, // 18: clearhub.v1.RoomService.ListRooms:input_type -> clearhub.v1.ListRoomsRequest
-	17, // 19: clearhub.v1.RoomService.DeleteRoom:input_type -> clearhub.v1.RoomRef
-	22, // 20: clearhub.v1.RoomService.AddRoomMember:input_type -> clearhub.v1.AddRoomMemberRequest
-	23, // 21: clearhub.v1.RoomService.RemoveRoomMember:input_type -> clearhub.v1.RemoveRoomMemberRequest
-	24, // 22: clearhub.v1.RoomService.SetRoomRole:input_type -> clearhub.v1.SetRoomRoleRequest
-	25, // 23: clearhub.v1.RoomService.BanRoom:input_type -> clearhub.v1.BanRoomRequest
-	26, // 24: clearhub.v1.RoomService.UnbanRoom:input_type -> clearhub.v1.UnbanRoomRequest
-	27, // 25: clearhub.v1.RoomService.RoomHistory:input_type -> clearhub.v1.RoomHistoryRequest
-	3,  // 26: clearhub.v1.RoomService.CreateRoom:output_type -> clearhub.v1.Room
-	3,  // 27: clearhub.v1.RoomService.GetRoom:output_type -> clearhub.v1.Room
-	20, // 28: clearhub.v1.RoomService.ListRooms:output_type -> clearhub.v1.ListRoomsResponse
-	21, // 29: clearhub.v1.RoomService.DeleteRoom:output_type -> clearhub.v1.DeleteRoomResponse
-	3,  // 30: clearhub.v1.RoomService.AddRoomMember:output_type -> clearhub.v1.Room
-	3,  // 31: clearhub.v1.RoomService.RemoveRoomMember:output_type -> clearhub.v1.Room
-	3,  // 32: clearhub.v1.RoomService.SetRoomRole:output_type -> clearhub.v1.Room
-	3,  // 33: clearhub.v1.RoomService.BanRoom:output_type -> clearhub.v1.Room
-	3,  // 34: clearhub.v1.RoomService.UnbanRoom:output_type -> clearhub.v1.Room
-	28, // 35: clearhub.v1.RoomService.RoomHistory:output_type -> clearhub.v1.RoomHistoryResponse
-	26, // [26:36] is the sub-list for method output_type
-	16, // [16:26] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	0,  // 12: clearhub.v1.SetRoomMemberRequest.role:type_name -> clearhub.v1.RoomRole
+	3,  // 13: clearhub.v1.ListRoomsResponse.rooms:type_name -> clearhub.v1.Room
+	0,  // 14: clearhub.v1.AddRoomMemberRequest.role:type_name -> clearhub.v1.RoomRole
+	0,  // 15: clearhub.v1.SetRoomRoleRequest.role:type_name -> clearhub.v1.RoomRole
+	6,  // 16: clearhub.v1.RoomHistoryResponse.messages:type_name -> clearhub.v1.RoomMessage
+	20, // 17: clearhub.v1.RoomService.CreateRoom:input_type -> clearhub.v1.CreateRoomRequest
+	19, // 18: clearhub.v1.RoomService.GetRoom:input_type -> clearhub.v1.RoomRef
+	21, // 19: clearhub.v1.RoomService.ListRooms:input_type -> clearhub.v1.ListRoomsRequest
+	19, // 20: clearhub.v1.RoomService.DeleteRoom:input_type -> clearhub.v1.RoomRef
+	24, // 21: clearhub.v1.RoomService.AddRoomMember:input_type -> clearhub.v1.AddRoomMemberRequest
+	25, // 22: clearhub.v1.RoomService.RemoveRoomMember:input_type -> clearhub.v1.RemoveRoomMemberRequest
+	26, // 23: clearhub.v1.RoomService.SetRoomRole:input_type -> clearhub.v1.SetRoomRoleRequest
+	27, // 24: clearhub.v1.RoomService.BanRoom:input_type -> clearhub.v1.BanRoomRequest
+	28, // 25: clearhub.v1.RoomService.UnbanRoom:input_type -> clearhub.v1.UnbanRoomRequest
+	29, // 26: clearhub.v1.RoomService.RoomHistory:input_type -> clearhub.v1.RoomHistoryRequest
+	17, // 27: clearhub.v1.RoomService.UpdateRoom:input_type -> clearhub.v1.UpdateRoomRequest
+	18, // 28: clearhub.v1.RoomService.SetRoomMember:input_type -> clearhub.v1.SetRoomMemberRequest
+	3,  // 29: clearhub.v1.RoomService.CreateRoom:output_type -> clearhub.v1.Room
+	3,  // 30: clearhub.v1.RoomService.GetRoom:output_type -> clearhub.v1.Room
+	22, // 31: clearhub.v1.RoomService.ListRooms:output_type -> clearhub.v1.ListRoomsResponse
+	23, // 32: clearhub.v1.RoomService.DeleteRoom:output_type -> clearhub.v1.DeleteRoomResponse
+	3,  // 33: clearhub.v1.RoomService.AddRoomMember:output_type -> clearhub.v1.Room
+	3,  // 34: clearhub.v1.RoomService.RemoveRoomMember:output_type -> clearhub.v1.Room
+	3,  // 35: clearhub.v1.RoomService.SetRoomRole:output_type -> clearhub.v1.Room
+	3,  // 36: clearhub.v1.RoomService.BanRoom:output_type -> clearhub.v1.Room
+	3,  // 37: clearhub.v1.RoomService.UnbanRoom:output_type -> clearhub.v1.Room
+	30, // 38: clearhub.v1.RoomService.RoomHistory:output_type -> clearhub.v1.RoomHistoryResponse
+	3,  // 39: clearhub.v1.RoomService.UpdateRoom:output_type -> clearhub.v1.Room
+	3,  // 40: clearhub.v1.RoomService.SetRoomMember:output_type -> clearhub.v1.Room
+	29, // [29:41] is the sub-list for method output_type
+	17, // [17:29] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_clearhub_v1_rooms_proto_init() }
@@ -2156,13 +2392,15 @@ func file_clearhub_v1_rooms_proto_init() {
 	if File_clearhub_v1_rooms_proto != nil {
 		return
 	}
+	file_clearhub_v1_rooms_proto_msgTypes[14].OneofWrappers = []any{}
+	file_clearhub_v1_rooms_proto_msgTypes[15].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearhub_v1_rooms_proto_rawDesc), len(file_clearhub_v1_rooms_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,8 @@ const (
 	RoomService_BanRoom_FullMethodName          = "/clearhub.v1.RoomService/BanRoom"
 	RoomService_UnbanRoom_FullMethodName        = "/clearhub.v1.RoomService/UnbanRoom"
 	RoomService_RoomHistory_FullMethodName      = "/clearhub.v1.RoomService/RoomHistory"
+	RoomService_UpdateRoom_FullMethodName       = "/clearhub.v1.RoomService/UpdateRoom"
+	RoomService_SetRoomMember_FullMethodName    = "/clearhub.v1.RoomService/SetRoomMember"
 )
 
 // RoomServiceClient is the client API for RoomService service.
@@ -48,6 +50,10 @@ type RoomServiceClient interface {
 	BanRoom(ctx context.Context, in *BanRoomRequest, opts ...grpc.CallOption) (*Room, error)
 	UnbanRoom(ctx context.Context, in *UnbanRoomRequest, opts ...grpc.CallOption) (*Room, error)
 	RoomHistory(ctx context.Context, in *RoomHistoryRequest, opts ...grpc.CallOption) (*RoomHistoryResponse, error)
+	// UpdateRoom changes the settings given (unset fields keep their value).
+	UpdateRoom(ctx context.Context, in *UpdateRoomRequest, opts ...grpc.CallOption) (*Room, error)
+	// SetRoomMember changes a participant's role, nickname or delivery.
+	SetRoomMember(ctx context.Context, in *SetRoomMemberRequest, opts ...grpc.CallOption) (*Room, error)
 }
 
 type roomServiceClient struct {
@@ -158,6 +164,26 @@ func (c *roomServiceClient) RoomHistory(ctx context.Context, in *RoomHistoryRequ
 	return out, nil
 }
 
+func (c *roomServiceClient) UpdateRoom(ctx context.Context, in *UpdateRoomRequest, opts ...grpc.CallOption) (*Room, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Room)
+	err := c.cc.Invoke(ctx, RoomService_UpdateRoom_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *roomServiceClient) SetRoomMember(ctx context.Context, in *SetRoomMemberRequest, opts ...grpc.CallOption) (*Room, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Room)
+	err := c.cc.Invoke(ctx, RoomService_SetRoomMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RoomServiceServer is the server API for RoomService service.
 // All implementations must embed UnimplementedRoomServiceServer
 // for forward compatibility.
@@ -172,6 +198,10 @@ type RoomServiceServer interface {
 	BanRoom(context.Context, *BanRoomRequest) (*Room, error)
 	UnbanRoom(context.Context, *UnbanRoomRequest) (*Room, error)
 	RoomHistory(context.Context, *RoomHistoryRequest) (*RoomHistoryResponse, error)
+	// UpdateRoom changes the settings given (unset fields keep their value).
+	UpdateRoom(context.Context, *UpdateRoomRequest) (*Room, error)
+	// SetRoomMember changes a participant's role, nickname or delivery.
+	SetRoomMember(context.Context, *SetRoomMemberRequest) (*Room, error)
 	mustEmbedUnimplementedRoomServiceServer()
 }
 
@@ -211,6 +241,12 @@ func (UnimplementedRoomServiceServer) UnbanRoom(context.Context, *UnbanRoomReque
 }
 func (UnimplementedRoomServiceServer) RoomHistory(context.Context, *RoomHistoryRequest) (*RoomHistoryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RoomHistory not implemented")
+}
+func (UnimplementedRoomServiceServer) UpdateRoom(context.Context, *UpdateRoomRequest) (*Room, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateRoom not implemented")
+}
+func (UnimplementedRoomServiceServer) SetRoomMember(context.Context, *SetRoomMemberRequest) (*Room, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetRoomMember not implemented")
 }
 func (UnimplementedRoomServiceServer) mustEmbedUnimplementedRoomServiceServer() {}
 func (UnimplementedRoomServiceServer) testEmbeddedByValue()                     {}
@@ -413,6 +449,42 @@ func _RoomService_RoomHistory_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RoomService_UpdateRoom_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateRoomRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RoomServiceServer).UpdateRoom(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RoomService_UpdateRoom_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RoomServiceServer).UpdateRoom(ctx, req.(*UpdateRoomRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RoomService_SetRoomMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetRoomMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RoomServiceServer).SetRoomMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RoomService_SetRoomMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RoomServiceServer).SetRoomMember(ctx, req.(*SetRoomMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RoomService_ServiceDesc is the grpc.ServiceDesc for RoomService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -459,6 +531,14 @@ var RoomService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RoomHistory",
 			Handler:    _RoomService_RoomHistory_Handler,
+		},
+		{
+			MethodName: "UpdateRoom",
+			Handler:    _RoomService_UpdateRoom_Handler,
+		},
+		{
+			MethodName: "SetRoomMember",
+			Handler:    _RoomService_SetRoomMember_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
