@@ -28,7 +28,8 @@ URI; every other participant gets a copy from the room. Participants join with
 details (ordering, replication, what happens when a node dies).`,
 	}
 	c.AddCommand(newRoomCreateCmd(), newRoomGetCmd(), newRoomListCmd(), newRoomDeleteCmd(), newRoomAddCmd(),
-		newRoomRemoveCmd(), newRoomRoleCmd(), newRoomBanCmd(), newRoomUnbanCmd(), newRoomHistoryCmd())
+		newRoomRemoveCmd(), newRoomRoleCmd(), newRoomBanCmd(), newRoomUnbanCmd(), newRoomHistoryCmd(),
+		newRoomUpdateCmd(), newRoomMemberCmd())
 	return c
 }
 

@@ -55,6 +55,12 @@ func (f *fakeRooms) DeleteRoom(_ context.Context, r *hubv1.RoomRef) (*hubv1.Dele
 func (f *fakeRooms) AddRoomMember(_ context.Context, r *hubv1.AddRoomMemberRequest) (*hubv1.Room, error) {
 	return f.rec("AddRoomMember", r), nil
 }
+func (f *fakeRooms) UpdateRoom(_ context.Context, r *hubv1.UpdateRoomRequest) (*hubv1.Room, error) {
+	return f.rec("UpdateRoom", r), nil
+}
+func (f *fakeRooms) SetRoomMember(_ context.Context, r *hubv1.SetRoomMemberRequest) (*hubv1.Room, error) {
+	return f.rec("SetRoomMember", r), nil
+}
 func (f *fakeRooms) RemoveRoomMember(_ context.Context, r *hubv1.RemoveRoomMemberRequest) (*hubv1.Room, error) {
 	return f.rec("RemoveRoomMember", r), nil
 }
@@ -119,9 +125,18 @@ func TestRoomCommands(t *testing.T) {
 		{[]string{"room", "role", "team", "bob@b.example", "visitor"}, []call{{"SetRoomRole", &hubv1.SetRoomRoleRequest{Room: "team", User: "bob@b.example", Role: hubv1.RoomRole_ROOM_ROLE_VISITOR}}}, ""},
 		{[]string{"room", "ban", "team", "network:b", "--reason", "abuse"}, []call{{"BanRoom", &hubv1.BanRoomRequest{Room: "team", Pattern: "network:b", Reason: "abuse"}}}, ""},
 		{[]string{"room", "unban", "team", "network:b"}, []call{{"UnbanRoom", &hubv1.UnbanRoomRequest{Room: "team", Pattern: "network:b"}}}, ""},
+		{[]string{"room", "update", "team", "--subject", "Ops", "--moderated=false", "--history", "0"},
+			[]call{{"UpdateRoom", &hubv1.UpdateRoomRequest{Room: "team", Subject: proto.String("Ops"), Moderated: proto.Bool(false), HistoryLen: proto.Uint32(0)}}}, "alice"},
+		{[]string{"room", "update", "team", "--network", "a", "--network", "b", "--max-members", "10", "--members-only"},
+			[]call{{"UpdateRoom", &hubv1.UpdateRoomRequest{Room: "team", SetNetworks: true, Networks: []string{"a", "b"}, MaxMembers: proto.Uint32(10), MembersOnly: proto.Bool(true)}}}, ""},
+		{[]string{"room", "update", "team", "--all-networks"}, []call{{"UpdateRoom", &hubv1.UpdateRoomRequest{Room: "team", SetNetworks: true}}}, ""},
+		{[]string{"room", "member", "set", "team", "bob@b.example", "--nick", "bobby", "--role", "moderator", "--cpim=false"},
+			[]call{{"SetRoomMember", &hubv1.SetRoomMemberRequest{Room: "team", User: "bob@b.example", Nickname: proto.String("bobby"), Role: hubv1.RoomRole_ROOM_ROLE_MODERATOR.Enum(), Cpim: proto.Bool(false)}}}, ""},
+		{[]string{"room", "member", "set", "team", "bob@b.example", "--role", "visitor"},
+			[]call{{"SetRoomMember", &hubv1.SetRoomMemberRequest{Room: "team", User: "bob@b.example", Role: hubv1.RoomRole_ROOM_ROLE_VISITOR.Enum()}}}, ""},
 		{[]string{"room", "history", "team", "--limit", "1"}, []call{{"RoomHistory", &hubv1.RoomHistoryRequest{Room: "team", Limit: 1}}}, "2026-12-01T10:00:00Z"},
 	} {
-		t.Run(strings.Join(tc.args[:2], " "), func(t *testing.T) {
+		t.Run(strings.Join(tc.args[:min(3, len(tc.args))], " "), func(t *testing.T) {
 			fr.mu.Lock()
 			fr.calls = nil
 			fr.mu.Unlock()

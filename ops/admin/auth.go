@@ -184,6 +184,8 @@ var methodAccess = map[string]access{
 	hubv1.RoomService_GetRoom_FullMethodName:          opAccess(rAdmin|rOperator|rReadonly, false),
 	hubv1.RoomService_ListRooms_FullMethodName:        opAccess(rAdmin|rOperator|rReadonly, false),
 	hubv1.RoomService_RoomHistory_FullMethodName:      opAccess(rAdmin|rOperator|rAuditor, false),
+	hubv1.RoomService_UpdateRoom_FullMethodName:       opAccess(rAdmin|rOperator, true),
+	hubv1.RoomService_SetRoomMember_FullMethodName:    opAccess(rAdmin|rOperator, true),
 
 	// Store-and-forward queues (queue.go): operators retry and drop,
 	// readonly reads the depths.

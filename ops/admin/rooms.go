@@ -327,3 +327,119 @@ func (rs *roomService) RoomHistory(ctx context.Context, req *hubv1.RoomHistoryRe
 	}
 	return &hubv1.RoomHistoryResponse{Messages: h}, nil
 }
+
+// UpdateRoom changes the settings the request names; the others, and the
+// participants, bans and history, are kept (PutRoom replaces settings
+// only).
+func (rs *roomService) UpdateRoom(ctx context.Context, req *hubv1.UpdateRoomRequest) (*hubv1.Room, error) {
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	uri, err := rs.roomURI(req.GetRoom())
+	if err != nil {
+		return nil, err
+	}
+	cur, err := rs.room(uri)
+	if err != nil {
+		return nil, err
+	}
+	r := &hubv1.Room{Uri: uri, Subject: cur.GetSubject(), Owner: cur.GetOwner(), MembersOnly: cur.GetMembersOnly(), Moderated: cur.GetModerated(),
+		MaxMembers: cur.GetMaxMembers(), HistoryLen: cur.GetHistoryLen(), Networks: cur.GetNetworks(), NoHistory: cur.GetNoHistory()}
+	var changed []string
+	if req.Subject != nil {
+		r.Subject = req.GetSubject()
+		changed = append(changed, fmt.Sprintf("subject %q", r.Subject))
+	}
+	if req.MembersOnly != nil {
+		r.MembersOnly = req.GetMembersOnly()
+		changed = append(changed, fmt.Sprintf("members-only %v", r.MembersOnly))
+	}
+	if req.Moderated != nil {
+		r.Moderated = req.GetModerated()
+		changed = append(changed, fmt.Sprintf("moderated %v", r.Moderated))
+	}
+	if req.MaxMembers != nil {
+		if cap := rs.s.roomsMaxMembers; cap > 0 && int(req.GetMaxMembers()) > cap {
+			return nil, fieldErr("max_members", fmt.Sprintf("at most %d (the hub's rooms.max_members)", cap))
+		}
+		r.MaxMembers = req.GetMaxMembers()
+		changed = append(changed, fmt.Sprintf("max-members %d", r.MaxMembers))
+	}
+	if req.HistoryLen != nil {
+		// 0 means no history here: the default applies only to a room
+		// created without a length.
+		r.HistoryLen, r.NoHistory = req.GetHistoryLen(), req.GetHistoryLen() == 0
+		changed = append(changed, fmt.Sprintf("history %d", r.HistoryLen))
+	}
+	if req.GetSetNetworks() {
+		r.Networks = req.GetNetworks()
+		changed = append(changed, fmt.Sprintf("networks %v", r.Networks))
+	} else if len(req.GetNetworks()) > 0 {
+		return nil, fieldErr("networks", "set set_networks to replace the room's networks")
+	}
+	if len(changed) == 0 {
+		return nil, fieldErr("room", "nothing to change: name at least one setting")
+	}
+	if err := rs.propose(ctx, c.Name, &hubv1.PutRoom{Room: r}); err != nil {
+		return nil, err
+	}
+	rs.s.audit(ctx, "UpdateRoom", c.Name, fmt.Sprintf("room %s: %s", uri, strings.Join(changed, ", ")))
+	return rs.room(uri)
+}
+
+// SetRoomMember changes a participant's role, nickname or delivery format.
+func (rs *roomService) SetRoomMember(ctx context.Context, req *hubv1.SetRoomMemberRequest) (*hubv1.Room, error) {
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	uri, err := rs.roomURI(req.GetRoom())
+	if err != nil {
+		return nil, err
+	}
+	u, err := raft.NormalizeUserURI(req.GetUser())
+	if err != nil {
+		return nil, &raft.FieldError{Field: "user", Value: req.GetUser(), Reason: err.Error()}
+	}
+	r, err := rs.room(uri)
+	if err != nil {
+		return nil, err
+	}
+	cur := raft.RoomMember(r, u)
+	if cur == nil {
+		return nil, fmt.Errorf("%s in room %s: %w", u, uri, raft.ErrNotFound)
+	}
+	m := &hubv1.RoomMember{User: cur.GetUser(), Network: cur.GetNetwork(), Role: cur.GetRole(), Nickname: cur.GetNickname(), State: cur.GetState(), Delivery: cur.GetDelivery()}
+	var changed []string
+	if req.Role != nil {
+		m.Role = req.GetRole()
+		changed = append(changed, "role "+strings.ToLower(strings.TrimPrefix(m.Role.String(), "ROOM_ROLE_")))
+	}
+	if req.Nickname != nil {
+		n := req.GetNickname()
+		if why := raft.NicknameProblem(n); why != "" {
+			return nil, &raft.FieldError{Field: "nickname", Value: n, Reason: why}
+		}
+		if o := raft.RoomMemberByNick(r, n); o != nil && o.GetUser() != u {
+			return nil, fmt.Errorf("nickname %q is %s's in room %s: %w", n, o.GetUser(), uri, raft.ErrAlreadyExists)
+		}
+		m.Nickname = n
+		changed = append(changed, fmt.Sprintf("nickname %q", n))
+	}
+	if req.Cpim != nil {
+		m.Delivery = hubv1.RoomDelivery_ROOM_DELIVERY_PLAIN
+		if req.GetCpim() {
+			m.Delivery = hubv1.RoomDelivery_ROOM_DELIVERY_CPIM
+		}
+		changed = append(changed, fmt.Sprintf("cpim %v", req.GetCpim()))
+	}
+	if len(changed) == 0 {
+		return nil, fieldErr("user", "nothing to change: give a role, nickname or cpim")
+	}
+	if err := rs.propose(ctx, c.Name, &hubv1.PutRoomMember{Room: uri, Member: m}); err != nil {
+		return nil, err
+	}
+	rs.s.audit(ctx, "SetRoomMember", c.Name, fmt.Sprintf("room %s: %s %s", uri, u, strings.Join(changed, ", ")))
+	return rs.room(uri)
+}
