@@ -43,7 +43,9 @@ func TestRoomUpdateAndSetMember(t *testing.T) {
 		check func(r *hubv1.Room) bool
 	}{
 		{"subject only", &hubv1.UpdateRoomRequest{Room: "team", Subject: proto.String("Ops")},
-			codes.OK, func(r *hubv1.Room) bool { return r.GetSubject() == "Ops" && r.GetHistoryLen() == 5 && len(r.GetMembers()) == 2 }},
+			codes.OK, func(r *hubv1.Room) bool {
+				return r.GetSubject() == "Ops" && r.GetHistoryLen() == 5 && len(r.GetMembers()) == 2
+			}},
 		{"flags", &hubv1.UpdateRoomRequest{Room: "team", MembersOnly: proto.Bool(true), Moderated: proto.Bool(true), MaxMembers: proto.Uint32(50)},
 			codes.OK, func(r *hubv1.Room) bool {
 				return r.GetMembersOnly() && r.GetModerated() && r.GetMaxMembers() == 50 && r.GetSubject() == "Ops"
@@ -79,7 +81,9 @@ func TestRoomUpdateAndSetMember(t *testing.T) {
 		check func(m *hubv1.RoomMember) bool
 	}{
 		{"role", &hubv1.SetRoomMemberRequest{Room: "team", User: "bob@b.example", Role: hubv1.RoomRole_ROOM_ROLE_MODERATOR.Enum()},
-			codes.OK, func(m *hubv1.RoomMember) bool { return m.GetRole() == hubv1.RoomRole_ROOM_ROLE_MODERATOR && m.GetNickname() == "bob" }},
+			codes.OK, func(m *hubv1.RoomMember) bool {
+				return m.GetRole() == hubv1.RoomRole_ROOM_ROLE_MODERATOR && m.GetNickname() == "bob"
+			}},
 		{"nickname and cpim", &hubv1.SetRoomMemberRequest{Room: "team", User: "bob@b.example", Nickname: proto.String("bobby"), Cpim: proto.Bool(true)},
 			codes.OK, func(m *hubv1.RoomMember) bool {
 				return m.GetNickname() == "bobby" && m.GetDelivery() == hubv1.RoomDelivery_ROOM_DELIVERY_CPIM && m.GetRole() == hubv1.RoomRole_ROOM_ROLE_MODERATOR
