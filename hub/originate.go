@@ -31,6 +31,11 @@ type OriginateOptions struct {
 	// Note goes into the request entry's Reason, e.g. "store-and-forward
 	// delivery of entry 1234, attempt 2", tying it to an earlier entry.
 	Note string
+	// StreamsOnly sends over dst's TCP/TLS edges, then over TCP to its UDP
+	// edges' addresses, never as a datagram: for a request too large for
+	// one (RFC 3261 18.1.1) whose sender would rather be refused than
+	// IP-fragmented (a list's NOTIFY).
+	StreamsOnly bool
 }
 
 // Errors of Originate, matched with errors.Is. A final response from the
@@ -136,6 +141,20 @@ func (h *Hub) Originate(ctx context.Context, req *sip.Request, dst string, o Ori
 		return nil, refuse(483, "Max-Forwards exhausted")
 	}
 	hops := edgeHops(c.dst)
+	if o.StreamsOnly {
+		// RFC 3261 18.1.1 and 18 (every element implements TCP): a UDP
+		// edge is tried over TCP at its own address, after the stream
+		// edges; refused there, the caller decides (no UDP fallback here).
+		var streams, upgraded []hop
+		for _, hp := range hops {
+			if hp.transport != "UDP" {
+				streams = append(streams, hp)
+			} else {
+				upgraded = append(upgraded, hop{addr: hp.addr, transport: "TCP", uri: hp.uri + " (over TCP)"})
+			}
+		}
+		hops = append(streams, upgraded...)
+	}
 	if len(hops) == 0 {
 		c.noUsableEdge("none_configured")
 		_ = refuse(503, "destination network has no usable edge")
@@ -148,6 +167,7 @@ func (h *Hub) Originate(ctx context.Context, req *sip.Request, dst string, o Ori
 		h.m.auditErrs.Inc()
 		return nil, fmt.Errorf("%s: %w: %w", what, ErrOriginateAudit, err)
 	}
+	c.tapRequest() // tap.go
 	c.forward(preferStreams(hops, c.size()), popN, mf, loopHash(c.req), nil)
 
 	switch c.orig.fail {

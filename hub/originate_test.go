@@ -106,6 +106,7 @@ func TestOriginateFailures(t *testing.T) {
 		{name: "refused edge", edges: []string{deadTCPEdge}, dst: "netb", opts: OriginateOptions{Source: "neta"}, want: ErrOriginateFailed, status: 503},
 		{name: "silent edge", edges: []string{deadUDPEdge}, dst: "netb", opts: OriginateOptions{Source: "neta"}, want: ErrOriginateTimeout, status: 408},
 		{name: "no edge", edges: []string{}, dst: "netb", opts: OriginateOptions{Source: "neta"}, want: ErrOriginateNoEdge, status: 503},
+		{name: "streams only, UDP edge refuses TCP", dst: "netb", opts: OriginateOptions{Source: "neta", StreamsOnly: true}, want: ErrOriginateFailed, status: 503},
 		{name: "peering policy", dst: "netc", opts: OriginateOptions{Source: "neta"}, want: ErrOriginateRefused, status: 403},
 		{name: "unknown network", dst: "nope", want: ErrOriginateRefused, status: 404},
 		{name: "hub service not enabled at destination", dst: "netb",

@@ -47,12 +47,12 @@ func (w *listsWiring) ServeSIP(r *hub.HostedRequest) {
 // Send originates a request of the list server: back-end SUBSCRIBEs in
 // the watcher network's name (so its peering policy applies), NOTIFYs to
 // watchers as the hub's own service.
-func (w *listsWiring) Send(ctx context.Context, req *sip.Request, src, dst, note string) (*sip.Response, error) {
+func (w *listsWiring) Send(ctx context.Context, req *sip.Request, src, dst, note string, streamsOnly bool) (*sip.Response, error) {
 	h := w.sip.Load()
 	if h == nil {
 		return nil, errListsNotRunning
 	}
-	return h.Originate(ctx, req, dst, hub.OriginateOptions{Source: src, Service: hubv1.Service_SERVICE_PRESENCE, Note: note})
+	return h.Originate(ctx, req, dst, hub.OriginateOptions{Source: src, Service: hubv1.Service_SERVICE_PRESENCE, Note: note, StreamsOnly: streamsOnly})
 }
 
 // edgeTransport is the transport of a member's first edge URI, which the

@@ -244,7 +244,7 @@ func (s *Service) unsubscribeLocked(b *backend) {
 	b.unsubbed = true
 	req := s.backendRequestLocked(b, 0)
 	s.goLocked(func() {
-		_, _ = s.cfg.Sender.Send(s.ctx, req, b.src, b.network, "list back-end unsubscribe "+b.key.presentity)
+		_, _ = s.cfg.Sender.Send(s.ctx, req, b.src, b.network, "list back-end unsubscribe "+b.key.presentity, false)
 	})
 }
 
@@ -311,7 +311,7 @@ func (s *Service) backendSubscribe(b *backend, expires time.Duration) {
 	req := s.backendRequestLocked(b, expires)
 	s.mu.Unlock()
 
-	res, err := s.cfg.Sender.Send(s.ctx, req, b.src, b.network, "list back-end subscription "+b.key.presentity+" view "+b.key.view)
+	res, err := s.cfg.Sender.Send(s.ctx, req, b.src, b.network, "list back-end subscription "+b.key.presentity+" view "+b.key.view, false)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -23,7 +23,7 @@ type countingSender struct {
 	backs                []sent
 }
 
-func (c *countingSender) Send(_ context.Context, req *sip.Request, src, dst, _ string) (*sip.Response, error) {
+func (c *countingSender) Send(_ context.Context, req *sip.Request, src, dst, _ string, _ bool) (*sip.Response, error) {
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	switch req.Method {
 	case sip.NOTIFY:
@@ -31,7 +31,7 @@ func (c *countingSender) Send(_ context.Context, req *sip.Request, src, dst, _ s
 	case sip.SUBSCRIBE:
 		c.subscribes.Add(1)
 		c.mu.Lock()
-		c.backs = append(c.backs, sent{req, src, dst})
+		c.backs = append(c.backs, sent{req: req, src: src, dst: dst})
 		c.mu.Unlock()
 	}
 	return res, nil

@@ -99,6 +99,7 @@ func removeStopped(ts []*fakeTimer) []*fakeTimer {
 type sent struct {
 	req      *sip.Request
 	src, dst string
+	streams  bool // sent over stream edges only
 }
 
 // fakeSender answers back-end SUBSCRIBEs with 200 (To tag, Expires) and
@@ -113,9 +114,9 @@ type fakeSender struct {
 
 func newFakeSender() *fakeSender { return &fakeSender{notify: make(chan sent, 10000)} }
 
-func (f *fakeSender) Send(_ context.Context, req *sip.Request, src, dst, _ string) (*sip.Response, error) {
+func (f *fakeSender) Send(_ context.Context, req *sip.Request, src, dst, _ string, streams bool) (*sip.Response, error) {
 	f.mu.Lock()
-	f.reqs = append(f.reqs, sent{req, src, dst})
+	f.reqs = append(f.reqs, sent{req: req, src: src, dst: dst, streams: streams})
 	answer := f.answer
 	f.mu.Unlock()
 	code := 200
@@ -133,7 +134,7 @@ func (f *fakeSender) Send(_ context.Context, req *sip.Request, src, dst, _ strin
 		res.AppendHeader(sip.NewHeader("Expires", "600"))
 	}
 	if req.Method == sip.NOTIFY {
-		f.notify <- sent{req, src, dst}
+		f.notify <- sent{req: req, src: src, dst: dst, streams: streams}
 	}
 	return res, nil
 }

@@ -34,6 +34,8 @@ type listSub struct {
 	cseq           uint32
 	version        uint32 // next RLMI version (RFC 4662 5.2: from 0, +1 per NOTIFY)
 	full           bool   // next NOTIFY carries full state
+	split          bool   // dirty holds the rest of a split state: not held by max-rate
+	noStreams      bool   // the stream edges failed a large NOTIFY: split until the next SUBSCRIBE
 	dirty          map[string]bool
 	sending        bool
 	terminating    string // reason, once ending
@@ -43,8 +45,10 @@ type listSub struct {
 	rates          rateParams // RFC 6446 (rate.go)
 	lastSent       time.Time
 	sentAny        bool
-	gate           Timer // a NOTIFY held back by max-rate
-	heartbeat      Timer // min-rate
+	sentCount      int       // NOTIFYs sent (adaptive-min-rate)
+	created        time.Time // when the subscription began
+	gate           Timer     // a NOTIFY held back by max-rate
+	heartbeat      Timer     // min-rate
 }
 
 func (sub *listSub) stopTimers() {
@@ -101,7 +105,7 @@ func (s *Service) sendLoop(sub *listSub) {
 			s.mu.Unlock()
 			return
 		}
-		req, final := s.buildNotifyLocked(sub)
+		req, final, streams := s.buildNotifyLocked(sub)
 		s.sentLocked(sub, final)
 		if final {
 			sub.done = true
@@ -110,12 +114,22 @@ func (s *Service) sendLoop(sub *listSub) {
 		network := sub.network
 		s.mu.Unlock()
 
-		res, err := s.cfg.Sender.Send(s.ctx, req, "", network, "list NOTIFY "+sub.listURI)
+		res, err := s.cfg.Sender.Send(s.ctx, req, "", network, "list NOTIFY "+sub.listURI, streams)
 		if final {
 			s.mu.Lock()
 			sub.sending = false
 			s.mu.Unlock()
 			return
+		}
+		if err != nil && streams {
+			// No edge of the watcher's network took it over TCP/TLS: send
+			// the state again, split into datagrams, rather than lose the
+			// subscription (until the next SUBSCRIBE).
+			s.mu.Lock()
+			s.cfg.Log.Info("list NOTIFY: no stream edge took it; splitting into datagrams", "list", sub.listURI, "watcher", sub.watcher, "err", err)
+			sub.noStreams, sub.full = true, true
+			s.mu.Unlock()
+			continue
 		}
 		if err != nil || res.StatusCode == 481 || res.StatusCode == 408 || (res.StatusCode >= 300 && res.StatusCode != 401 && res.StatusCode != 407) {
 			// RFC 6665 4.2.2 / 4.1.3: a NOTIFY refused or timed out ends
@@ -160,8 +174,23 @@ func (s *Service) resourceLocked(sub *listSub, e Entry) rlmiResource {
 	return r
 }
 
+// viaMargin is what the proxy core adds to a NOTIFY on its way out (its
+// Via, with branch and received/rport room), counted in the size check.
+const viaMargin = 200
+
 // buildNotifyLocked builds the next NOTIFY and advances version and CSeq.
-func (s *Service) buildNotifyLocked(sub *listSub) (*sip.Request, bool) {
+// streams says it is too large for a datagram (RFC 3261 18.1.1: over 1300
+// bytes on a path of unknown MTU) and must go over TCP/TLS: the watcher
+// network's stream edges, else TCP to its UDP edges (hub.OriginateOptions
+// StreamsOnly). Only when no edge took it over TCP (noStreams) is a large
+// state split: this NOTIFY carries the resources that fit and the rest go
+// in partial NOTIFYs right after it (split; not held by max-rate), as
+// small as the documents allow. RFC 4662 has no way to split one full
+// state; the first part says fullState="true" and the subscriber's table
+// is complete once the partial ones arrived (a partial notification adds
+// the resources it names) — the order Kamailio's rls
+// max_notify_body_length also uses.
+func (s *Service) buildNotifyLocked(sub *listSub) (req *sip.Request, final, streams bool) {
 	full := sub.full || sub.version == 0
 	var rs []rlmiResource
 	for _, e := range sub.entries {
@@ -169,12 +198,52 @@ func (s *Service) buildNotifyLocked(sub *listSub) (*sip.Request, bool) {
 			rs = append(rs, s.resourceLocked(sub, e))
 		}
 	}
-	version := sub.version
-	sub.version++
-	sub.full = false
+	final = sub.terminating != ""
+	sub.full, sub.split = false, false
 	clear(sub.dirty)
-	final := sub.terminating != ""
 
+	req = s.notifyRequest(sub, full, final, rs)
+	if size := len(req.String()) + viaMargin; size > s.cfg.MaxDatagram {
+		if !sub.noStreams {
+			streams = true
+		} else if k := s.fitLocked(sub, full, final, rs); k < len(rs) {
+			req = s.notifyRequest(sub, full, final, rs[:k])
+			if !final {
+				for _, r := range rs[k:] {
+					sub.dirty[r.uri] = true
+				}
+				sub.split = true
+			}
+			s.cfg.Log.Debug("list NOTIFY split for a UDP-only network", "list", sub.listURI, "watcher", sub.watcher,
+				"resources", k, "left", len(rs)-k, "version", sub.version)
+		}
+		if !streams && len(req.String())+viaMargin > s.cfg.MaxDatagram {
+			// RFC 3261 18.1.1: TCP refused, the element SHOULD retry over
+			// UDP; one resource per NOTIFY cannot be made smaller. Sent,
+			// and said so.
+			s.cfg.Log.Warn("list NOTIFY larger than a datagram toward a network that took no TCP",
+				"list", sub.listURI, "watcher", sub.watcher, "network", sub.network, "bytes", len(req.String())+viaMargin)
+		}
+	}
+	sub.version++
+	sub.cseq++
+	return req, final, streams
+}
+
+// fitLocked is how many of rs (at least one) fit in one datagram.
+func (s *Service) fitLocked(sub *listSub, full, final bool, rs []rlmiResource) int {
+	k := 1
+	for k < len(rs) {
+		if len(s.notifyRequest(sub, full, final, rs[:k+1]).String())+viaMargin > s.cfg.MaxDatagram {
+			break
+		}
+		k++
+	}
+	return k
+}
+
+// notifyRequest is the NOTIFY with sub's next version and CSeq showing rs.
+func (s *Service) notifyRequest(sub *listSub, full, final bool, rs []rlmiResource) *sip.Request {
 	req := sip.NewRequest(sip.NOTIFY, sub.remoteTarget)
 	for _, r := range sub.routeSet {
 		req.AppendHeader(&sip.RouteHeader{Address: r})
@@ -191,8 +260,7 @@ func (s *Service) buildNotifyLocked(sub *listSub) (*sip.Request, bool) {
 	req.AppendHeader(&sip.ToHeader{Address: sub.watcherHdr, Params: tp})
 	cid := sip.CallIDHeader(sub.callID)
 	req.AppendHeader(&cid)
-	sub.cseq++
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: sub.cseq, MethodName: sip.NOTIFY})
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: sub.cseq + 1, MethodName: sip.NOTIFY})
 	mf := sip.MaxForwardsHeader(70)
 	req.AppendHeader(&mf)
 	req.AppendHeader(&sip.ContactHeader{Address: sub.contact})
@@ -209,7 +277,7 @@ func (s *Service) buildNotifyLocked(sub *listSub) (*sip.Request, bool) {
 	}
 	if sub.event == "presence" {
 		req.AppendHeader(sip.NewHeader("Require", optEventlist)) // RFC 4662 4.4
-		ct, body := s.rlmiBody(sub, version, full, rs)
+		ct, body := s.rlmiBody(sub, sub.version, full, rs)
 		req.AppendHeader(sip.NewHeader("Content-Type", ct))
 		req.SetBody(body)
 	} else {
@@ -219,7 +287,7 @@ func (s *Service) buildNotifyLocked(sub *listSub) (*sip.Request, bool) {
 		}
 		req.SetBody(body)
 	}
-	return req, final
+	return req
 }
 
 // rlmiBody is the RFC 4662 body: multipart/related, RLMI root first.
@@ -287,7 +355,7 @@ func shortHash(s string) string {
 // end the subscription are never held (RFC 6446 4.2: they are not
 // rate-controlled); changes wait and go out together.
 func (s *Service) heldByMaxRateLocked(sub *listSub) bool {
-	if sub.rates.maxInterval <= 0 || !sub.sentAny || sub.full || sub.terminating != "" {
+	if sub.rates.maxInterval <= 0 || !sub.sentAny || sub.full || sub.split || sub.terminating != "" {
 		return false
 	}
 	if sub.gate != nil {
@@ -304,18 +372,21 @@ func (s *Service) heldByMaxRateLocked(sub *listSub) bool {
 	return true
 }
 
-// sentLocked records a NOTIFY going out and re-arms the min-rate
-// heartbeat: with nothing new for minInterval, full state goes again.
+// sentLocked records a NOTIFY going out and re-arms the min-rate /
+// adaptive-min-rate heartbeat: with nothing new by then, full state goes
+// again.
 func (s *Service) sentLocked(sub *listSub, final bool) {
 	sub.lastSent, sub.sentAny = s.cfg.Clock.Now(), true
+	sub.sentCount++
 	if sub.heartbeat != nil {
 		sub.heartbeat.Stop()
 		sub.heartbeat = nil
 	}
-	if final || sub.rates.minInterval <= 0 {
+	d := sub.rates.heartbeatIn(sub.created, sub.lastSent, sub.sentCount)
+	if final || d <= 0 {
 		return
 	}
-	sub.heartbeat = s.afterLocked(sub.rates.minInterval, func() {
+	sub.heartbeat = s.afterLocked(d, func() {
 		sub.heartbeat = nil
 		if sub.terminating == "" && !sub.done {
 			sub.full = true

@@ -13,8 +13,10 @@ import (
 // RFC 6446 rate control: the subscriber asks, in Event parameters, for at
 // most max-rate and at least min-rate notifications per second; the
 // notifier applies what it can and says so in Subscription-State (RFC 6446
-// 4.3). adaptive-min-rate is not supported and, as RFC 6446 allows for an
-// unsupported parameter, neither applied nor echoed.
+// 4.3). adaptive-min-rate is a minimum the notifier adapts to the traffic
+// it already sent: the hub reads it as a minimum average rate over the
+// subscription (heartbeats only when the NOTIFYs sent so far fall behind
+// it; a busy subscription gets none).
 
 // minRateFloor bounds how often min-rate may make the hub send an
 // unchanged state: once a minute at most, whatever the watcher asks (a
@@ -24,11 +26,14 @@ const minRateFloor = time.Minute
 type rateParams struct {
 	maxInterval time.Duration // 0: no max-rate
 	minInterval time.Duration // 0: no min-rate
+	amrInterval time.Duration // 0: no adaptive-min-rate
 	maxRate     float64       // as applied, for the echo
 	minRate     float64
+	amrRate     float64
 }
 
-// eventRates reads max-rate and min-rate from the Event header.
+// eventRates reads max-rate, min-rate and adaptive-min-rate from the
+// Event header.
 func eventRates(req *sip.Request) (rateParams, error) {
 	var p rateParams
 	v := headerValue(req, "Event", "o")
@@ -39,7 +44,7 @@ func eventRates(req *sip.Request) (rateParams, error) {
 			continue
 		}
 		k = strings.ToLower(strings.TrimSpace(k))
-		if k != "max-rate" && k != "min-rate" {
+		if k != "max-rate" && k != "min-rate" && k != "adaptive-min-rate" {
 			continue
 		}
 		f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
@@ -58,12 +63,20 @@ func eventRates(req *sip.Request) (rateParams, error) {
 				iv, f = minRateFloor, 1/minRateFloor.Seconds()
 			}
 			p.minRate, p.minInterval = f, iv
+		case "adaptive-min-rate":
+			if iv < minRateFloor {
+				iv, f = minRateFloor, 1/minRateFloor.Seconds()
+			}
+			p.amrRate, p.amrInterval = f, iv
 		}
 	}
 	if p.maxInterval > 0 && p.minInterval > 0 && p.minInterval < p.maxInterval {
 		// RFC 6446 4.4: min-rate above max-rate cannot both hold; the
 		// ceiling wins.
 		p.minInterval, p.minRate = p.maxInterval, p.maxRate
+	}
+	if p.maxInterval > 0 && p.amrInterval > 0 && p.amrInterval < p.maxInterval {
+		p.amrInterval, p.amrRate = p.maxInterval, p.maxRate
 	}
 	return p, nil
 }
@@ -77,5 +90,27 @@ func (p rateParams) echo() string {
 	if p.minInterval > 0 {
 		b.WriteString(";min-rate=" + strconv.FormatFloat(p.minRate, 'g', 6, 64))
 	}
+	if p.amrInterval > 0 {
+		b.WriteString(";adaptive-min-rate=" + strconv.FormatFloat(p.amrRate, 'g', 6, 64))
+	}
 	return b.String()
+}
+
+// heartbeatIn is how long after a NOTIFY (at now, the count-th since the
+// subscription began at start) the state goes again unchanged, 0 for
+// never: min-rate's fixed interval, or adaptive-min-rate's next deadline
+// start + count*interval, whichever is sooner, never sooner than the floor.
+func (p rateParams) heartbeatIn(start, now time.Time, count int) time.Duration {
+	var d time.Duration
+	if p.minInterval > 0 {
+		d = p.minInterval
+	}
+	if p.amrInterval > 0 {
+		a := start.Add(time.Duration(count) * p.amrInterval).Sub(now)
+		a = max(a, minRateFloor)
+		if d == 0 || a < d {
+			d = a
+		}
+	}
+	return d
 }

@@ -30,9 +30,10 @@ import (
 // Sender sends a request of the hub's own toward member network dst and
 // returns the final response. src is the member network the hub speaks for
 // ("" = the hub's own service): it decides the policy check and is the
-// audit entries' source. cmd/hubd adapts hub.Originate to it.
+// audit entries' source. streamsOnly sends over dst's TCP/TLS edges only
+// (a NOTIFY too large for a datagram). cmd/hubd adapts hub.Originate to it.
 type Sender interface {
-	Send(ctx context.Context, req *sip.Request, src, dst, note string) (*sip.Response, error)
+	Send(ctx context.Context, req *sip.Request, src, dst, note string, streamsOnly bool) (*sip.Response, error)
 }
 
 // Request is one request for the lists domain, as the proxy core attributed
@@ -81,6 +82,10 @@ type Config struct {
 	// BackendRetry is how long after a failed back-end subscription the
 	// hub tries again (for failures that are not a refusal).
 	BackendRetry time.Duration
+	// MaxDatagram is the largest NOTIFY sent as a UDP datagram (RFC 3261
+	// 18.1.1: 1300 bytes when the path MTU is unknown); larger ones go over
+	// TCP/TLS only (notify.go).
+	MaxDatagram int
 }
 
 func (c *Config) defaults() {
@@ -113,6 +118,9 @@ func (c *Config) defaults() {
 	}
 	if c.BackendRetry <= 0 {
 		c.BackendRetry = 60 * time.Second
+	}
+	if c.MaxDatagram <= 0 {
+		c.MaxDatagram = 1300
 	}
 	c.Domain = strings.ToLower(c.Domain)
 }
@@ -391,7 +399,7 @@ func (s *Service) subscribe(r Request) {
 		listURI: listURI, network: r.Source, watcher: watcher, watcherHdr: from.Address,
 		event: pkg, eventID: eventID, remoteTarget: contact.Address,
 		dirty: map[string]bool{}, backs: map[string]*backend{}, static: map[string]resState{}, full: true,
-		rates: rates,
+		rates: rates, created: s.cfg.Clock.Now(),
 	}
 	for _, h := range req.GetHeaders("Record-Route") {
 		if rr, ok := h.(*sip.RecordRouteHeader); ok {
@@ -554,6 +562,7 @@ func (s *Service) refresh(r Request, exp time.Duration, adhoc []Entry, rates rat
 		sub.entries = adhoc // RFC 5367: a changed body replaces the list
 	}
 	sub.rates = rates // RFC 6446 5: a refresh may change the rates
+	sub.noStreams = false
 	s.setExpiryLocked(sub, exp)
 	if exp > 0 {
 		s.reconcileLocked(sub, r.State)
