@@ -131,6 +131,9 @@ func ValidateNetwork(n *hubv1.Network) error {
 	if err := validateRateLimits(n.GetRateLimits()); err != nil {
 		return err
 	}
+	if err := validateMsrp(n.GetMsrp()); err != nil {
+		return err
+	}
 	if _, ok := hubv1.NetworkStatus_name[int32(n.GetStatus())]; !ok {
 		return invalid("network.status", n.GetStatus().String(), "unknown status")
 	}
@@ -162,6 +165,7 @@ func NormalizeNetwork(n *hubv1.Network) *hubv1.Network {
 		}
 	}
 	c.Services = normServices(c.Services)
+	normalizeMsrp(c.Msrp)
 	slices.SortStableFunc(c.RateLimits, func(a, b *hubv1.RateLimit) int { return int(a.GetService()) - int(b.GetService()) })
 	return c
 }

@@ -87,6 +87,16 @@ func (r *Relay) Offer(d Dialog, sdp []byte) ([]byte, error) {
 		}
 		secure := ans.secure
 		s.mu.Unlock()
+		if ans.viaRelay() {
+			// The callee's network runs its own relay: AUTH to it now,
+			// the offer carries its Use-Path (RFC 4976 section 6).
+			if !ans.isBound() {
+				if err := ans.authenticate(); err != nil {
+					return fail(err)
+				}
+			}
+			rwv.Path, rwv.Host, rwv.Port = ans.sdpPath()
+		}
 		if secure {
 			fp, err := r.fingerprint()
 			if err != nil {
@@ -161,10 +171,11 @@ func (r *Relay) Answer(d Dialog, sdp []byte) ([]byte, error) {
 		ans.peerPath, ans.peerFP = m.Path, m.Fingerprint
 		// Answerer leg: the hub connects unless the answerer chose to
 		// (a=setup:active in reply to the hub's actpass).
-		ans.active = !(s.offerSetup != "" && m.Setup == "active")
+		ans.active = !(s.offerSetup != "" && m.Setup == "active") && !ans.viaRelay()
 		// Offerer leg: the hub waits unless the offerer insisted on being
-		// passive.
-		off.active = s.offerSetup == "passive"
+		// passive. Through a member's relay the hub is connected already
+		// (its AUTH connection) and the endpoint reaches the relay.
+		off.active = s.offerSetup == "passive" && !off.viaRelay()
 		setupOff := "passive"
 		if off.active {
 			setupOff = "active"
@@ -183,6 +194,16 @@ func (r *Relay) Answer(d Dialog, sdp []byte) ([]byte, error) {
 			}
 		}
 		s.mu.Unlock()
+		if off.viaRelay() {
+			// The caller's network runs its own relay: the answer
+			// toward it carries the relay's Use-Path.
+			if !off.isBound() {
+				if err := off.authenticate(); err != nil {
+					return nil, err
+				}
+			}
+			rwv.Path, rwv.Host, rwv.Port = off.sdpPath()
+		}
 		if secure {
 			fp, err := r.fingerprint()
 			if err != nil {

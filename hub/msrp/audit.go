@@ -91,6 +91,9 @@ func (s *session) finishMessage(m *message, code int, why string, abandoned bool
 	if !m.order {
 		b.WriteString(" out-of-order")
 	}
+	if m.paced > 0 {
+		b.WriteString(" rate-paced=" + m.paced.Round(time.Millisecond).String())
+	}
 	if reason != "" {
 		b.WriteString(" result=" + strconv.Quote(reason))
 	}

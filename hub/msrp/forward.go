@@ -29,6 +29,7 @@ type message struct {
 	keep   bool
 
 	cpimFrom, cpimTo string
+	paced            time.Duration // time the network's byte rate held the sender back
 
 	outstanding int  // the hub's SENDs toward the other leg awaiting a response
 	final       bool // last chunk ($ or #) received
@@ -107,7 +108,7 @@ func (l *leg) respond(f *Frame, code int, phrase string) {
 // report sends a REPORT about message m to l's endpoint (the sender).
 func (l *leg) report(m *message, br ByteRange, code int, phrase string) {
 	l.s.mu.Lock()
-	path := l.peerPath
+	path := l.toPathLocked()
 	l.s.mu.Unlock()
 	rep := &Frame{TID: newTID(nil), Method: "REPORT", ToPath: path, FromPath: []string{l.hubURI.String()},
 		MessageID: m.id, ByteRange: br, HasByteRange: true, Status: "000 " + strconv.Itoa(code) + " " + phrase, Flag: FlagEnd}
@@ -162,7 +163,7 @@ func (l *leg) onSend(f *Frame) {
 		s.chunkReceived(m, f, false)
 		return
 	}
-	if lim := r.maxMessage(l.net); lim > 0 && (br.Total > lim || br.End > lim) {
+	if lim := r.settings(l.net).MaxMessageSize; lim > 0 && (br.Total > lim || br.End > lim) {
 		// Per-network size limit: 413 tells the sender to stop sending
 		// this message (RFC 4975 section 7.2.1); the receiver's copy is
 		// aborted.
@@ -177,13 +178,20 @@ func (l *leg) onSend(f *Frame) {
 		return
 	}
 	if lim := r.limiter(l.net); lim != nil {
-		// Byte-rate limit per member: pace by reading this leg more slowly.
+		// Byte-rate limit per member: pace by reading this leg more
+		// slowly (the wait is audited with the message).
+		t0 := time.Now()
 		for n := len(f.Body); n > 0; {
 			take := min(n, lim.Burst())
 			if err := lim.WaitN(r.ctx, take); err != nil {
 				break
 			}
 			n -= take
+		}
+		if w := time.Since(t0); w > time.Millisecond {
+			s.mu.Lock()
+			m.paced += w
+			s.mu.Unlock()
 		}
 	}
 	o := l.other()
@@ -230,7 +238,7 @@ func isDone(ch chan struct{}) bool {
 func (o *leg) forward(m *message, f *Frame, br ByteRange) {
 	s, r := o.s, o.s.r
 	s.mu.Lock()
-	path := o.peerPath
+	path := o.toPathLocked()
 	if !o.sentIDs[m.id] {
 		o.sentIDs[m.id] = true
 		o.sentFIF = append(o.sentFIF, m.id)
@@ -241,10 +249,11 @@ func (o *leg) forward(m *message, f *Frame, br ByteRange) {
 	}
 	s.mu.Unlock()
 	from := []string{o.hubURI.String()}
+	chunk := r.settings(o.net).MaxChunk // the receiving network's relay limits
 	body := f.Body
 	off := 0
 	for {
-		n := min(len(body)-off, r.cfg.MaxChunk)
+		n := min(len(body)-off, chunk)
 		piece := body[off : off+n]
 		flag := byte(FlagMore)
 		if off+n == len(body) {
@@ -287,7 +296,7 @@ func (o *leg) abortToward(m *message, at int64) {
 		return
 	}
 	o.s.mu.Lock()
-	sent, path := o.sentIDs[m.id], o.peerPath
+	sent, path := o.sentIDs[m.id], o.toPathLocked()
 	o.s.mu.Unlock()
 	if !sent {
 		return
@@ -334,6 +343,9 @@ func (s *session) chunkReceived(m *message, f *Frame, relayed bool) {
 
 // onResponse matches a member's response to one of the hub's SENDs.
 func (l *leg) onResponse(f *Frame) {
+	if l.viaRelay() && l.takeAuthResponse(f) {
+		return // the relay's answer to a re-AUTH
+	}
 	s := l.s
 	s.mu.Lock()
 	p := l.pending[f.TID]
@@ -399,7 +411,7 @@ func (l *leg) onReport(f *Frame) {
 		return
 	}
 	s.mu.Lock()
-	path := o.peerPath
+	path := o.toPathLocked()
 	s.mu.Unlock()
 	rep := &Frame{TID: newTID(nil), Method: "REPORT", ToPath: path, FromPath: []string{o.hubURI.String()},
 		MessageID: f.MessageID, ByteRange: f.ByteRange, HasByteRange: f.HasByteRange, Status: f.Status, Other: f.Other, Flag: FlagEnd}

@@ -71,6 +71,23 @@ type Config struct {
 	// more slowly. Burst defaults to max(BytesPerSecond, Limits.MaxBody).
 	BytesPerSecond float64
 	Burst          int
+	// Network returns a member network's own settings (the cluster
+	// state's Network.msrp); nil: every network takes the values above.
+	Network func(network string) NetworkSettings
+
+	// Inbound connection caps: MaxConns in total (default 8192),
+	// MaxConnsPerIP from one source address (default 512: a member's SBC
+	// or relay carries many sessions), MaxPendingPerIP of those that have
+	// not yet named a session (default 16). Over a cap the connection is
+	// closed at once. A connection that names no session within
+	// FirstFrameTimeout (default 10s, TLS handshake included) is closed.
+	MaxConns          int
+	MaxConnsPerIP     int
+	MaxPendingPerIP   int
+	FirstFrameTimeout time.Duration
+	// RelayAuthTimeout bounds the AUTH exchange with a member's relay,
+	// done while the INVITE waits (default 3s).
+	RelayAuthTimeout time.Duration
 
 	Audit Auditor
 	// KeepBodies says whether a network's message bodies are kept in the
@@ -111,8 +128,20 @@ func (c Config) withDefaults() (Config, error) {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 60 * time.Second
 	}
-	if c.Burst <= 0 {
-		c.Burst = max(int(c.BytesPerSecond), c.Limits.MaxBody)
+	if c.MaxConns <= 0 {
+		c.MaxConns = 8192
+	}
+	if c.MaxConnsPerIP <= 0 {
+		c.MaxConnsPerIP = 512
+	}
+	if c.MaxPendingPerIP <= 0 {
+		c.MaxPendingPerIP = 16
+	}
+	if c.FirstFrameTimeout <= 0 {
+		c.FirstFrameTimeout = 10 * time.Second
+	}
+	if c.RelayAuthTimeout <= 0 {
+		c.RelayAuthTimeout = 3 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -139,15 +168,17 @@ type Relay struct {
 	byID    map[string]*leg       // the hub's session-id on a leg -> leg
 	byCall  map[string][]*session // Call-ID -> its sessions (one per m=message)
 	limits  map[string]*rate.Limiter
+	gate    *connGate
 	closed  bool
 	metrics Metrics
 
 	peakQueued atomic.Int64 // highest data backlog toward one leg (tests)
 }
 
-// Metrics counts what the relay did (read with Stats).
+// Metrics counts what the relay did (read with Stats). ConnsRefused are
+// connections closed at accept by a connection cap.
 type Metrics struct {
-	Sessions, Messages, Bytes, Refused, Failed int64
+	Sessions, Messages, Bytes, Refused, Failed, ConnsRefused int64
 }
 
 // New validates cfg and opens the listeners.
@@ -156,7 +187,8 @@ func New(cfg Config) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Relay{cfg: cfg, log: cfg.Logger, byID: map[string]*leg{}, byCall: map[string][]*session{}, limits: map[string]*rate.Limiter{}}
+	r := &Relay{cfg: cfg, log: cfg.Logger, byID: map[string]*leg{}, byCall: map[string][]*session{}, limits: map[string]*rate.Limiter{},
+		gate: newConnGate(cfg.MaxConns, cfg.MaxConnsPerIP, cfg.MaxPendingPerIP)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	if cfg.TCPAddr != "" {
 		if r.tcpL, err = net.Listen("tcp", cfg.TCPAddr); err != nil {
@@ -310,7 +342,18 @@ func (r *Relay) accept(l net.Listener, secure bool) {
 			}
 			return
 		}
-		if !r.goTracked(func() { r.serveInbound(c, secure) }) {
+		ip := sourceIP(c.RemoteAddr())
+		if ok, why := r.gate.admit(ip); !ok {
+			// Closed before any byte is read: no goroutine, no buffer.
+			c.Close()
+			r.count(func(m *Metrics) { m.ConnsRefused++ })
+			if r.gate.shouldLog(time.Now()) {
+				r.log.Warn("MSRP connection refused", "remote", c.RemoteAddr().String(), "why", why)
+			}
+			continue
+		}
+		if !r.goTracked(func() { r.serveInbound(c, secure, ip) }) {
+			r.gate.release(ip, true)
 			c.Close()
 			return
 		}
@@ -320,14 +363,18 @@ func (r *Relay) accept(l net.Listener, secure bool) {
 // serveInbound binds an accepted connection to the leg its first request
 // names in To-Path (RFC 4975 section 5.4: the passive side learns the
 // session from the first SEND), then reads it.
-func (r *Relay) serveInbound(c net.Conn, secure bool) {
+func (r *Relay) serveInbound(c net.Conn, secure bool, ip string) {
+	pending := true
 	defer func() {
+		r.gate.release(ip, pending)
 		if p := recover(); p != nil {
 			r.log.Error("panic on an MSRP connection", "panic", p, "remote", c.RemoteAddr().String())
 			c.Close()
 		}
 	}()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	// Unauthenticated until its first frame names a session: it gets
+	// FirstFrameTimeout for the TLS handshake and that frame.
+	_ = c.SetDeadline(time.Now().Add(r.cfg.FirstFrameTimeout))
 	// Until the connection is bound to a leg, only Close reaches it.
 	stop := context.AfterFunc(r.ctx, func() { c.Close() })
 	defer stop()
@@ -369,7 +416,24 @@ func (r *Relay) serveInbound(c net.Conn, secure bool) {
 	r.mu.Lock()
 	l := r.byID[to.Session]
 	r.mu.Unlock()
-	if l == nil || !l.hubURI.Equal(to) || l.secure != secure {
+	if l == nil || !l.hubURI.Equal(to) {
+		refuse(481, "Session does not exist")
+		return
+	}
+	if l.viaRelay() {
+		// Frames for a leg through a member's relay come on the hub's
+		// AUTH connection, or on connections that relay opens toward
+		// the hub (Kamailio 5.6 relays responses that way).
+		if !l.fromRelay(c) {
+			refuse(403, "Not from this network's relay")
+			return
+		}
+		pending = false
+		r.gate.bound(ip)
+		l.extraReader(c, rd, f)
+		return
+	}
+	if l.secure != secure {
 		refuse(481, "Session does not exist")
 		return
 	}
@@ -382,6 +446,8 @@ func (r *Relay) serveInbound(c net.Conn, secure bool) {
 		refuse(506, "Session already bound to another connection")
 		return
 	}
+	pending = false
+	r.gate.bound(ip)
 	l.handle(f)
 	rd.Release(f)
 	l.readLoop()
@@ -407,30 +473,6 @@ func (r *Relay) janitor() {
 			}
 		}
 	}
-}
-
-// limiter is the byte-rate bucket of a member network.
-func (r *Relay) limiter(network string) *rate.Limiter {
-	if r.cfg.BytesPerSecond <= 0 {
-		return nil
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	l := r.limits[network]
-	if l == nil {
-		l = rate.NewLimiter(rate.Limit(r.cfg.BytesPerSecond), r.cfg.Burst)
-		r.limits[network] = l
-	}
-	return l
-}
-
-func (r *Relay) maxMessage(network string) int64 {
-	if r.cfg.MaxMessageSizeFor != nil {
-		if n := r.cfg.MaxMessageSizeFor(network); n > 0 {
-			return n
-		}
-	}
-	return r.cfg.MaxMessageSize
 }
 
 // hubURI allocates a URI for a new leg.

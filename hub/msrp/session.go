@@ -106,6 +106,12 @@ type leg struct {
 	active   bool     // the hub connects
 	peerPath []string // the endpoint's a=path (To-Path of what the hub sends)
 	peerFP   string   // its a=fingerprint
+	usePath  []string // the member relay's Use-Path (RFC 4976), nil without one
+
+	relay     *RelayAccount // the network's RFC 4976 relay, nil: none
+	relayIP   string        // where the AUTH connection reached it (under mu)
+	authWait  map[string]chan *Frame
+	authCount int // re-AUTHs done (tests)
 
 	out    *outQueue
 	ready  chan struct{} // closed once a connection is bound
@@ -136,7 +142,7 @@ type pendingTx struct {
 
 func newLeg(s *session, side int, net, user string, u URI, secure bool) *leg {
 	return &leg{
-		s: s, side: side, net: net, user: user, hubURI: u, secure: secure,
+		s: s, side: side, net: net, user: user, hubURI: u, secure: secure, relay: s.r.settings(net).Relay,
 		out: newOutQueue(s.r.cfg.SessionBuffer, &s.r.peakQueued), ready: make(chan struct{}), gone: make(chan struct{}),
 		pending: map[string]*pendingTx{}, inMsgs: map[string]*message{}, sentIDs: map[string]bool{},
 	}

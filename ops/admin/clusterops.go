@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	"clearhub/proto/hubv1"
 	"clearhub/raft"
@@ -234,7 +235,7 @@ func (s *Server) GetState(ctx context.Context, _ *hubv1.GetStateRequest) (*hubv1
 	}
 	st := s.store.State()
 	_ = grpc.SetHeader(ctx, metadata.Pairs(StateIndexHeader, strconv.FormatUint(st.Index, 10)))
-	return st.Proto(), nil
+	return raft.RedactState(st.Proto()), nil // no MSRP relay passwords
 }
 
 // RestoreState replaces the networks and policies with those of a saved
@@ -249,9 +250,17 @@ func (s *Server) RestoreState(ctx context.Context, req *hubv1.RestoreStateReques
 	if req.GetState() == nil {
 		return nil, fieldErr("state", "required")
 	}
-	cmd := s.command(c.Name)
-	cmd.Op = &hubv1.Command_RestoreState{RestoreState: &hubv1.RestoreState{State: req.GetState()}}
 	cur := s.store.State()
+	// A saved state has no MSRP relay passwords (GetState redacts them):
+	// keep the stored ones for the same relay (raft/msrp.go).
+	saved := proto.Clone(req.GetState()).(*hubv1.ClusterState)
+	for _, n := range saved.GetNetworks() {
+		if v := cur.Network(n.GetId()); v != nil {
+			raft.KeepMsrpPassword(v.Network, n)
+		}
+	}
+	cmd := s.command(c.Name)
+	cmd.Op = &hubv1.Command_RestoreState{RestoreState: &hubv1.RestoreState{State: saved}}
 	next, err := raft.ApplyTo(cur, cur.Index+1, cmd)
 	if err != nil {
 		return nil, err

@@ -12,7 +12,7 @@ import (
 )
 
 // updatePaths are the update_mask paths UpdateNetwork accepts.
-var updatePaths = []string{"display_name", "domains", "edges", "identity", "services", "keep_bodies", "rate_limits", "deferral", "room_create"}
+var updatePaths = []string{"display_name", "domains", "edges", "identity", "services", "keep_bodies", "rate_limits", "deferral", "room_create", "msrp"}
 
 func requireID(field, id string) error {
 	if id == "" {
@@ -30,7 +30,8 @@ func (s *Server) network(id string) (*hubv1.Network, error) {
 	if v == nil {
 		return nil, fmt.Errorf("network %q: %w", id, raft.ErrNotFound)
 	}
-	return v.Network, nil
+	// The MSRP relay password is write-only (raft/msrp.go).
+	return raft.RedactNetwork(v.Network), nil
 }
 
 // AddNetwork onboards a member network.
@@ -74,7 +75,12 @@ func (s *Server) ListNetworks(ctx context.Context, _ *hubv1.ListNetworksRequest)
 	if _, err := callerFrom(ctx); err != nil {
 		return nil, err
 	}
-	return &hubv1.ListNetworksResponse{Networks: s.store.State().Networks()}, nil
+	all := s.store.State().Networks()
+	ns := make([]*hubv1.Network, len(all)) // the state's slice is shared
+	for i, n := range all {
+		ns[i] = raft.RedactNetwork(n)
+	}
+	return &hubv1.ListNetworksResponse{Networks: ns}, nil
 }
 
 // UpdateNetwork replaces the fields named in update_mask (all mutable fields
@@ -106,10 +112,12 @@ func (s *Server) UpdateNetwork(ctx context.Context, req *hubv1.UpdateNetworkRequ
 			seen[p] = true
 		}
 	}
-	cur, err := s.network(in.GetId())
-	if err != nil {
-		return nil, err
+	// The stored network, secrets included: the merge keeps them.
+	v := s.store.State().Network(in.GetId())
+	if v == nil {
+		return nil, fmt.Errorf("network %q: %w", in.GetId(), raft.ErrNotFound)
 	}
+	cur := v.Network
 	// The merge below is of the version just read: the command carries
 	// its updated time, so a concurrent update fails instead of being
 	// silently overwritten (the FSM checks it on apply).
@@ -157,6 +165,15 @@ func (s *Server) UpdateNetwork(ctx context.Context, req *hubv1.UpdateNetworkRequ
 		if d := in.GetDeferral(); d != nil && proto.Size(d) > 0 {
 			n.Deferral = proto.Clone(d).(*hubv1.Deferral)
 		}
+	}
+	if seen["msrp"] {
+		// MSRP limits and relay (msrp.proto); an empty password keeps
+		// the stored one (it is write-only).
+		n.Msrp = nil
+		if m := in.GetMsrp(); m != nil && proto.Size(m) > 0 {
+			n.Msrp = proto.Clone(m).(*hubv1.MsrpSettings)
+		}
+		raft.KeepMsrpPassword(cur, n)
 	}
 	n = raft.NormalizeNetwork(n)
 	if err := raft.ValidateNetwork(n); err != nil {
