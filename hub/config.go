@@ -169,6 +169,10 @@ type Config struct {
 	// their media (MSRP) crosses this node (anchor.go, hub/msrp); nil: SDP
 	// is forwarded untouched.
 	Anchor SessionAnchor
+
+	// Tap, when set, is offered a copy of every message the hub forwards
+	// (tap.go: lawful interception, SIP capture); nil: no copies.
+	Tap Tap
 }
 
 // Values of Config.AuditKeepalives.

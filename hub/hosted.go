@@ -119,6 +119,7 @@ func (c *call) serveHosted(svc HostedService, domain string) {
 		c.respond(500, "Server Internal Error")
 		return
 	}
+	c.tapRequest() // tap.go
 	r := &HostedRequest{Req: c.req, Source: c.srcID, Domain: domain, Transport: c.transport, State: c.st, c: c}
 	svc.ServeSIP(r)
 	if !c.finalSent && c.req.Method != sip.ACK {

@@ -264,6 +264,7 @@ func (c *call) run() {
 		return
 	}
 	c.auditSeq = seq
+	c.tapRequest() // tap.go: interception and capture copies
 	// Store and forward (deferral.go): a MESSAGE to a destination with
 	// stored messages waits behind them.
 	if c.queuedBehind() && c.deferMessage("behind") {
@@ -783,6 +784,7 @@ func (c *call) relayProvisional(res *sip.Response) {
 func (c *call) relayFinal(res *sip.Response, stateless bool) {
 	c.noteDialog(res)
 	c.auditAsync(c.responseEntry(res, true, ""))
+	c.tapResponse(res) // tap.go
 	up := c.upstream(res)
 	c.anchorResponse(up) // anchor.go: the answer gets the hub's MSRP path
 	if c.orig != nil {
@@ -902,6 +904,7 @@ func (c *call) ack() {
 		h.log.Error("audit append failed; ACK dropped", "err", err)
 		return
 	}
+	c.tapRequest() // tap.go
 	if hp.transport == "UDP" && h.udp == nil {
 		c.dropFor(rsnNoEdge, 503, "ACK dropped: no UDP listener to send it from")
 		return
