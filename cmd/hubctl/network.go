@@ -221,6 +221,7 @@ func newNetworkAddCmd() *cobra.Command {
 func newNetworkUpdateCmd() *cobra.Command {
 	var f networkFlags
 	var df deferFlags // store and forward (deferflags.go)
+	var mf msrpFlags  // MSRP limits and relay (msrpflags.go)
 	c := &cobra.Command{
 		Use:   "update ID [flags]",
 		Short: "Change a member network; only the flags given are changed",
@@ -236,6 +237,8 @@ flags change the network's store and forward (only the ones given).`,
   hubctl network update a --rate-limit im=100/200,presence=50
   hubctl network update a --rate-limit none
   hubctl network update a --defer-on-480 --defer-ttl 24h
+  hubctl network update b --msrp-max-file-size 10485760 --msrp-byte-rate 1048576
+  hubctl network update b --msrp-relay msrp://relay.b.example:2855;tcp --msrp-relay-user hub --msrp-relay-password-file pw.txt
   hubctl network update a --member-ca a-ca.pem --tls-cidr 192.0.2.0/24,198.51.100.7`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -292,8 +295,12 @@ flags change the network's store and forward (only the ones given).`,
 			if deferChanged {
 				mask = append(mask, "deferral")
 			}
+			msrpChanged := mf.changed(cmd)
+			if msrpChanged {
+				mask = append(mask, "msrp")
+			}
 			if len(mask) == 0 {
-				return usagef("network update %s: nothing to change (give at least one of --name, --domain, --edge, --cidr, --tls-cidr, --member-ca, --pin, --services, --keep-bodies, --room-create, --rate-limit, --defer...)", id)
+				return usagef("network update %s: nothing to change (give at least one of --name, --domain, --edge, --cidr, --tls-cidr, --member-ca, --pin, --services, --keep-bodies, --room-create, --rate-limit, --defer..., --msrp-...)", id)
 			}
 			return withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
 				var version int64
@@ -303,6 +310,16 @@ flags change the network's store and forward (only the ones given).`,
 						return err
 					}
 					if n.Deferral, err = df.merge(cmd, cur.GetDeferral()); err != nil {
+						return err
+					}
+					version = cur.GetUpdatedUnixNano()
+				}
+				if msrpChanged {
+					cur, err := c.GetNetwork(ctx, &hubv1.GetNetworkRequest{Id: id})
+					if err != nil {
+						return err
+					}
+					if n.Msrp, err = mf.merge(cmd, cur.GetMsrp()); err != nil {
 						return err
 					}
 					version = cur.GetUpdatedUnixNano()
@@ -331,6 +348,7 @@ flags change the network's store and forward (only the ones given).`,
 	}
 	f.register(c)
 	df.register(c)
+	mf.register(c)
 	return c
 }
 
@@ -458,6 +476,7 @@ func printNetwork(cmd *cobra.Command, n *hubv1.Network) error {
 		row(w, "ROOM CREATE:", n.GetRoomCreate())
 		row(w, "RATE LIMITS:", rateLimitList(n.GetRateLimits()))
 		row(w, "STORE AND FORWARD:", deferralSummary(n.GetDeferral()))
+		row(w, "MSRP:", msrpSummary(n.GetMsrp()))
 		row(w, "CREATED:", unixNano(n.GetCreatedUnixNano()))
 		row(w, "UPDATED:", unixNano(n.GetUpdatedUnixNano()))
 	})

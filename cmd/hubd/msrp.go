@@ -9,6 +9,7 @@ import (
 
 	"clearhub/hub"
 	"clearhub/hub/msrp"
+	"clearhub/proto/hubv1"
 )
 
 // msrpWiring runs the node's MSRP relay (hub/msrp, docs/msrp.md) and adapts
@@ -69,6 +70,16 @@ func (n *hubNode) startMSRP(ctx context.Context, cfg Config) (*msrpWiring, error
 			v := st.State().Network(network)
 			return v != nil && v.GetKeepBodies()
 		},
+		// Per-network limits and the member's own relay, from the
+		// cluster state (Network.msrp; read per message, so an update
+		// applies at once).
+		Network: func(network string) msrp.NetworkSettings {
+			v := st.State().Network(network)
+			if v == nil {
+				return msrp.NetworkSettings{}
+			}
+			return msrpSettings(v.GetMsrp())
+		},
 		Logger: n.log.With("component", "msrp"),
 	})
 	if err != nil {
@@ -82,6 +93,15 @@ func (n *hubNode) startMSRP(ctx context.Context, cfg Config) (*msrpWiring, error
 }
 
 func (w *msrpWiring) anchor() hub.SessionAnchor { return msrpAnchor{w.relay} }
+
+// msrpSettings converts the cluster state's MsrpSettings.
+func msrpSettings(m *hubv1.MsrpSettings) msrp.NetworkSettings {
+	ns := msrp.NetworkSettings{MaxMessageSize: m.GetMaxFileSize(), BytesPerSecond: float64(m.GetBytesPerSecond()), MaxChunk: int(m.GetMaxChunk())}
+	if u := m.GetRelayUri(); u != "" {
+		ns.Relay = &msrp.RelayAccount{URI: u, Username: m.GetRelayUsername(), Password: m.GetRelayPassword()}
+	}
+	return ns
+}
 
 // close ends every session (endpoints see their connections close) and
 // waits for the relay.
