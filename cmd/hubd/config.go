@@ -192,6 +192,21 @@ type Config struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
+
+	// Console is the operator web console (ops/console, docs/console.md),
+	// HTTPS with the node certificate. Addr "" disables it; an address
+	// already taken leaves the node running without it (a warning), so
+	// several nodes on one host still start.
+	Console struct {
+		Addr string `yaml:"addr"`
+		// SessionTTL bounds a browser session (and never outlives the
+		// operator's own certificate); LoginTTL a login link's validity.
+		SessionTTL time.Duration `yaml:"session_ttl"`
+		LoginTTL   time.Duration `yaml:"login_ttl"`
+		// BootstrapLogin prints, at start, a one-time login link for the
+		// development operator certificate in data_dir/pki (make run).
+		BootstrapLogin bool `yaml:"bootstrap_login"`
+	} `yaml:"console"`
 }
 
 // RateLimits is sip.rate_limits: one bucket per class.
@@ -275,6 +290,10 @@ func DefaultConfig() Config {
 	c.Raft.Addr = "127.0.0.1:9444"
 	c.Raft.Bootstrap = "auto"
 	c.HTTP.Addr = "127.0.0.1:9090"
+	c.Console.Addr = "127.0.0.1:8443"
+	c.Console.SessionTTL = 8 * time.Hour
+	c.Console.LoginTTL = 2 * time.Minute
+	c.Console.BootstrapLogin = true
 	c.Ledger.CheckpointEvery = 1000
 	c.Ledger.CheckpointInterval = 10 * time.Second
 	c.Ledger.SegmentSize = 1 << 16
@@ -342,10 +361,14 @@ func (c *Config) Validate() error {
 	for _, a := range []struct{ key, v string }{
 		{"sip.udp", c.SIP.UDP}, {"sip.tcp", c.SIP.TCP}, {"sip.tls", c.SIP.TLS},
 		{"http.addr", c.HTTP.Addr}, {"raft.advertise", c.Raft.Advertise}, {"join.addr", c.Join.Addr},
+		{"console.addr", c.Console.Addr},
 	} {
 		if err := checkAddr(a.key, a.v); err != nil {
 			return err
 		}
+	}
+	if c.Console.SessionTTL < 0 || c.Console.LoginTTL < 0 || c.Console.LoginTTL > time.Hour {
+		return errors.New("console.session_ttl must not be negative; console.login_ttl must be 0..1h (a login link is a credential)")
 	}
 	if c.Admin.Addr == "" {
 		return errors.New("admin.addr: required (the cluster is managed through it)")
@@ -526,6 +549,7 @@ func parseCommandLine(args []string, stderr io.Writer) (Config, cliAction, error
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error")
 		logFormat  = fs.String("log-format", "", "text or json")
 		listsDom   = fs.String("lists-domain", "", "hub-owned domain of the resource list server, e.g. lists.hub.example (docs/lists.md)")
+		consoleAt  = fs.String("console", "", "operator web console HTTPS listen address; empty disables (default 127.0.0.1:8443; docs/console.md)")
 		roomsDom   = fs.String("rooms-domain", "", "hub-owned domain of the chat rooms, e.g. rooms.hub.example (default rooms.localhost; \"\" disables; docs/rooms.md)")
 	)
 	// Parse with output off: on a mistake we print the message and the
@@ -604,6 +628,8 @@ func parseCommandLine(args []string, stderr io.Writer) (Config, cliAction, error
 			c.Lists.Domain = *listsDom
 		case "rooms-domain":
 			c.Rooms.Domain = *roomsDom
+		case "console":
+			c.Console.Addr = *consoleAt
 		}
 	})
 	if err := c.Validate(); err != nil {

@@ -64,6 +64,9 @@ type hubNode struct {
 	rooms *roomsWiring
 	// msrp anchors MSRP sessions (msrp.go); nil without msrp.tcp/tls.
 	msrp *msrpWiring
+	// console is the operator web console (console.go); nil without
+	// console.addr.
+	console *consoleWiring
 }
 
 const certTTL = 365 * 24 * time.Hour
@@ -171,6 +174,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 	}
 	n.adminAdr = n.adminLn.Addr().String()
 	n.grpc = n.admin.NewGRPCServer(adminServerTLS(ca, n.certs), readyGate{n.raft}.serverOptions()...)
+	if err := n.startConsole(ca, reg); err != nil { // console.go: registers on n.grpc before it serves
+		return nil, err
+	}
 	go n.grpc.Serve(n.adminLn)
 	// hubctl --data finds the node through this file, also while it restores.
 	if err := os.WriteFile(filepath.Join(cfg.DataDir, "admin.addr"), []byte(n.adminAdr+"\n"), 0o644); err != nil {
@@ -488,6 +494,7 @@ func (n *hubNode) printBanner(w io.Writer) {
 			fmt.Fprintf(w, "  %-18s %s\n", l.what, l.addr)
 		}
 	}
+	n.console.printBanner(w) // console.go
 	fmt.Fprintf(w, "point hubctl at it:\n  hubctl --addr %s --data %s cluster status\n", n.adminAdr, n.cfg.DataDir)
 }
 
@@ -523,6 +530,9 @@ func (n *hubNode) shutdown() error {
 		if n.reloadDone != nil {
 			<-n.reloadDone
 		}
+	}
+	if err := n.console.close(ctx); err != nil { // console.go
+		errs = append(errs, fmt.Errorf("console: %w", err))
 	}
 	if n.grpc != nil {
 		// Audit tails never end on their own and GracefulStop waits for
