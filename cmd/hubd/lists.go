@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"clearhub/hub"
 	"clearhub/hub/lists"
@@ -76,7 +77,7 @@ func edgeTransport(st *raft.State, network string) string {
 
 // startLists builds the list server over the running hub and follows the
 // replicated state (list edits, policy) until ctx ends.
-func (n *hubNode) startLists(ctx context.Context, w *listsWiring, h *hub.Hub) error {
+func (n *hubNode) startLists(ctx context.Context, w *listsWiring, h *hub.Hub, reg prometheus.Registerer) error {
 	c := n.cfg.Lists
 	domain := strings.ToLower(c.Domain)
 	svc, err := lists.New(lists.Config{
@@ -88,6 +89,7 @@ func (n *hubNode) startLists(ctx context.Context, w *listsWiring, h *hub.Hub) er
 		Throttle:              c.Throttle,
 		MaxBackendsPerNetwork: c.MaxBackendsPerNetwork,
 		MaxSubscriptions:      c.MaxSubscriptions,
+		Registerer:            reg,
 	})
 	if err != nil {
 		return err

@@ -296,7 +296,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 			}
 		}
 		if n.lists != nil {
-			if err := n.startLists(bg, n.lists, n.sip); err != nil {
+			if err := n.startLists(bg, n.lists, n.sip, reg); err != nil {
 				return nil, fmt.Errorf("lists: %w", err)
 			}
 		}

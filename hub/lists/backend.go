@@ -186,7 +186,9 @@ func (s *Service) attachLocked(sub *listSub, uri string, t target) *backend {
 	if b == nil {
 		if s.perNet[t.net] >= s.cfg.MaxBackendsPerNetwork {
 			// Refuse visibly (the resource shows terminated;reason=
-			// noresource) and say so, unlike rls max_backend_subs.
+			// noresource), count it and say so, unlike rls
+			// max_backend_subs.
+			s.m.refused.WithLabelValues("backends", t.net).Inc()
 			s.capLog.Do(func() {
 				s.cfg.Log.Warn("back-end subscription refused: cap toward network reached",
 					"network", t.net, "cap", s.cfg.MaxBackendsPerNetwork, "presentity", t.key.presentity, "watcher_network", sub.network)

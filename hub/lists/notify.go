@@ -206,8 +206,10 @@ func (s *Service) buildNotifyLocked(sub *listSub) (req *sip.Request, final, stre
 	if size := len(req.String()) + viaMargin; size > s.cfg.MaxDatagram {
 		if !sub.noStreams {
 			streams = true
+			s.m.large.WithLabelValues("streams").Inc()
 		} else if k := s.fitLocked(sub, full, final, rs); k < len(rs) {
 			req = s.notifyRequest(sub, full, final, rs[:k])
+			s.m.large.WithLabelValues("split").Inc()
 			if !final {
 				for _, r := range rs[k:] {
 					sub.dirty[r.uri] = true
@@ -221,6 +223,7 @@ func (s *Service) buildNotifyLocked(sub *listSub) (req *sip.Request, final, stre
 			// RFC 3261 18.1.1: TCP refused, the element SHOULD retry over
 			// UDP; one resource per NOTIFY cannot be made smaller. Sent,
 			// and said so.
+			s.m.large.WithLabelValues("oversize").Inc()
 			s.cfg.Log.Warn("list NOTIFY larger than a datagram toward a network that took no TCP",
 				"list", sub.listURI, "watcher", sub.watcher, "network", sub.network, "bytes", len(req.String())+viaMargin)
 		}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"clearhub/proto/hubv1"
@@ -86,6 +87,8 @@ type Config struct {
 	// 18.1.1: 1300 bytes when the path MTU is unknown); larger ones go over
 	// TCP/TLS only (notify.go).
 	MaxDatagram int
+	// Registerer takes the service's metrics (nil: not exported).
+	Registerer prometheus.Registerer
 }
 
 func (c *Config) defaults() {
@@ -132,6 +135,7 @@ type Service struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	capLog rate.Sometimes
+	m      *metrics
 
 	mu       sync.Mutex
 	subs     map[string]*listSub // dialog id -> subscription
@@ -148,10 +152,17 @@ func New(cfg Config) (*Service, error) {
 		return nil, errors.New("lists: Config.Domain, Sender, State and Contact are required")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{
+	s := &Service{
 		cfg: cfg, ctx: ctx, cancel: cancel, capLog: rate.Sometimes{Interval: 10 * time.Second},
 		subs: map[string]*listSub{}, backs: map[backKey]*backend{}, byCallID: map[string]*backend{}, perNet: map[string]int{},
-	}, nil
+	}
+	m, err := newMetrics(s, cfg.Registerer)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s.m = m
+	return s, nil
 }
 
 // Close drops every subscription without sending anything (they are soft
@@ -417,6 +428,7 @@ func (s *Service) subscribe(r Request) {
 	s.mu.Lock()
 	if len(s.subs) >= s.cfg.MaxSubscriptions {
 		s.mu.Unlock()
+		s.m.refused.WithLabelValues("subscriptions", r.Source).Inc()
 		s.cfg.Log.Warn("list subscription refused: node at its cap", "cap", s.cfg.MaxSubscriptions, "list", listURI, "watcher", watcher)
 		respond(r, 503, "Service Unavailable: too many list subscriptions on this node", "Retry-After", "60")
 		return

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"clearhub/proto/hubv1"
 )
@@ -330,14 +332,17 @@ func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock()
 func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // The cap on back ends toward one network refuses visibly: the resource
-// shows terminated;reason=noresource and a log line says why. Policy
-// refusals and unknown domains show up too, each with its reason.
+// shows terminated;reason=noresource, a log line says why (at most every
+// 10 s) and a counter counts every refusal. Policy refusals and unknown
+// domains show up too, each with its reason.
 func TestCapsAndRefusedResources(t *testing.T) {
 	var logs logBuf
+	reg := prometheus.NewRegistry()
 	l := newLab(t, labState(t, false, publicList(buddies, "sip:bob@b.example", "sip:carol@b.example", "sip:x@c.example", "sip:y@nowhere.example")),
 		func(c *Config) {
 			c.MaxBackendsPerNetwork = 1
 			c.Log = slog.New(slog.NewTextHandler(&logs, nil))
+			c.Registerer = reg
 		})
 	l.serve(subscribeReq(t, "alice", buddies, subOpts{}), "a")
 	_, n := l.nextNotify()
@@ -360,6 +365,29 @@ func TestCapsAndRefusedResources(t *testing.T) {
 	waitFor(t, "back end", func() bool { return len(l.snd.subscribes()) == 1 })
 	if got := l.svc.BackendsToward("b"); got != 1 {
 		t.Errorf("back ends toward b: %d", got)
+	}
+	// A second watcher (its own default view) is refused both: counted
+	// each time, though the log line is not repeated within 10 s.
+	l.serve(subscribeReq(t, "dave", buddies, subOpts{}), "a")
+	if _, n := l.nextNotify(); resourceStates(n)["sip:bob@b.example"] != "terminated/noresource" {
+		t.Errorf("dave's bob: %v", resourceStates(n))
+	}
+	var m dto.Metric
+	if err := l.svc.m.refused.WithLabelValues("backends", "b").Write(&m); err != nil || m.GetCounter().GetValue() != 3 {
+		t.Errorf("refused_total{cap=backends,network=b} = %v (%v), want 3", m.GetCounter().GetValue(), err)
+	}
+	if got := strings.Count(logs.String(), "cap toward network reached"); got != 1 {
+		t.Errorf("%d cap log lines, want 1 (rate-limited)", got)
+	}
+	fams, err := reg.Gather()
+	names := map[string]bool{}
+	for _, f := range fams {
+		names[f.GetName()] = true
+	}
+	for _, want := range []string{"clearhub_lists_refused_total", "clearhub_lists_backends", "clearhub_lists_subscriptions"} {
+		if !names[want] {
+			t.Errorf("%s not exported (%v)", want, err)
+		}
 	}
 }
 
