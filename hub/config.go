@@ -151,6 +151,11 @@ type Config struct {
 	// 503 + Retry-After at once (overload.go).
 	MaxTransactions   int
 	MaxPendingAppends int
+	// QueueDelayTarget is the queueing delay (arrival on the read loop to
+	// the request's audit append) above which, once it has held for a
+	// 100 ms interval under load, new work is shed as above (overload.go;
+	// default 20ms, negative: off).
+	QueueDelayTarget time.Duration
 
 	// limitClock replaces time.Now in the rate limiter (tests).
 	limitClock func() time.Time
@@ -282,6 +287,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxPendingAppends <= 0 {
 		c.MaxPendingAppends = 1024
+	}
+	if c.QueueDelayTarget == 0 {
+		c.QueueDelayTarget = 20 * time.Millisecond
 	}
 	return c, nil
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -60,6 +61,8 @@ type Hub struct {
 	// udpLaddr is the UDP listener's address, the local address of every
 	// UDP request the hub sends through sipgo (see buildForward).
 	udpLaddr sip.Addr
+	// udpStack is the UDP socket as sipgo reads it (udpread.go).
+	udpStack *stackConn
 	trusted  trustCache
 	lean     *leanTable
 	guard    *guard    // refusals before the pipeline, aggregate audit (guard.go)
@@ -154,7 +157,8 @@ func New(cfg Config, state StateSource, audit Auditor) (*Hub, error) {
 		),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(sipLog),
-			sip.WithTransportLayerReadFilter(h.readFilter),
+			// No read filter: the hub reads UDP itself (udpread.go) and
+			// hands sipgo only what it is to handle.
 			sip.WithTransportLayerTransports(sip.TransportsConfig{
 				// Idle TCP/TLS connections the hub dialled are closed
 				// after IdleTimeout (accepted ones keep their own
@@ -271,7 +275,14 @@ func (h *Hub) Run(ctx context.Context) error {
 			}()
 		}
 		if h.udp != nil {
-			serve("UDP", func() error { return h.srv.ServeUDP(h.udp) })
+			// The hub's read loops (udpread.go) feed sipgo through sc.
+			sc := newStackConn(h.udp)
+			h.udpStack = sc
+			for i := range udpReaders() {
+				br := newBatchReader(h.udp)
+				serve("UDP read "+strconv.Itoa(i), func() error { return h.readUDP(br, sc) })
+			}
+			serve("UDP", func() error { return h.srv.ServeUDP(sc) })
 		}
 		if h.tcp != nil {
 			serve("TCP", func() error { return h.srv.ServeTCP(h.tcp) })
@@ -327,6 +338,9 @@ func (h *Hub) Close() error {
 func (h *Hub) closeListeners() {
 	if h.udp != nil {
 		h.udp.Close()
+	}
+	if h.udpStack != nil {
+		h.udpStack.Close()
 	}
 	if h.tcp != nil {
 		h.tcp.Close()

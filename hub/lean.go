@@ -273,6 +273,9 @@ type leanServer struct {
 	size int    // bytes of the request as received (RFC 3261 18.1.1 estimate)
 	raw  []byte // the request as received over UDP, for splicing (splice.go)
 	out  *spliced
+	// arrived is when the read loop took the request (overload.go's
+	// queueing delay counts from it).
+	arrived time.Time
 }
 
 // leanRequest takes a parsed non-INVITE request off the transport (wire:
@@ -280,7 +283,12 @@ type leanServer struct {
 // from the table, a new transaction is handled on a worker of its own. It
 // must not block (it runs on a read loop).
 func (h *Hub) leanRequest(req *sip.Request, up upPath, wire []byte) {
-	k, ok := h.lean.serverKey(req)
+	// The key from the raw top Via where it has an RFC 3261 branch, the
+	// one early shedding (earlyshed.go) looks up too.
+	k, ok := h.lean.wireKey(topVia(wire), string(req.Method))
+	if !ok {
+		k, ok = h.lean.serverKey(req)
+	}
 	if !ok {
 		// RFC 3261 16.3 step 1: no Via or CSeq, nothing to match on.
 		h.m.malformed.Inc()
@@ -307,7 +315,7 @@ func (h *Hub) leanRequest(req *sip.Request, up upPath, wire []byte) {
 		return
 	}
 	h.ovl.start(load)
-	ls := &leanServer{key: k, up: up, size: len(wire)}
+	ls := &leanServer{key: k, up: up, size: len(wire), arrived: time.Now()}
 	if up.conn == nil {
 		// The read loop reuses its buffer; the splice needs the bytes.
 		ls.raw = bytes.Clone(wire)

@@ -36,6 +36,16 @@ func (h *Hub) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) 
 	if !ok {
 		return nil, nil
 	}
+	return h.filterUDP(src, data), nil
+}
+
+// filterUDP handles one UDP datagram from src on a read loop (udpread.go):
+// it returns the datagram when sipgo's stack is to have it (INVITE, ACK,
+// CANCEL and responses to them), nil when the hub dealt with it.
+func (h *Hub) filterUDP(src netip.AddrPort, data []byte) []byte {
+	if len(data) <= 4 && len(bytes.Trim(data, "\r\n")) == 0 {
+		return nil // keep-alive
+	}
 	send := func(b []byte) error {
 		// RFC 3261 18.2.2: answer to the source address of the datagram.
 		_, err := h.udp.WriteToUDPAddrPort(b, src)
@@ -45,22 +55,25 @@ func (h *Hub) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) 
 	v := st.NetworkByAddr(src.Addr())
 	if v == nil || !v.Active() {
 		if !h.strangerDatagram(data, src, v, send) {
-			return nil, nil
+			return nil
 		}
 	}
 	srcNet := netIDOf(v)
+	if v != nil && h.shedEarly(st, srcNet, src, data) {
+		return nil
+	}
 	if len(data) > h.cfg.MaxMessageSize {
 		h.m.malformed.Inc()
 		h.refuse(rawRefusal{transport: "udp", src: src, srcNet: srcNet, data: data, label: "oversize",
 			code: 513, reason: "Message Too Large", detail: "message exceeds the size limit", send: send})
-		return nil, nil
+		return nil
 	}
 	msg, err := h.parser.ParseSIP(data)
 	if err != nil {
 		h.m.malformed.Inc()
 		h.refuse(rawRefusal{transport: "udp", src: src, srcNet: srcNet, data: data, label: "malformed",
 			code: 400, reason: "Bad Request", detail: "malformed: " + sanitize(err.Error()), send: send})
-		return nil, nil
+		return nil
 	}
 	switch m := msg.(type) {
 	case *sip.Request:
@@ -68,24 +81,24 @@ func (h *Hub) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) 
 			h.m.malformed.Inc()
 			h.refuse(rawRefusal{transport: "udp", src: src, srcNet: srcNet, data: data, label: "missing_header",
 				code: 400, reason: reason, detail: detail, send: send})
-			return nil, nil
+			return nil
 		}
 		if !isLeanMethod(m.Method) {
-			return data, nil
+			return data
 		}
 		m.SetTransport("UDP")
 		m.SetSource(src.String())
 		h.leanRequest(m, upPath{udp: udpDest(m, src)}, data)
-		return nil, nil
+		return nil
 	case *sip.Response:
 		m.SetTransport("UDP")
 		// The audit entry of a relayed response names where it came from.
 		m.SetSource(src.String())
 		if h.leanResponse(m) {
-			return nil, nil
+			return nil
 		}
 	}
-	return data, nil
+	return data
 }
 
 // strangerDatagram handles a datagram from a source no active member

@@ -26,7 +26,8 @@ import (
 //     forwarded) plus admitted transactions that have not reached theirs,
 //     against Config.MaxPendingAppends.
 //
-// Below both limits everything is admitted. Above either, new work
+// Below both limits, and without a standing queue (delayGate), everything
+// is admitted. Above either, new work
 // (out-of-dialog requests, in-dialog MESSAGE/REFER) is answered 503 with
 // Retry-After at once on the read loop (RFC 3261 21.5.4), before any
 // goroutine or ledger entry of its own — except for a member below its
@@ -42,6 +43,7 @@ import (
 
 type overload struct {
 	maxTx, maxPending int64
+	delay             delayGate
 
 	inflight atomic.Int64 // lean transactions in the pipeline
 	pending  atomic.Int64 // audit appends in progress
@@ -87,6 +89,7 @@ func (c *call) dequeue() {
 	if c.queued {
 		c.queued = false
 		c.h.ovl.queued.Add(-1)
+		c.h.ovl.observe(c)
 	}
 }
 
@@ -96,6 +99,61 @@ type gateInput struct {
 	maxTx, maxPending int64 // soft limits
 	active, mine      int64 // networks with work in flight; the sender's transactions in flight
 	priority, attrib  bool  // in-dialog upkeep; sender attributed
+	delayed           bool  // a standing queue (delayGate)
+}
+
+// The limits on counts bound memory, but at the hub's own capacity a
+// queue within them can still hold a second of work. The delay gate
+// bounds the time instead, after CoDel (RFC 8289): each admitted request
+// reports the time from its arrival on the read loop to the start of its
+// audit append (the queueing for a worker and the CPU; the ledger's own
+// backlog is bounded by sip.max_pending_appends). When the smallest delay seen over an interval is above the
+// target, the queue is standing rather than a burst passing, and new work
+// is shed as at the soft limits (fair share kept) until an interval's
+// minimum is back below the target. It needs load as well (minGateLoad
+// transactions in flight), so a slow disk alone at low load sheds
+// nothing, and a window without any report ends it (nothing admitted,
+// nothing queued).
+type delayGate struct {
+	target   int64 // ns; <= 0: off
+	winStart atomic.Int64
+	winMin   atomic.Int64
+	over     atomic.Bool
+}
+
+const (
+	gateInterval = int64(100 * time.Millisecond)
+	minGateLoad  = 32
+)
+
+func (d *delayGate) observe(now int64, delay int64) {
+	if d.target <= 0 {
+		return
+	}
+	if ws := d.winStart.Load(); now-ws >= gateInterval && d.winStart.CompareAndSwap(ws, now) {
+		m := d.winMin.Swap(0) // the interval that ended
+		d.over.Store(ws != 0 && m > d.target)
+	}
+	for {
+		m := d.winMin.Load()
+		if m != 0 && m <= delay || d.winMin.CompareAndSwap(m, delay) {
+			break
+		}
+	}
+}
+
+// standing reports whether the last full interval saw a standing queue.
+func (d *delayGate) standing(now int64) bool {
+	return d.target > 0 && d.over.Load() && now-d.winStart.Load() < 2*gateInterval
+}
+
+// observe reports c's queueing delay (lean requests: from the read loop).
+func (o *overload) observe(c *call) {
+	if c.lean == nil || c.lean.arrived.IsZero() {
+		return
+	}
+	now := time.Now()
+	o.delay.observe(now.UnixNano(), max(int64(now.Sub(c.lean.arrived)), 1))
 }
 
 // shedReason returns "" to admit, else the reason label.
@@ -113,6 +171,9 @@ func shedReason(in gateInput) string {
 		return over(2, 1) // the hard cap
 	}
 	why := over(1, 1)
+	if why == "" && in.delayed && in.inflight >= minGateLoad {
+		why = "queue_delay"
+	}
 	if why == "" {
 		return ""
 	}
@@ -130,6 +191,9 @@ func shedReason(in gateInput) string {
 func (o *overload) check(priority bool, l *memberLoad) *shedding {
 	in := gateInput{inflight: o.inflight.Load(), pending: o.pending.Load() + o.queued.Load(), maxTx: o.maxTx, maxPending: o.maxPending,
 		active: o.active.Load(), priority: priority, attrib: l != nil}
+	if !priority && o.delay.target > 0 {
+		in.delayed = o.delay.standing(time.Now().UnixNano())
+	}
 	if l != nil {
 		in.mine = l.inflight.Load()
 	}
@@ -140,9 +204,12 @@ func (o *overload) check(priority bool, l *memberLoad) *shedding {
 	// Retry-After spread over 1-3 s so that shed senders do not come back
 	// in step (RFC 6357 3.1 on 503 synchronising retries).
 	r := &shedding{label: why, retry: time.Duration(1+rand.IntN(3)) * time.Second}
-	if why == "ledger_backlog" {
+	switch why {
+	case "ledger_backlog":
 		r.phrase, r.cause = "Overloaded: audit ledger backlog", "Overloaded: audit ledger backlog (sip.max_pending_appends)"
-	} else {
+	case "queue_delay":
+		r.phrase, r.cause = "Overloaded: queueing delay", "Overloaded: queueing delay above sip.queue_delay_target"
+	default:
 		r.phrase, r.cause = "Overloaded: too many transactions", "Overloaded: too many transactions in progress (sip.max_transactions)"
 	}
 	return r
@@ -156,10 +223,11 @@ type shedMetrics struct {
 func (h *Hub) initOverload() error {
 	h.limits = newRateLimiter(h.cfg)
 	h.ovl = &overload{maxTx: int64(h.cfg.MaxTransactions), maxPending: int64(h.cfg.MaxPendingAppends)}
+	h.ovl.delay.target = int64(h.cfg.QueueDelayTarget)
 	h.audit = &countingAuditor{a: h.audit, o: h.ovl}
 	h.sm = &shedMetrics{shed: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "clearhub", Subsystem: "sip", Name: "shed_total",
-		Help: "Requests answered 503 at once by overload control or a per-member rate limit, by source network and reason (rate_<class>, ledger_backlog, transactions).",
+		Help: "Requests answered 503 at once by overload control or a per-member rate limit, by source network and reason (rate_<class>, ledger_backlog, transactions, queue_delay).",
 	}, []string{"network", "reason"})}
 	reg := h.cfg.Registerer
 	if reg == nil {
