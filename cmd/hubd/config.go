@@ -58,6 +58,10 @@ type Config struct {
 		// appends pending above which new requests get 503 at once.
 		MaxTransactions   int `yaml:"max_transactions"`
 		MaxPendingAppends int `yaml:"max_pending_appends"`
+		// QueueDelayTarget: a standing queue longer than this (arrival to
+		// the audit append, held over 100 ms under load) sheds new work.
+		// "off" is spelled as a negative duration (-1s).
+		QueueDelayTarget time.Duration `yaml:"queue_delay_target"`
 	} `yaml:"sip"`
 
 	Admin struct {
@@ -286,6 +290,7 @@ func DefaultConfig() Config {
 	}
 	c.SIP.MaxTransactions = 4096
 	c.SIP.MaxPendingAppends = 1024
+	c.SIP.QueueDelayTarget = 20 * time.Millisecond
 	c.Admin.Addr = "127.0.0.1:9443"
 	c.Raft.Addr = "127.0.0.1:9444"
 	c.Raft.Bootstrap = "auto"

@@ -261,6 +261,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 			RateLimits:               cfg.SIP.RateLimits.hub(),
 			MaxTransactions:          cfg.SIP.MaxTransactions,
 			MaxPendingAppends:        cfg.SIP.MaxPendingAppends,
+			QueueDelayTarget:         cfg.SIP.QueueDelayTarget,
 		}
 		// New outbound handshakes take a reloaded certificate (reload.go).
 		hcfg.GetClientCertificate = n.certs.GetClientCertificate
