@@ -69,6 +69,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	raiseFileLimit(log)
 	ensureProcs(os.Getenv, log) // procs.go
+	ensureGC(os.Getenv, log)    // procs.go
 	// sipgo has one process-wide logger; route it through ours so its
 	// records share the level and format.
 	sip.SetDefaultLogger(log.With("component", "sipgo"))

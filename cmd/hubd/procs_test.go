@@ -3,7 +3,9 @@ package main
 import (
 	"io"
 	"log/slog"
+	"math"
 	"runtime"
+	"runtime/debug"
 	"testing"
 )
 
@@ -32,5 +34,37 @@ func TestEnsureProcs(t *testing.T) {
 				t.Fatalf("ensureProcs = %d, GOMAXPROCS now %d; want %d", got, runtime.GOMAXPROCS(0), tc.want)
 			}
 		})
+	}
+}
+
+func TestEnsureGC(t *testing.T) {
+	oldPct := debug.SetGCPercent(100)
+	oldLim := debug.SetMemoryLimit(math.MaxInt64)
+	t.Cleanup(func() { debug.SetGCPercent(oldPct); debug.SetMemoryLimit(oldLim) })
+	cases := []struct {
+		name    string
+		env     map[string]string
+		pct     int
+		lim     int64
+		wantPct int   // in force afterwards
+		wantLim int64 // in force afterwards
+	}{
+		{"defaults", nil, defaultGCPercent, defaultMemoryLimit, defaultGCPercent, defaultMemoryLimit},
+		{"GOGC set", map[string]string{"GOGC": "100"}, -1, defaultMemoryLimit, 100, defaultMemoryLimit},
+		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "1GiB"}, defaultGCPercent, -1, defaultGCPercent, math.MaxInt64},
+	}
+	for _, tc := range cases {
+		debug.SetGCPercent(100)
+		debug.SetMemoryLimit(math.MaxInt64)
+		pct, lim := ensureGC(func(k string) string { return tc.env[k] }, slog.New(slog.DiscardHandler))
+		if pct != tc.pct || lim != tc.lim {
+			t.Errorf("%s: ensureGC = %d, %d; want %d, %d", tc.name, pct, lim, tc.pct, tc.lim)
+		}
+		if got := debug.SetGCPercent(100); got != tc.wantPct {
+			t.Errorf("%s: GOGC in force %d, want %d", tc.name, got, tc.wantPct)
+		}
+		if got := debug.SetMemoryLimit(-1); got != tc.wantLim {
+			t.Errorf("%s: memory limit in force %d, want %d", tc.name, got, tc.wantLim)
+		}
 	}
 }
