@@ -469,7 +469,8 @@ func (s *Service) execute(r *Request, room, sender string, c Command) (string, e
 }
 
 func cloneMember(m *hubv1.RoomMember) *hubv1.RoomMember {
-	return &hubv1.RoomMember{User: m.GetUser(), Network: m.GetNetwork(), Role: m.GetRole(), Nickname: m.GetNickname(), State: m.GetState(), Delivery: m.GetDelivery()}
+	return &hubv1.RoomMember{User: m.GetUser(), Network: m.GetNetwork(), Role: m.GetRole(), Nickname: m.GetNickname(), State: m.GetState(), Delivery: m.GetDelivery(),
+		SessionNode: m.GetSessionNode(), JoinedBySession: m.GetJoinedBySession()}
 }
 
 // roomSettings copies the settings PutRoom replaces.

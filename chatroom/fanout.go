@@ -380,8 +380,8 @@ func (f *fanout) failed(req *sip.Request, dst string, o SendOptions, res *sip.Re
 
 // downgrade records that m takes plain text only.
 func (s *Service) downgrade(room string, m *hubv1.RoomMember) {
-	nm := &hubv1.RoomMember{User: m.GetUser(), Network: m.GetNetwork(), Role: m.GetRole(), Nickname: m.GetNickname(),
-		State: m.GetState(), Delivery: hubv1.RoomDelivery_ROOM_DELIVERY_PLAIN}
+	nm := cloneMember(m)
+	nm.Delivery = hubv1.RoomDelivery_ROOM_DELIVERY_PLAIN
 	cmd := s.command(s.cfg.NodeID, &hubv1.Command_PutRoomMember{PutRoomMember: &hubv1.PutRoomMember{Room: room, Member: nm}})
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()

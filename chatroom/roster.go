@@ -36,6 +36,7 @@ const (
 type rosterUser struct {
 	user, nick, role string
 	joined           bool
+	session          bool // in the room over an MSRP session (RFC 7701)
 }
 
 type subscription struct {
@@ -337,7 +338,7 @@ func (ro *roster) expire() {
 func rosterOf(rm *hubv1.Room) map[string]rosterUser {
 	out := make(map[string]rosterUser, len(rm.GetMembers()))
 	for _, m := range rm.GetMembers() {
-		out[m.GetUser()] = rosterUser{user: m.GetUser(), nick: m.GetNickname(), role: RoleName(m.GetRole()), joined: raft.Joined(m)}
+		out[m.GetUser()] = rosterUser{user: m.GetUser(), nick: m.GetNickname(), role: RoleName(m.GetRole()), joined: raft.Joined(m), session: m.GetSessionNode() != ""}
 	}
 	return out
 }
@@ -449,8 +450,14 @@ func conferenceInfo(room, subject string, version uint64, full bool, before, now
 		if !u.joined {
 			status = "pending"
 		}
+		// RFC 4575 5.7: a session participant's endpoint dialed in and
+		// carries a message media stream; a pager one has no media.
+		media := ""
+		if u.session {
+			media = `<joining-method>dialed-in</joining-method><media id="msrp"><type>message</type><status>sendrecv</status></media>`
+		}
 		fmt.Fprintf(&b, `    <user entity="%s" state="full"><display-text>%s</display-text><roles><entry>%s</entry></roles>`+
-			`<endpoint entity="%s"><status>%s</status></endpoint></user>`+"\n", esc(u.user), esc(u.nick), esc(u.role), esc(u.user), status)
+			`<endpoint entity="%s"><status>%s</status>%s</endpoint></user>`+"\n", esc(u.user), esc(u.nick), esc(u.role), esc(u.user), status, media)
 	}
 	if !full {
 		for _, u := range sortedUsers(before) {

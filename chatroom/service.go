@@ -121,6 +121,14 @@ type Config struct {
 	// RetryDelays are the waits before in-memory retries of a failed
 	// delivery when there is no Deferrer (default 2 s, 10 s, 60 s).
 	RetryDelays []time.Duration
+	// SessionAddr is the TCP address the RFC 7701 focus listens on for
+	// session-mode participants' MSRP ("" = session mode off: an INVITE
+	// to a room gets 488); SessionHost the host put into its MSRP URIs
+	// and SDP (default: the listener's IP). SessionSetupTimeout ends a
+	// session whose participant never connects (default 30 s).
+	SessionAddr         string
+	SessionHost         string
+	SessionSetupTimeout time.Duration
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -140,6 +148,7 @@ type Service struct {
 
 	fan    *fanout
 	roster *roster
+	focus  *focus // nil: no session mode
 }
 
 type limiter struct {
@@ -190,6 +199,15 @@ func New(cfg Config) (*Service, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.fan = newFanout(s)
 	s.roster = newRoster(s)
+	if s.cfg.SessionSetupTimeout <= 0 {
+		s.cfg.SessionSetupTimeout = 30 * time.Second
+	}
+	f, err := newFocus(s)
+	if err != nil {
+		s.cancel()
+		return nil, err
+	}
+	s.focus = f
 	return s, nil
 }
 
@@ -213,14 +231,24 @@ func (s *Service) Start() {
 				}
 				s.fan.stateChanged(st)
 				s.roster.stateChanged(st)
+				if s.focus != nil {
+					s.focus.stateChanged(st)
+				}
 			case <-tick.C:
 				st := s.cfg.Store.State()
 				s.fan.stateChanged(st)
 				s.roster.expire()
+				if s.focus != nil {
+					s.focus.stateChanged(st)
+				}
 			}
 		}
 	}()
 	s.fan.stateChanged(s.cfg.Store.State())
+	if s.focus != nil {
+		s.focus.run()
+		s.focus.stateChanged(s.cfg.Store.State())
+	}
 }
 
 // Stop ends background work and waits for it. Deliveries in flight end
@@ -247,17 +275,41 @@ func (s *Service) Serve(r *Request) {
 		s.serveMessage(r)
 	case sip.SUBSCRIBE:
 		s.roster.serveSubscribe(r)
+	case sip.INVITE:
+		if s.focus == nil {
+			respond(r, 488, "Room Session Mode Not Enabled")
+			return
+		}
+		s.focus.serveInvite(r)
+	case sip.BYE:
+		if s.focus == nil {
+			respond(r, 481, "Call/Transaction Does Not Exist")
+			return
+		}
+		s.focus.serveBye(r)
 	case sip.OPTIONS:
 		res := sip.NewResponseFromRequest(r.Req, 200, "OK", nil)
-		res.AppendHeader(sip.NewHeader("Allow", "MESSAGE, SUBSCRIBE, OPTIONS"))
+		res.AppendHeader(sip.NewHeader("Allow", s.allowed()))
 		res.AppendHeader(sip.NewHeader("Accept", "text/plain, message/cpim"))
 		r.Respond(res)
 	case sip.ACK:
+		// ACK of the focus's 2xx: nothing to do.
+	case sip.CANCEL:
+		// The focus answers an INVITE without a provisional stage, so
+		// there is nothing left to cancel (RFC 3261 9.2).
+		respond(r, 481, "Call/Transaction Does Not Exist")
 	default:
 		res := sip.NewResponseFromRequest(r.Req, 405, "Method Not Allowed", nil)
-		res.AppendHeader(sip.NewHeader("Allow", "MESSAGE, SUBSCRIBE, OPTIONS"))
+		res.AppendHeader(sip.NewHeader("Allow", s.allowed()))
 		r.Respond(res)
 	}
+}
+
+func (s *Service) allowed() string {
+	if s.focus != nil {
+		return "MESSAGE, SUBSCRIBE, OPTIONS, INVITE, ACK, BYE"
+	}
+	return "MESSAGE, SUBSCRIBE, OPTIONS"
 }
 
 func respond(r *Request, code int, reason string) {

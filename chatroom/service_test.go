@@ -431,7 +431,8 @@ func TestMalformedRequestsAnswered(t *testing.T) {
 		{"SUBSCRIBE without Contact", strip(subscribe(bob, room, ""), "Contact"), 400},
 		{"SUBSCRIBE without Event", strip(subscribe(bob, room, ""), "Event"), 489},
 		{"SUBSCRIBE bad Expires", subscribe(bob, room, "soon"), 400},
-		{"INVITE", func() *sip.Request { r := msg(bob, room, "", ""); r.Method = sip.INVITE; return r }(), 405},
+		{"INVITE without a focus", func() *sip.Request { r := msg(bob, room, "", ""); r.Method = sip.INVITE; return r }(), 488},
+		{"PUBLISH", func() *sip.Request { r := msg(bob, room, "", ""); r.Method = sip.PUBLISH; return r }(), 405},
 		{"MESSAGE to the bare domain", msg(bob, "sip:"+domain, "text/plain", "x"), 404},
 		{"CPIM garbage", msg(bob, room, "message/cpim", "\x00\xff\r\n\r\n"), 200},
 	}

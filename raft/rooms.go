@@ -473,6 +473,9 @@ func checkMember(s *State, r *hubv1.Room, m *hubv1.RoomMember, create bool) erro
 	if _, ok := hubv1.RoomDelivery_name[int32(m.GetDelivery())]; !ok {
 		return invalid("member.delivery", m.GetDelivery().String(), "unknown delivery")
 	}
+	if sn := m.GetSessionNode(); sn != "" && !ValidID(sn) {
+		return invalid("member.session_node", sn, "must be a node id")
+	}
 	if b := RoomBanFor(r, m.GetUser(), m.GetNetwork()); b != nil {
 		return fmt.Errorf("%s is banned from %s (%s): %w", m.GetUser(), r.GetUri(), b.GetPattern(), ErrFailedPrecondition)
 	}
@@ -672,7 +675,14 @@ func applyPost(cur *hubv1.Room, index uint64, now int64, p *hubv1.PostRoomMessag
 		ContentType: in.GetContentType(), Body: in.GetBody(), UnixNano: now, RaftIndex: index, CallId: in.GetCallId(),
 	}
 	var rcpt []string
+	sessions := false
 	for _, x := range cur.GetMembers() {
+		if x.GetSessionNode() != "" {
+			// Session mode (RFC 7701): the node holding the MSRP
+			// session delivers from the history, not a fan-out.
+			sessions = true
+			continue
+		}
 		if Joined(x) && x.GetUser() != m.GetUser() {
 			rcpt = append(rcpt, x.GetUser())
 		}
@@ -680,7 +690,13 @@ func applyPost(cur *hubv1.Room, index uint64, now int64, p *hubv1.PostRoomMessag
 	if len(rcpt) > 0 {
 		r.Fanouts = append(slices.Clip(cur.GetFanouts()), &hubv1.RoomFanout{Seq: r.LastSeq, Owner: p.GetOwner(), Recipients: rcpt, UpdatedUnixNano: now})
 	}
-	if n := RoomHistoryLen(cur); n > 0 || len(rcpt) > 0 {
+	n := RoomHistoryLen(cur)
+	if sessions {
+		// The session nodes read new messages from the history: keep
+		// enough for them to catch up between two looks at the state.
+		n = max(n, SessionWindow)
+	}
+	if n > 0 || len(rcpt) > 0 {
 		// Clip: never write into the shared array.
 		r.History = trimHistory(append(slices.Clip(cur.GetHistory()), msg), n, r.Fanouts)
 	}
@@ -775,6 +791,10 @@ func evictRoomMembers(cs *hubv1.ClusterState) {
 		r.Members = slices.DeleteFunc(r.Members, func(m *hubv1.RoomMember) bool { return !active[m.GetNetwork()] })
 	}
 }
+
+// SessionWindow is the least history a room with session-mode
+// participants keeps: their nodes deliver from it (chatroom/session.go).
+const SessionWindow = 64
 
 // MaxFanoutAcked bounds a progress record's acked set (the owner keeps at
 // most its batch window beyond the cursor).

@@ -239,7 +239,8 @@ func (rs *roomService) SetRoomRole(ctx context.Context, req *hubv1.SetRoomRoleRe
 	if cur == nil {
 		return nil, fmt.Errorf("%s in room %s: %w", u, uri, raft.ErrNotFound)
 	}
-	m := &hubv1.RoomMember{User: cur.GetUser(), Network: cur.GetNetwork(), Role: req.GetRole(), Nickname: cur.GetNickname(), State: cur.GetState(), Delivery: cur.GetDelivery()}
+	m := &hubv1.RoomMember{User: cur.GetUser(), Network: cur.GetNetwork(), Role: req.GetRole(), Nickname: cur.GetNickname(), State: cur.GetState(), Delivery: cur.GetDelivery(),
+		SessionNode: cur.GetSessionNode(), JoinedBySession: cur.GetJoinedBySession()}
 	if err := rs.propose(ctx, c.Name, &hubv1.PutRoomMember{Room: uri, Member: m}); err != nil {
 		return nil, err
 	}
@@ -410,7 +411,8 @@ func (rs *roomService) SetRoomMember(ctx context.Context, req *hubv1.SetRoomMemb
 	if cur == nil {
 		return nil, fmt.Errorf("%s in room %s: %w", u, uri, raft.ErrNotFound)
 	}
-	m := &hubv1.RoomMember{User: cur.GetUser(), Network: cur.GetNetwork(), Role: cur.GetRole(), Nickname: cur.GetNickname(), State: cur.GetState(), Delivery: cur.GetDelivery()}
+	m := &hubv1.RoomMember{User: cur.GetUser(), Network: cur.GetNetwork(), Role: cur.GetRole(), Nickname: cur.GetNickname(), State: cur.GetState(), Delivery: cur.GetDelivery(),
+		SessionNode: cur.GetSessionNode(), JoinedBySession: cur.GetJoinedBySession()}
 	var changed []string
 	if req.Role != nil {
 		m.Role = req.GetRole()

@@ -362,8 +362,15 @@ type RoomMember struct {
 	State          RoomMemberState        `protobuf:"varint,5,opt,name=state,proto3,enum=clearhub.v1.RoomMemberState" json:"state,omitempty"`
 	Delivery       RoomDelivery           `protobuf:"varint,6,opt,name=delivery,proto3,enum=clearhub.v1.RoomDelivery" json:"delivery,omitempty"`
 	JoinedUnixNano int64                  `protobuf:"varint,7,opt,name=joined_unix_nano,json=joinedUnixNano,proto3" json:"joined_unix_nano,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Session mode (RFC 7701): the node holding this participant's MSRP
+	// session with the room's focus; "" = pager mode. That node delivers
+	// the room's messages over the session; fan-outs skip the participant.
+	SessionNode string `protobuf:"bytes,8,opt,name=session_node,json=sessionNode,proto3" json:"session_node,omitempty"`
+	// The INVITE made this participant (BYE then leaves the room); false: a
+	// pager participant who also opened a session.
+	JoinedBySession bool `protobuf:"varint,9,opt,name=joined_by_session,json=joinedBySession,proto3" json:"joined_by_session,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RoomMember) Reset() {
@@ -443,6 +450,20 @@ func (x *RoomMember) GetJoinedUnixNano() int64 {
 		return x.JoinedUnixNano
 	}
 	return 0
+}
+
+func (x *RoomMember) GetSessionNode() string {
+	if x != nil {
+		return x.SessionNode
+	}
+	return ""
+}
+
+func (x *RoomMember) GetJoinedBySession() bool {
+	if x != nil {
+		return x.JoinedBySession
+	}
+	return false
 }
 
 // RoomBan refuses a pattern: a user URI (sip:bob@b.example), every user of a
@@ -2119,7 +2140,7 @@ const file_clearhub_v1_rooms_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\x0e \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
 	"\x11updated_unix_nano\x18\x0f \x01(\x03R\x0fupdatedUnixNano\x12\x1d\n" +
 	"\n" +
-	"no_history\x18\x10 \x01(\bR\tnoHistory\"\x96\x02\n" +
+	"no_history\x18\x10 \x01(\bR\tnoHistory\"\xe5\x02\n" +
 	"\n" +
 	"RoomMember\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
@@ -2128,7 +2149,9 @@ const file_clearhub_v1_rooms_proto_rawDesc = "" +
 	"\bnickname\x18\x04 \x01(\tR\bnickname\x122\n" +
 	"\x05state\x18\x05 \x01(\x0e2\x1c.clearhub.v1.RoomMemberStateR\x05state\x125\n" +
 	"\bdelivery\x18\x06 \x01(\x0e2\x19.clearhub.v1.RoomDeliveryR\bdelivery\x12(\n" +
-	"\x10joined_unix_nano\x18\a \x01(\x03R\x0ejoinedUnixNano\"h\n" +
+	"\x10joined_unix_nano\x18\a \x01(\x03R\x0ejoinedUnixNano\x12!\n" +
+	"\fsession_node\x18\b \x01(\tR\vsessionNode\x12*\n" +
+	"\x11joined_by_session\x18\t \x01(\bR\x0fjoinedBySession\"h\n" +
 	"\aRoomBan\x12\x18\n" +
 	"\apattern\x18\x01 \x01(\tR\apattern\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x0e\n" +
