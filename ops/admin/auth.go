@@ -59,6 +59,9 @@ const (
 	rOperator
 	rAuditor
 	rReadonly
+	// rLawfulIntercept is InterceptService's alone (intercept.go); it
+	// is deliberately not in rAll.
+	rLawfulIntercept
 
 	rAll = rAdmin | rOperator | rAuditor | rReadonly
 )
@@ -68,6 +71,8 @@ var roleBits = map[pki.AdminRole]roleSet{
 	pki.AdminRoleOperator: rOperator,
 	pki.AdminRoleAuditor:  rAuditor,
 	pki.AdminRoleReadonly: rReadonly,
+
+	pki.AdminRoleLawfulIntercept: rLawfulIntercept,
 }
 
 func (r roleSet) has(role pki.AdminRole) bool { return r&roleBits[role] != 0 }
@@ -156,7 +161,7 @@ var methodAccess = map[string]access{
 	// every operator (it names no secret).
 	hubv1.AdminService_RevokeCertificate_FullMethodName: opAccess(rAdmin, true),
 	hubv1.AdminService_ListRevocations_FullMethodName:   opAccess(rAll, false),
-	hubv1.AdminService_WhoAmI_FullMethodName:            opAccess(rAll, false),
+	hubv1.AdminService_WhoAmI_FullMethodName:            opAccess(rAll|rLawfulIntercept, false),
 
 	// The node's own log level: admin only (debug logs carry member
 	// traffic and cost disk).
@@ -199,6 +204,18 @@ var methodAccess = map[string]access{
 	// through this table under the same name and role. Logged like a
 	// change: a login link is a credential.
 	hubv1.ConsoleService_CreateLogin_FullMethodName: opAccess(rAll, true),
+
+	// Lawful interception (intercept.go): the lawful-intercept role and
+	// nobody else, not even admin; warrant changes are audited in the
+	// interception ledger, not the main one.
+	hubv1.InterceptService_PutWarrant_FullMethodName:           opAccess(rLawfulIntercept, true),
+	hubv1.InterceptService_DeleteWarrant_FullMethodName:        opAccess(rLawfulIntercept, true),
+	hubv1.InterceptService_ListWarrants_FullMethodName:         opAccess(rLawfulIntercept, false),
+	hubv1.InterceptService_ExportInterceptAudit_FullMethodName: opAccess(rLawfulIntercept, false),
+	hubv1.InterceptService_InterceptCheckpoint_FullMethodName:  opAccess(rLawfulIntercept, false),
+	// SIP capture (intercept.go): an operator's debugging switch.
+	hubv1.CaptureService_SetCapture_FullMethodName:    opAccess(rAdmin|rOperator, true),
+	hubv1.CaptureService_CaptureStatus_FullMethodName: opAccess(rAdmin|rOperator|rReadonly, false),
 
 	// Node to node.
 	hubv1.ClusterInternal_Propose_FullMethodName:          {kind: pki.RoleNode},
@@ -553,6 +570,12 @@ func (s *Server) logOutcome(ctx context.Context, method string, c caller, a acce
 	}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		attrs = append(attrs, slog.String("peer", p.Addr.String()))
+	}
+	if authErr == nil && strings.HasPrefix(method, "/"+hubv1.InterceptService_ServiceDesc.ServiceName+"/") {
+		// Lawful interception is confidential from the node's operators:
+		// its calls are recorded in the interception ledger (intercept.go),
+		// not in the node's log. Refusals (authErr) are still logged.
+		return
 	}
 	level, msg := slog.LevelInfo, "admin change"
 	switch {

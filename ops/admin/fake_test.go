@@ -43,7 +43,8 @@ func (f *fakeFSM) apply(cmd *hubv1.Command) (uint64, error) {
 		*hubv1.Command_PutList, *hubv1.Command_DeleteList, *hubv1.Command_AddListEntries, *hubv1.Command_RemoveListEntries, *hubv1.Command_SetViewSharing,
 		*hubv1.Command_QueueStore, *hubv1.Command_QueueRemove,
 		*hubv1.Command_PutRoom, *hubv1.Command_DeleteRoom, *hubv1.Command_PutRoomMember, *hubv1.Command_RemoveRoomMember,
-		*hubv1.Command_BanRoom, *hubv1.Command_UnbanRoom:
+		*hubv1.Command_BanRoom, *hubv1.Command_UnbanRoom,
+		*hubv1.Command_PutWarrant, *hubv1.Command_DeleteWarrant, *hubv1.Command_SetCapture:
 		// Identity records, restores and lists: the real FSM's code.
 		next, err := raft.ApplyTo(f.state, f.state.Index+1, cmd)
 		if err != nil {

@@ -90,7 +90,7 @@ func TestAccessTableCovers(t *testing.T) {
 	served := map[string]bool{}
 	for _, d := range []*grpc.ServiceDesc{&hubv1.AdminService_ServiceDesc, &hubv1.ClusterInternal_ServiceDesc, &hubv1.JoinService_ServiceDesc,
 		&hubv1.ListService_ServiceDesc, &hubv1.QueueService_ServiceDesc, &hubv1.RoomService_ServiceDesc, &hubv1.MemberAuditService_ServiceDesc,
-		&hubv1.ConsoleService_ServiceDesc} {
+		&hubv1.ConsoleService_ServiceDesc, &hubv1.InterceptService_ServiceDesc, &hubv1.CaptureService_ServiceDesc} {
 		for _, m := range d.Methods {
 			served["/"+d.ServiceName+"/"+m.MethodName] = true
 		}

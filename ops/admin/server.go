@@ -91,6 +91,12 @@ type Options struct {
 	// Queue, if set, is the node's store and forward for QueueService
 	// retry and drop (queue.go); reads work without it.
 	Queue QueueBackend
+	// InterceptLedger, if set, is the node's interception ledger: without
+	// it InterceptService refuses warrant changes (intercept.go).
+	// Capture, if set, is the node's SIP capture collector, for
+	// CaptureStatus.
+	InterceptLedger InterceptLedger
+	Capture         CaptureCollector
 }
 
 // DefaultNodeCertTTL is the default lifetime of a joiner's node certificate.
@@ -148,6 +154,9 @@ type Server struct {
 
 	queue QueueBackend // store and forward (queue.go)
 
+	interceptLedger InterceptLedger // intercept.go
+	capture         CaptureCollector
+
 	// clusterRoots is the cluster CA as a pool: the only root that makes a
 	// client a node or an operator (auth.go identifyClient).
 	clusterRoots *x509.CertPool
@@ -192,6 +201,10 @@ func NewServer(opts Options) (*Server, error) {
 		roomsMaxMembers: opts.RoomsMaxMembers,
 
 		queue: opts.Queue,
+
+		interceptLedger: opts.InterceptLedger,
+		capture:         opts.Capture,
+
 		conns: map[string]*grpc.ClientConn{},
 
 		clusterRoots: opts.CA.Pool(),
@@ -240,6 +253,9 @@ func (s *Server) Register(g *grpc.Server) {
 	hubv1.RegisterRoomServiceServer(g, &roomService{s: s}) // rooms.go
 	hubv1.RegisterQueueServiceServer(g, &queueService{s: s, q: s.queue})
 	hubv1.RegisterMemberAuditServiceServer(g, &memberService{s: s}) // member.go
+	// Lawful interception and SIP capture (intercept.go).
+	hubv1.RegisterInterceptServiceServer(g, &interceptService{s: s})
+	hubv1.RegisterCaptureServiceServer(g, &captureService{s: s})
 	healthpb.RegisterHealthServer(g, &healthService{s: s})
 	reflection.Register(g)
 }

@@ -28,10 +28,14 @@ const (
 	// AdminRoleReadonly reads networks, policy and status, never audit
 	// bodies or exports.
 	AdminRoleReadonly AdminRole = "readonly"
+	// AdminRoleLawfulIntercept sets and reads lawful interception
+	// warrants and reads the interception ledger (InterceptService),
+	// nothing else; no other role may do either.
+	AdminRoleLawfulIntercept AdminRole = "lawful-intercept"
 )
 
 // AdminRoles lists every admin role, most powerful first.
-var AdminRoles = []AdminRole{AdminRoleAdmin, AdminRoleOperator, AdminRoleAuditor, AdminRoleReadonly}
+var AdminRoles = []AdminRole{AdminRoleAdmin, AdminRoleOperator, AdminRoleAuditor, AdminRoleReadonly, AdminRoleLawfulIntercept}
 
 const adminRoleOUPrefix = "clearhub-role-"
 
@@ -51,7 +55,7 @@ func ParseAdminRole(s string) (AdminRole, error) {
 			return r, nil
 		}
 	}
-	return "", fmt.Errorf("unknown role %q (valid: admin, operator, auditor, readonly)", s)
+	return "", fmt.Errorf("unknown role %q (valid: admin, operator, auditor, readonly, lawful-intercept)", s)
 }
 
 // AdminRoleOf returns the admin role of an operator certificate. An
