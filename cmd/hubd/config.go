@@ -172,6 +172,12 @@ type Config struct {
 		// RosterCoalesce: least time between two roster NOTIFYs to one
 		// watcher.
 		RosterCoalesce time.Duration `yaml:"roster_coalesce"`
+		// SessionListen is the TCP address of the RFC 7701 focus's MSRP
+		// listener (session-mode rooms); "": INVITEs to rooms get 488.
+		// SessionHost is the address in its MSRP URIs and SDP (default
+		// sip.hostname); it must reach this node.
+		SessionListen string `yaml:"session_listen"`
+		SessionHost   string `yaml:"session_host"`
 	} `yaml:"rooms"`
 
 	// MSRP anchors session IM and file transfer at this node (hub/msrp,

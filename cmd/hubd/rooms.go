@@ -86,6 +86,10 @@ func (n *hubNode) startRooms(w *roomsWiring, h *hub.Hub) error {
 		Logger: n.log.With("component", "rooms"), MaxMembersCap: c.MaxMembers,
 		Rate: rate.Limit(float64(c.RatePerMinute) / 60), Burst: c.Burst, BatchSize: c.FanoutBatch,
 		TakeoverAfter: c.TakeoverAfter, RosterCoalesce: c.RosterCoalesce,
+		SessionAddr: c.SessionListen, SessionHost: c.SessionHost,
+	}
+	if cfg.SessionAddr != "" && cfg.SessionHost == "" {
+		cfg.SessionHost = n.cfg.SIP.Hostname
 	}
 	if n.queue != nil {
 		w.queue = n.queue
