@@ -244,7 +244,7 @@ func rawLeanMethod(data []byte) string {
 // shedEarly refuses src's datagram when admit would shed it, answering a
 // stateless 503 (RFC 3261 8.2.7, 21.5.4); false when the datagram is to be
 // parsed. It runs on a read loop: no blocking, no goroutine.
-func (h *Hub) shedEarly(st *raft.State, netID string, src netip.AddrPort, data []byte) bool {
+func (h *Hub) shedEarly(st *raft.State, netID string, src netip.AddrPort, data []byte, replies *replyBatch) bool {
 	method := rawLeanMethod(data)
 	if method == "" {
 		return false
@@ -296,9 +296,7 @@ func (h *Hub) shedEarly(st *raft.State, netID string, src netip.AddrPort, data [
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	writeShed503(buf, data, no)
-	if _, err := h.udp.WriteToUDPAddrPort(buf.Bytes(), rawUDPDest(sc.via, src)); err != nil {
-		h.log.Debug("answer shed request", "err", err)
-	}
+	h.sendReply(replies, buf.Bytes(), rawUDPDest(sc.via, src))
 	putBuf(buf)
 	return true
 }

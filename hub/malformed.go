@@ -36,13 +36,14 @@ func (h *Hub) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) 
 	if !ok {
 		return nil, nil
 	}
-	return h.filterUDP(src, data), nil
+	return h.filterUDP(src, data, nil), nil
 }
 
 // filterUDP handles one UDP datagram from src on a read loop (udpread.go):
 // it returns the datagram when sipgo's stack is to have it (INVITE, ACK,
 // CANCEL and responses to them), nil when the hub dealt with it.
-func (h *Hub) filterUDP(src netip.AddrPort, data []byte) []byte {
+// Shed answers go through replies (nil: sent at once).
+func (h *Hub) filterUDP(src netip.AddrPort, data []byte, replies *replyBatch) []byte {
 	if len(data) <= 4 && len(bytes.Trim(data, "\r\n")) == 0 {
 		return nil // keep-alive
 	}
@@ -59,7 +60,7 @@ func (h *Hub) filterUDP(src netip.AddrPort, data []byte) []byte {
 		}
 	}
 	srcNet := netIDOf(v)
-	if v != nil && h.shedEarly(st, srcNet, src, data) {
+	if v != nil && h.shedEarly(st, srcNet, src, data, replies) {
 		return nil
 	}
 	if len(data) > h.cfg.MaxMessageSize {
