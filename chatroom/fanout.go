@@ -252,6 +252,9 @@ func (f *fanout) run(room string, seq uint64) error {
 			}
 		}
 		if committed == n {
+			if msg != nil {
+				s.m.lag.Observe(s.now().Sub(time.Unix(0, msg.GetUnixNano())).Seconds())
+			}
 			return nil
 		}
 		if !committing && retry == nil && s.ctx.Err() == nil && (done > committed || len(acked) != commAcked) {
@@ -320,7 +323,16 @@ func (f *fanout) deliver(room string, msg *hubv1.RoomMessage, m *hubv1.RoomMembe
 		res, err = s.cfg.Sender.Send(ctx, req, m.GetNetwork(), o)
 	}
 	if err == nil && res.StatusCode < 300 {
+		s.m.deliveries.WithLabelValues("delivered").Inc()
 		return
+	}
+	switch {
+	case err == nil && res.StatusCode == 482:
+		s.m.deliveries.WithLabelValues("duplicate").Inc()
+	case err == nil && res.StatusCode >= 400 && res.StatusCode < 500 && res.StatusCode != 408:
+		s.m.deliveries.WithLabelValues("refused").Inc()
+	default:
+		s.m.deliveries.WithLabelValues("failed").Inc()
 	}
 	f.failed(req, m.GetNetwork(), o, res, err)
 }

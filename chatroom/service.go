@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"clearhub/ledger"
@@ -129,6 +130,8 @@ type Config struct {
 	SessionAddr         string
 	SessionHost         string
 	SessionSetupTimeout time.Duration
+	// Registerer, if set, gets the rooms' metrics (clearhub_rooms_*).
+	Registerer prometheus.Registerer
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -149,6 +152,7 @@ type Service struct {
 	fan    *fanout
 	roster *roster
 	focus  *focus // nil: no session mode
+	m      *metrics
 }
 
 type limiter struct {
@@ -208,6 +212,14 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s.focus = f
+	s.m = newMetrics(s)
+	if err := s.m.register(cfg.Registerer); err != nil {
+		s.cancel()
+		if f != nil {
+			f.ln.Close()
+		}
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -417,7 +429,12 @@ func (s *Service) serveMessage(r *Request) {
 		Room: room, Owner: s.cfg.NodeID,
 		Message: &hubv1.RoomMessage{Sender: sender, ContentType: ct, Body: body, CallId: cid},
 	}})
+	start := time.Now()
 	idx, err := s.cfg.Store.Propose(r.ctx(), cmd)
+	if err == nil {
+		s.m.since(s.m.commit, start)
+		s.m.posted.WithLabelValues("pager").Inc()
+	}
 	if errors.Is(err, raft.ErrAlreadyExists) {
 		// A retransmission (perhaps to another node) of a message already
 		// committed: it was accepted, and is not posted again.

@@ -716,8 +716,13 @@ func (l *sessionLeg) message(id, ct string, body []byte) (int, string) {
 		Message: &hubv1.RoomMessage{Sender: l.user, ContentType: ct, Body: body, CallId: "msrp:" + id},
 	}})
 	ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
+	start := time.Now()
 	idx, err := s.cfg.Store.Propose(ctx, cmd)
 	cancel()
+	if err == nil {
+		s.m.since(s.m.commit, start)
+		s.m.posted.WithLabelValues("session").Inc()
+	}
 	switch {
 	case errors.Is(err, raft.ErrAlreadyExists):
 		return 200, "OK"
@@ -764,6 +769,7 @@ func (l *sessionLeg) private(r *hubv1.Room, me *hubv1.RoomMember, to string, m *
 			ok := tl.conn != nil && !tl.closed && tl.enqueueLocked(l.f.frameFor(tl, msg, to))
 			tl.mu.Unlock()
 			if ok {
+				s.m.private.Inc()
 				return 200, "OK"
 			}
 			return 408, "Participant not reachable"
@@ -779,6 +785,7 @@ func (l *sessionLeg) private(r *hubv1.Room, me *hubv1.RoomMember, to string, m *
 	if err != nil || res.StatusCode >= 300 {
 		return 408, "Private message not delivered"
 	}
+	s.m.private.Inc()
 	return 200, "OK"
 }
 

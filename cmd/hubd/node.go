@@ -302,7 +302,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 			}
 		}
 		if n.rooms != nil {
-			if err := n.startRooms(n.rooms, n.sip); err != nil {
+			if err := n.startRooms(n.rooms, n.sip, reg); err != nil {
 				return nil, err
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"clearhub/chatroom"
@@ -79,14 +80,14 @@ func (s roomStore) Propose(ctx context.Context, cmd *hubv1.Command) (uint64, err
 }
 
 // startRooms builds the rooms service over the running hub.
-func (n *hubNode) startRooms(w *roomsWiring, h *hub.Hub) error {
+func (n *hubNode) startRooms(w *roomsWiring, h *hub.Hub, reg prometheus.Registerer) error {
 	c := n.cfg.Rooms
 	cfg := chatroom.Config{
 		Domain: w.domain, NodeID: n.id, Store: roomStore{n}, Sender: w, Auditor: n.ledger,
 		Logger: n.log.With("component", "rooms"), MaxMembersCap: c.MaxMembers,
 		Rate: rate.Limit(float64(c.RatePerMinute) / 60), Burst: c.Burst, BatchSize: c.FanoutBatch,
 		TakeoverAfter: c.TakeoverAfter, RosterCoalesce: c.RosterCoalesce,
-		SessionAddr: c.SessionListen, SessionHost: c.SessionHost,
+		SessionAddr: c.SessionListen, SessionHost: c.SessionHost, Registerer: reg,
 	}
 	if cfg.SessionAddr != "" && cfg.SessionHost == "" {
 		cfg.SessionHost = n.cfg.SIP.Hostname
