@@ -9,12 +9,13 @@ const (
 	KindChat     Kind = "chat"     // a chat-room message
 	KindAdmin    Kind = "admin"    // an operator change (who did what)
 	KindAnchor   Kind = "anchor"   // retention cut: the signed anchor left behind
+	KindMSRP     Kind = "msrp"     // an MSRP message or file transfer anchored at the hub (hub/msrp)
 )
 
 // Valid reports whether k is one of the kinds above.
 func (k Kind) Valid() bool {
 	switch k {
-	case KindRequest, KindResponse, KindChat, KindAdmin, KindAnchor:
+	case KindRequest, KindResponse, KindChat, KindAdmin, KindAnchor, KindMSRP:
 		return true
 	}
 	return false

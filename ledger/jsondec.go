@@ -556,6 +556,8 @@ func kindOf(s []byte) Kind {
 		return KindAdmin
 	case KindAnchor:
 		return KindAnchor
+	case KindMSRP:
+		return KindMSRP
 	}
 	return ""
 }

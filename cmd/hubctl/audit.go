@@ -261,7 +261,7 @@ func (o *exportOpts) request(now time.Time) (*hubv1.ExportAuditRequest, error) {
 		return nil, usagef("--to-seq: %d is below --from-seq %d", o.toSeq, o.fromSeq)
 	}
 	if o.kind != "" && !ledger.Kind(o.kind).Valid() {
-		return nil, usagef("--kind: unknown kind %q (valid: request, response, chat, admin, anchor)", o.kind)
+		return nil, usagef("--kind: unknown kind %q (valid: request, response, chat, admin, anchor, msrp)", o.kind)
 	}
 	switch o.format {
 	case "jsonl", "csv":
@@ -313,7 +313,7 @@ complete; without one, or with -, the export goes to stdout. The format is
 	f.Uint64Var(&o.toSeq, "to-seq", 0, "last entry sequence number (0: no limit)")
 	f.StringVar(&o.network, "network", "", "entries from or to this member network")
 	f.StringVar(&o.user, "user", "", "entries from or to this user (user@host or SIP URI)")
-	f.StringVar(&o.kind, "kind", "", "request, response, chat, admin or anchor")
+	f.StringVar(&o.kind, "kind", "", "request, response, chat, admin, anchor or msrp")
 	f.BoolVar(&o.cluster, "cluster", false, "export every node's ledger, not just the answering node's")
 	f.StringVar(&o.format, "format", "jsonl", "jsonl (verifiable) or csv; the same as -o")
 	f.StringVar(&o.file, "file", "", "file to write (the same as FILE); - for stdout")

@@ -13,7 +13,7 @@ import (
 // Audit entries (through the hub's Auditor, so they land in the same
 // ledger as the SIP dialog that set the session up, with its Call-ID):
 //
-//   - one per MSRP message: Kind request, Method "MSRP", From/To the CPIM
+//   - one per MSRP message: Kind msrp, Method "MSRP", From/To the CPIM
 //     addresses when the message is message/cpim, else the dialog's
 //     parties (sender first), RURI the sender leg's hub URI, Src the
 //     sender's address, BodyType the Content-Type, BodySHA256 over the
@@ -26,8 +26,7 @@ import (
 //     file-transfer-id, the hub's own SHA-1 and the verdict
 //     sha1=verified|mismatch|no-hash|unverifiable.
 //
-// ledger.Entry has no MSRP kind; a dedicated kind is a ledger change
-// (see the report).
+// Both have ledger.KindMSRP, so `hubctl audit export --kind msrp` selects them.
 
 const (
 	MethodMessage = "MSRP"
@@ -57,7 +56,7 @@ func (s *session) finishMessage(m *message, code int, why string, abandoned bool
 	from, to := m.from, m.from.other()
 	e := &ledger.Entry{
 		Time:      m.last.UnixNano(),
-		Kind:      ledger.KindRequest,
+		Kind:      ledger.KindMSRP,
 		Method:    MethodMessage,
 		CallID:    s.callID,
 		From:      from.user,

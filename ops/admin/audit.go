@@ -279,7 +279,7 @@ func exportFilter(req *hubv1.ExportAuditRequest) (ledger.Filter, error) {
 	}
 	f.Kind = ledger.Kind(req.GetKind())
 	if f.Kind != "" && !f.Kind.Valid() {
-		return f, fieldErr("kind", fmt.Sprintf("unknown kind %q (valid: request, response, chat, admin, anchor)", f.Kind))
+		return f, fieldErr("kind", fmt.Sprintf("unknown kind %q (valid: request, response, chat, admin, anchor, msrp)", f.Kind))
 	}
 	return f, nil
 }
