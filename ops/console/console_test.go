@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +35,8 @@ type fakeConn struct {
 	reqs    []proto.Message
 	err     error
 	replies map[string]proto.Message
-	certs   []tls.Certificate // the session certificates dialled with
+	records []*hubv1.AuditRecord // ExportAudit's answer
+	certs   []tls.Certificate    // the session certificates dialled with
 }
 
 func (f *fakeConn) Invoke(_ context.Context, method string, args, reply any, _ ...grpc.CallOption) error {
@@ -52,8 +54,33 @@ func (f *fakeConn) Invoke(_ context.Context, method string, args, reply any, _ .
 	return nil
 }
 
-func (f *fakeConn) NewStream(context.Context, *grpc.StreamDesc, string, ...grpc.CallOption) (grpc.ClientStream, error) {
-	return nil, status.Error(codes.Unimplemented, "fake: no streams")
+func (f *fakeConn) NewStream(ctx context.Context, _ *grpc.StreamDesc, method string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, method[strings.LastIndexByte(method, '/')+1:])
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &fakeStream{ctx: ctx, recs: append([]*hubv1.AuditRecord(nil), f.records...)}, nil
+}
+
+// fakeStream answers an ExportAudit with the fake's records.
+type fakeStream struct {
+	grpc.ClientStream
+	ctx  context.Context
+	recs []*hubv1.AuditRecord
+}
+
+func (s *fakeStream) Context() context.Context { return s.ctx }
+func (s *fakeStream) SendMsg(any) error        { return nil }
+func (s *fakeStream) CloseSend() error         { return nil }
+func (s *fakeStream) RecvMsg(m any) error {
+	if len(s.recs) == 0 {
+		return io.EOF
+	}
+	proto.Merge(m.(proto.Message), s.recs[0])
+	s.recs = s.recs[1:]
+	return nil
 }
 
 func (f *fakeConn) Close() error { return nil }
@@ -305,6 +332,7 @@ func TestAPIAuthorization(t *testing.T) {
 		want     int
 		wantCall string // admin method called; "" none
 		wantBody string
+		check    func(proto.Message) bool // on the admin request
 	}{
 		{name: "no session", method: "GET", path: "/api/networks", want: 401},
 		{name: "bad cookie", as: &who{&http.Cookie{Name: cookieNamePlain, Value: "forged"}, ""}, method: "GET", path: "/api/networks", want: 401},
@@ -324,6 +352,10 @@ func TestAPIAuthorization(t *testing.T) {
 		{name: "not JSON", as: &op, method: "POST", path: "/api/networks", body: `id=net-x`, want: 400},
 		{name: "update with nothing", as: &op, method: "POST", path: "/api/networks/net-a", body: `{}`, want: 400, wantBody: "nothing to change"},
 		{name: "operator updates", as: &op, method: "POST", path: "/api/networks/net-a", body: `{"edges":["sip:e.example"]}`, want: 200, wantCall: "UpdateNetwork"},
+		{name: "conditional update keeps every digit", as: &op, method: "POST", path: "/api/networks/net-a", body: `{"display_name":"A","if_updated_unix_nano":"1796171255898268041"}`, want: 200, wantCall: "UpdateNetwork",
+			check: func(m proto.Message) bool {
+				return m.(*hubv1.UpdateNetworkRequest).GetIfUpdatedUnixNano() == 1796171255898268041
+			}},
 		{name: "operator suspends", as: &op, method: "POST", path: "/api/networks/net-a/suspend", want: 200, wantCall: "SuspendNetwork"},
 		{name: "operator allows", as: &op, method: "POST", path: "/api/policy", body: `{"destination":"a","source":"b","service":"im","allow":true}`, want: 200, wantCall: "AllowPolicy"},
 		{name: "operator denies", as: &op, method: "POST", path: "/api/policy", body: `{"destination":"a","source":"b","service":"session","allow":false}`, want: 200, wantCall: "DenyPolicy"},
@@ -332,7 +364,7 @@ func TestAPIAuthorization(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f.conn.mu.Lock()
-			f.conn.calls, f.conn.err = nil, tc.rpcErr
+			f.conn.calls, f.conn.reqs, f.conn.err = nil, nil, tc.rpcErr
 			f.conn.mu.Unlock()
 			req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
 			if tc.body != "" && tc.body[0] == '{' {
@@ -364,6 +396,9 @@ func TestAPIAuthorization(t *testing.T) {
 				t.Fatalf("admin API called: %v", calls)
 			case tc.wantCall != "" && (len(calls) != 1 || calls[0] != tc.wantCall):
 				t.Fatalf("admin API calls %v, want [%s]", calls, tc.wantCall)
+			}
+			if tc.check != nil && !tc.check(f.conn.reqs[len(f.conn.reqs)-1]) {
+				t.Fatalf("admin request %v", f.conn.reqs[len(f.conn.reqs)-1])
 			}
 		})
 	}
@@ -683,5 +718,74 @@ func TestLoginLinkBound(t *testing.T) {
 	f.clk.add(DefaultLoginTTL)
 	if _, _, err := f.srv.CreateLogin(id); err != nil {
 		t.Fatalf("expired links not dropped: %v", err)
+	}
+}
+
+// The search shows matching entries only (never checkpoint lines), the
+// newest limit of them; the export keeps the checkpoint lines hubctl audit
+// verify needs and filters entries alike.
+func TestAuditSearchAndExport(t *testing.T) {
+	f := newFixture(t)
+	line := func(s string) *hubv1.AuditRecord { return &hubv1.AuditRecord{Node: "n1", Json: []byte(s)} }
+	f.conn.records = []*hubv1.AuditRecord{
+		line(`{"type":"entry","seq":1,"time":1,"node":"n1","kind":"request","call_id":"c1"}`),
+		line(`{"type":"entry","seq":2,"time":2,"node":"n1","kind":"response","call_id":"c1","status":200}`),
+		line(`{"type":"entry","seq":3,"time":3,"node":"n1","kind":"request","call_id":"c2"}`),
+		line(`{"type":"checkpoint","node":"n1","tree_size":3}`),
+	}
+	c, _ := f.login("alice", pki.AdminRoleAuditor)
+	for _, tc := range []struct {
+		name, path string
+		want       []string // seq or type of each line, in order
+	}{
+		{"search by call id", "/api/audit?call_id=c1", []string{"1", "2"}},
+		{"search limit keeps the newest", "/api/audit?limit=2", []string{"2", "3"}},
+		{"search everything", "/api/audit", []string{"1", "2", "3"}},
+		{"export by call id", "/api/audit/export?call_id=c2", []string{"3", "checkpoint"}},
+		{"export everything", "/api/audit/export", []string{"1", "2", "3", "checkpoint"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", tc.path, nil)
+			req.AddCookie(c)
+			w := f.do(req)
+			if w.Code != 200 {
+				t.Fatalf("%d %s", w.Code, w.Body)
+			}
+			var lines []json.RawMessage
+			if strings.Contains(tc.path, "export") {
+				if cd := w.Header().Get("Content-Disposition"); !strings.Contains(cd, "attachment") {
+					t.Fatalf("Content-Disposition %q", cd)
+				}
+				for _, l := range strings.Split(strings.TrimSpace(w.Body.String()), "\n") {
+					lines = append(lines, json.RawMessage(l))
+				}
+			} else {
+				var r struct {
+					Entries []json.RawMessage `json:"entries"`
+				}
+				if err := json.Unmarshal(w.Body.Bytes(), &r); err != nil {
+					t.Fatal(err)
+				}
+				lines = r.Entries
+			}
+			var got []string
+			for _, l := range lines {
+				var e struct {
+					Type string `json:"type"`
+					Seq  uint64 `json:"seq"`
+				}
+				if err := json.Unmarshal(l, &e); err != nil {
+					t.Fatalf("line %s: %v", l, err)
+				}
+				if e.Type == "entry" {
+					got = append(got, strconv.FormatUint(e.Seq, 10))
+				} else {
+					got = append(got, e.Type)
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

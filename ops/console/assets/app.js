@@ -61,7 +61,7 @@ function split(v) { return v.split(/[,\s]+/).map(s => s.trim()).filter(Boolean);
 function svc(v) { return String(v).replace(/^SERVICE_/, "").toLowerCase(); }
 function num(v, digits) { return (v || 0).toFixed(digits || 0); }
 function when(ns) {
-  if (!ns || ns === "0") return "";
+  if (!ns || ns === "0" || !/^\d+$/.test(String(ns))) return "";
   return new Date(Number(BigInt(ns) / 1000000n)).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
 }
 
@@ -172,7 +172,8 @@ async function submitNetwork(ev) {
   };
   try {
     if (state.editing) {
-      body.if_updated_unix_nano = Number(state.editing.updated_unix_nano || 0);
+      // A string: nanoseconds lose precision as a JavaScript number.
+      body.if_updated_unix_nano = String(state.editing.updated_unix_nano || "0");
       const id = body.id;
       delete body.id;
       await api("POST", "/api/networks/" + encodeURIComponent(id), body);
