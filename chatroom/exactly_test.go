@@ -96,3 +96,32 @@ func TestResentCopyIdenticalAnd482Delivered(t *testing.T) {
 		t.Fatalf("482 treated as a failure: %q", rs)
 	}
 }
+
+// The rate limit holds cluster-wide: a sender spraying two nodes gets the
+// burst once, not once per node (the bucket is in the replicated state).
+func TestRateLimitClusterWide(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Rate, c.Burst = 0.001, 2 })
+	n2, err := New(Config{Domain: domain, NodeID: "n2", Store: e.store, Sender: e.snd, Rate: 0.001, Burst: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2.Start()
+	defer n2.Stop()
+	serve := func(svc *Service) int {
+		var code int
+		svc.Serve(&Request{Req: msg(bob, room, "text/plain", "x"), Source: "b", Transport: "udp",
+			Respond: func(r *sip.Response) {
+				if code == 0 && r.StatusCode >= 200 {
+					code = r.StatusCode
+					if code == 503 && (r.Reason != "Room Rate Limit Exceeded" || r.GetHeader("Retry-After") == nil) {
+						t.Errorf("refusal %d %s", r.StatusCode, r.Reason)
+					}
+				}
+			}})
+		return code
+	}
+	codes := []int{serve(e.svc), serve(n2), serve(n2), serve(e.svc)}
+	if fmt.Sprint(codes) != "[200 200 503 503]" {
+		t.Fatalf("codes = %v (node-local buckets would give 200 200 200 503)", codes)
+	}
+}

@@ -426,7 +426,7 @@ func (s *Service) serveMessage(r *Request) {
 		cid = h.Value()
 	}
 	cmd := s.command(sender, &hubv1.Command_PostRoomMessage{PostRoomMessage: &hubv1.PostRoomMessage{
-		Room: room, Owner: s.cfg.NodeID,
+		Room: room, Owner: s.cfg.NodeID, RatePerMinute: s.ratePerMinute(), Burst: uint32(s.cfg.Burst),
 		Message: &hubv1.RoomMessage{Sender: sender, ContentType: ct, Body: body, CallId: cid},
 	}})
 	start := time.Now()
@@ -446,7 +446,11 @@ func (s *Service) serveMessage(r *Request) {
 		s.log.Info("room message refused", "room", room, "sender", sender, "err", err)
 		res := sip.NewResponseFromRequest(req, code, reason, nil)
 		if code == 503 {
-			res.AppendHeader(sip.NewHeader("Retry-After", "2"))
+			ra := "2"
+			if reason == "Room Rate Limit Exceeded" {
+				ra = "1"
+			}
+			res.AppendHeader(sip.NewHeader("Retry-After", ra))
 		}
 		r.Respond(res)
 		return
@@ -470,6 +474,10 @@ func refusal(err error) (int, string) {
 	case errors.Is(err, raft.ErrFailedPrecondition):
 		if strings.Contains(err.Error(), "deliveries in progress") {
 			return 503, "Room Delivery Backlog Full"
+		}
+		if errors.Is(err, raft.ErrRoomRateLimited) || strings.Contains(err.Error(), "over the room rate limit") {
+			// Forwarded errors keep the text, not the identity.
+			return 503, "Room Rate Limit Exceeded"
 		}
 		return 403, "Not Allowed In Room"
 	case errors.Is(err, raft.ErrNotFound):
@@ -505,6 +513,15 @@ func (s *Service) command(actor string, op any) *hubv1.Command {
 		panic(fmt.Sprintf("chatroom: command %T", op))
 	}
 	return c
+}
+
+// ratePerMinute is the cluster-wide limit put into each post (the FSM's
+// token bucket, raft.takeToken); 0 when unlimited.
+func (s *Service) ratePerMinute() uint32 {
+	if s.cfg.Rate == rate.Inf || s.cfg.Rate <= 0 {
+		return 0
+	}
+	return uint32(max(1, float64(s.cfg.Rate)*60+0.5))
 }
 
 // allow is the per-sender, per-room token bucket (node-local: a sender

@@ -710,7 +710,7 @@ func (l *sessionLeg) message(id, ct string, body []byte) (int, string) {
 		return l.private(r, me, to, m, body)
 	}
 	cmd := s.command(l.user, &hubv1.Command_PostRoomMessage{PostRoomMessage: &hubv1.PostRoomMessage{
-		Room: l.room, Owner: s.cfg.NodeID,
+		Room: l.room, Owner: s.cfg.NodeID, RatePerMinute: s.ratePerMinute(), Burst: uint32(s.cfg.Burst),
 		// The MSRP Message-ID is the sender's retransmission key, as
 		// the Call-ID is for a MESSAGE.
 		Message: &hubv1.RoomMessage{Sender: l.user, ContentType: ct, Body: body, CallId: "msrp:" + id},
@@ -729,6 +729,9 @@ func (l *sessionLeg) message(id, ct string, body []byte) (int, string) {
 	case err != nil:
 		code, reason := refusal(err)
 		s.log.Info("room session message refused", "room", l.room, "sender", l.user, "err", err)
+		if reason == "Room Rate Limit Exceeded" {
+			return 403, "Room rate limit exceeded"
+		}
 		if code >= 500 {
 			return 403, "Room not available, try again"
 		}

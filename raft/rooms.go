@@ -364,7 +364,7 @@ func checkRoomCommand(s *State, cmd *hubv1.Command) error {
 		}
 		return nil
 	case *hubv1.Command_PostRoomMessage:
-		return checkPost(s, op.PostRoomMessage)
+		return checkPost(s, op.PostRoomMessage, cmd.GetTimeUnixNano())
 	case *hubv1.Command_RoomFanoutProgress:
 		p := op.RoomFanoutProgress
 		r, err := needRoom(s, "room_fanout_progress.room", p.GetRoom())
@@ -495,7 +495,7 @@ func checkMember(s *State, r *hubv1.Room, m *hubv1.RoomMember, create bool) erro
 	return nil
 }
 
-func checkPost(s *State, p *hubv1.PostRoomMessage) error {
+func checkPost(s *State, p *hubv1.PostRoomMessage, cmdTime int64) error {
 	r, err := needRoom(s, "post_room_message.room", p.GetRoom())
 	if err != nil {
 		return err
@@ -528,7 +528,15 @@ func checkPost(s *State, p *hubv1.PostRoomMessage) error {
 		// (its 200 was lost, or it retried on another node): not
 		// posted twice.
 		return fmt.Errorf("%s's message %s is already seq %d of %s: %w", msg.GetSender(), msg.GetCallId(), dup.GetSeq(), r.GetUri(), ErrAlreadyExists)
+	} // After the duplicate check: a retransmission is answered 200 even
+	// with an empty bucket.
+	if p.GetRatePerMinute() > 0 {
+		if _, ok := takeToken(r.GetBuckets(), msg.GetSender(), p, cmdTime); !ok {
+			return fmt.Errorf("%s is over the room rate limit of %s (%d a minute, burst %d): %w", msg.GetSender(), r.GetUri(),
+				p.GetRatePerMinute(), p.GetBurst(), ErrRoomRateLimited)
+		}
 	}
+
 	return nil
 }
 
@@ -668,6 +676,9 @@ func applyPost(cur *hubv1.Room, index uint64, now int64, p *hubv1.PostRoomMessag
 	in := p.GetMessage()
 	m := RoomMember(cur, in.GetSender())
 	r.LastSeq = cur.GetLastSeq() + 1
+	if p.GetRatePerMinute() > 0 {
+		r.Buckets, _ = takeToken(cur.GetBuckets(), m.GetUser(), p, now)
+	}
 	// Nickname and network come from the state, not the proposer: what
 	// every replica shows is what the FSM knew at this index.
 	msg := &hubv1.RoomMessage{
@@ -772,7 +783,7 @@ func shallowRoom(r *hubv1.Room) *hubv1.Room {
 		Moderated: r.GetModerated(), MaxMembers: r.GetMaxMembers(), HistoryLen: r.GetHistoryLen(),
 		Networks: r.GetNetworks(), Members: r.GetMembers(), Bans: r.GetBans(), History: r.GetHistory(),
 		LastSeq: r.GetLastSeq(), Fanouts: r.GetFanouts(), CreatedUnixNano: r.GetCreatedUnixNano(),
-		UpdatedUnixNano: r.GetUpdatedUnixNano(), NoHistory: r.GetNoHistory(),
+		UpdatedUnixNano: r.GetUpdatedUnixNano(), NoHistory: r.GetNoHistory(), Buckets: r.GetBuckets(),
 	}
 }
 
@@ -865,4 +876,71 @@ func mergeAcked(f *hubv1.RoomFanout, p *hubv1.RoomFanoutProgress) (uint32, []uin
 		return done, nil
 	}
 	return done, acked[i:]
+}
+
+// ErrRoomRateLimited wraps ErrFailedPrecondition: a sender over the
+// cluster-wide rate limit of a room.
+var ErrRoomRateLimited = fmt.Errorf("room rate limit: %w", ErrFailedPrecondition)
+
+// MaxRoomBuckets bounds a room's rate-limit buckets (senders whose bucket
+// has not refilled yet); beyond, the oldest full-soonest are dropped.
+const MaxRoomBuckets = 4096
+
+// takeToken is the cluster-wide token bucket of sender in a room: it
+// refills at rate_per_minute from the command times of the sender's posts
+// (a command time before the bucket's own counts as the bucket's: the
+// clock never runs back, so a node whose clock lags refills nothing
+// extra). It returns the buckets after taking one token (a new slice;
+// buckets that are full again by now are dropped) and whether a token
+// was there.
+func takeToken(bs []*hubv1.RoomSenderBucket, sender string, p *hubv1.PostRoomMessage, now int64) ([]*hubv1.RoomSenderBucket, bool) {
+	rate := int64(p.GetRatePerMinute())
+	burst := int64(max(p.GetBurst(), 1)) * 1000
+	perMilli := int64(60e9) / rate / 1000 // ns to refill one milli-token
+	if perMilli <= 0 {
+		perMilli = 1
+	}
+	out := make([]*hubv1.RoomSenderBucket, 0, len(bs)+1)
+	var cur *hubv1.RoomSenderBucket
+	for _, b := range bs {
+		switch {
+		case b.GetSender() == sender:
+			cur = b
+		case b.GetFullUnixNano() > now:
+			out = append(out, b)
+		}
+	}
+	tokens, at := burst, now
+	if cur != nil {
+		at = max(now, cur.GetUnixNano())
+		tokens = min(burst, cur.GetMilliTokens()+(at-cur.GetUnixNano())/perMilli)
+	}
+	ok := tokens >= 1000
+	if ok {
+		tokens -= 1000
+	}
+	nb := &hubv1.RoomSenderBucket{Sender: sender, MilliTokens: tokens, UnixNano: at, FullUnixNano: at + (burst-tokens)*perMilli}
+	i, _ := slices.BinarySearchFunc(out, sender, func(b *hubv1.RoomSenderBucket, s string) int { return strings.Compare(b.GetSender(), s) })
+	out = slices.Insert(out, i, nb)
+	if len(out) > MaxRoomBuckets {
+		// Forget the buckets closest to full: they lose the least.
+		byFull := slices.Clone(out)
+		slices.SortFunc(byFull, func(a, b *hubv1.RoomSenderBucket) int { return cmpInt64(a.GetFullUnixNano(), b.GetFullUnixNano()) })
+		drop := map[string]bool{}
+		for _, b := range byFull[:len(out)-MaxRoomBuckets] {
+			drop[b.GetSender()] = true
+		}
+		out = slices.DeleteFunc(out, func(b *hubv1.RoomSenderBucket) bool { return drop[b.GetSender()] })
+	}
+	return out, ok
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }

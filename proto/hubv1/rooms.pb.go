@@ -206,7 +206,10 @@ type Room struct {
 	UpdatedUnixNano int64          `protobuf:"varint,15,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
 	// Set on create: history_len 0 really means none (the default applies
 	// only when unset).
-	NoHistory     bool `protobuf:"varint,16,opt,name=no_history,json=noHistory,proto3" json:"no_history,omitempty"`
+	NoHistory bool `protobuf:"varint,16,opt,name=no_history,json=noHistory,proto3" json:"no_history,omitempty"`
+	// Per-sender token buckets of the cluster-wide rate limit, sorted by
+	// sender; a bucket is dropped once it would be full again.
+	Buckets       []*RoomSenderBucket `protobuf:"bytes,17,rep,name=buckets,proto3" json:"buckets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -353,6 +356,83 @@ func (x *Room) GetNoHistory() bool {
 	return false
 }
 
+func (x *Room) GetBuckets() []*RoomSenderBucket {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
+// RoomSenderBucket is one sender's token bucket in a room, advanced only
+// by the command times of its posts (deterministic on every replica).
+type RoomSenderBucket struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sender        string                 `protobuf:"bytes,1,opt,name=sender,proto3" json:"sender,omitempty"`
+	MilliTokens   int64                  `protobuf:"varint,2,opt,name=milli_tokens,json=milliTokens,proto3" json:"milli_tokens,omitempty"`      // tokens x 1000 left after the last post
+	UnixNano      int64                  `protobuf:"varint,3,opt,name=unix_nano,json=unixNano,proto3" json:"unix_nano,omitempty"`               // time of the last post (never moves back)
+	FullUnixNano  int64                  `protobuf:"varint,4,opt,name=full_unix_nano,json=fullUnixNano,proto3" json:"full_unix_nano,omitempty"` // when the bucket is full again (dropped after)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomSenderBucket) Reset() {
+	*x = RoomSenderBucket{}
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomSenderBucket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomSenderBucket) ProtoMessage() {}
+
+func (x *RoomSenderBucket) ProtoReflect() protoreflect.Message {
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomSenderBucket.ProtoReflect.Descriptor instead.
+func (*RoomSenderBucket) Descriptor() ([]byte, []int) {
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RoomSenderBucket) GetSender() string {
+	if x != nil {
+		return x.Sender
+	}
+	return ""
+}
+
+func (x *RoomSenderBucket) GetMilliTokens() int64 {
+	if x != nil {
+		return x.MilliTokens
+	}
+	return 0
+}
+
+func (x *RoomSenderBucket) GetUnixNano() int64 {
+	if x != nil {
+		return x.UnixNano
+	}
+	return 0
+}
+
+func (x *RoomSenderBucket) GetFullUnixNano() int64 {
+	if x != nil {
+		return x.FullUnixNano
+	}
+	return 0
+}
+
 type RoomMember struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	User           string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`       // sip:user@domain (host lower-case)
@@ -375,7 +455,7 @@ type RoomMember struct {
 
 func (x *RoomMember) Reset() {
 	*x = RoomMember{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[1]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +467,7 @@ func (x *RoomMember) String() string {
 func (*RoomMember) ProtoMessage() {}
 
 func (x *RoomMember) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[1]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +480,7 @@ func (x *RoomMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomMember.ProtoReflect.Descriptor instead.
 func (*RoomMember) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{1}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RoomMember) GetUser() string {
@@ -480,7 +560,7 @@ type RoomBan struct {
 
 func (x *RoomBan) Reset() {
 	*x = RoomBan{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[2]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +572,7 @@ func (x *RoomBan) String() string {
 func (*RoomBan) ProtoMessage() {}
 
 func (x *RoomBan) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[2]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +585,7 @@ func (x *RoomBan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomBan.ProtoReflect.Descriptor instead.
 func (*RoomBan) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{2}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RoomBan) GetPattern() string {
@@ -554,7 +634,7 @@ type RoomMessage struct {
 
 func (x *RoomMessage) Reset() {
 	*x = RoomMessage{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[3]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +646,7 @@ func (x *RoomMessage) String() string {
 func (*RoomMessage) ProtoMessage() {}
 
 func (x *RoomMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[3]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +659,7 @@ func (x *RoomMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomMessage.ProtoReflect.Descriptor instead.
 func (*RoomMessage) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{3}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RoomMessage) GetSeq() uint64 {
@@ -665,7 +745,7 @@ type RoomFanout struct {
 
 func (x *RoomFanout) Reset() {
 	*x = RoomFanout{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[4]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -677,7 +757,7 @@ func (x *RoomFanout) String() string {
 func (*RoomFanout) ProtoMessage() {}
 
 func (x *RoomFanout) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[4]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -690,7 +770,7 @@ func (x *RoomFanout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomFanout.ProtoReflect.Descriptor instead.
 func (*RoomFanout) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{4}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RoomFanout) GetSeq() uint64 {
@@ -750,7 +830,7 @@ type PutRoom struct {
 
 func (x *PutRoom) Reset() {
 	*x = PutRoom{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[5]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +842,7 @@ func (x *PutRoom) String() string {
 func (*PutRoom) ProtoMessage() {}
 
 func (x *PutRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[5]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +855,7 @@ func (x *PutRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRoom.ProtoReflect.Descriptor instead.
 func (*PutRoom) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{5}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PutRoom) GetRoom() *Room {
@@ -808,7 +888,7 @@ type DeleteRoom struct {
 
 func (x *DeleteRoom) Reset() {
 	*x = DeleteRoom{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[6]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +900,7 @@ func (x *DeleteRoom) String() string {
 func (*DeleteRoom) ProtoMessage() {}
 
 func (x *DeleteRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[6]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +913,7 @@ func (x *DeleteRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRoom.ProtoReflect.Descriptor instead.
 func (*DeleteRoom) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{6}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteRoom) GetUri() string {
@@ -856,7 +936,7 @@ type PutRoomMember struct {
 
 func (x *PutRoomMember) Reset() {
 	*x = PutRoomMember{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[7]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +948,7 @@ func (x *PutRoomMember) String() string {
 func (*PutRoomMember) ProtoMessage() {}
 
 func (x *PutRoomMember) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[7]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +961,7 @@ func (x *PutRoomMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRoomMember.ProtoReflect.Descriptor instead.
 func (*PutRoomMember) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{7}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PutRoomMember) GetRoom() string {
@@ -915,7 +995,7 @@ type RemoveRoomMember struct {
 
 func (x *RemoveRoomMember) Reset() {
 	*x = RemoveRoomMember{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[8]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1007,7 @@ func (x *RemoveRoomMember) String() string {
 func (*RemoveRoomMember) ProtoMessage() {}
 
 func (x *RemoveRoomMember) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[8]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1020,7 @@ func (x *RemoveRoomMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRoomMember.ProtoReflect.Descriptor instead.
 func (*RemoveRoomMember) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{8}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RemoveRoomMember) GetRoom() string {
@@ -968,7 +1048,7 @@ type BanRoom struct {
 
 func (x *BanRoom) Reset() {
 	*x = BanRoom{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[9]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1060,7 @@ func (x *BanRoom) String() string {
 func (*BanRoom) ProtoMessage() {}
 
 func (x *BanRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[9]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1073,7 @@ func (x *BanRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BanRoom.ProtoReflect.Descriptor instead.
 func (*BanRoom) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{9}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BanRoom) GetRoom() string {
@@ -1020,7 +1100,7 @@ type UnbanRoom struct {
 
 func (x *UnbanRoom) Reset() {
 	*x = UnbanRoom{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[10]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1112,7 @@ func (x *UnbanRoom) String() string {
 func (*UnbanRoom) ProtoMessage() {}
 
 func (x *UnbanRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[10]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1125,7 @@ func (x *UnbanRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnbanRoom.ProtoReflect.Descriptor instead.
 func (*UnbanRoom) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{10}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UnbanRoom) GetRoom() string {
@@ -1065,17 +1145,21 @@ func (x *UnbanRoom) GetPattern() string {
 // PostRoomMessage commits a message: the FSM gives it the room's next
 // sequence, appends it to the history and records its fan-out for owner.
 type PostRoomMessage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
-	Message       *RoomMessage           `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	Owner         string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"` // node that will deliver it
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Room    string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Message *RoomMessage           `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Owner   string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"` // node that will deliver it
+	// The sender's cluster-wide rate limit, from the proposer's config
+	// (rooms.rate_per_minute, rooms.burst); 0: none.
+	RatePerMinute uint32 `protobuf:"varint,4,opt,name=rate_per_minute,json=ratePerMinute,proto3" json:"rate_per_minute,omitempty"`
+	Burst         uint32 `protobuf:"varint,5,opt,name=burst,proto3" json:"burst,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PostRoomMessage) Reset() {
 	*x = PostRoomMessage{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[11]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1171,7 @@ func (x *PostRoomMessage) String() string {
 func (*PostRoomMessage) ProtoMessage() {}
 
 func (x *PostRoomMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[11]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1184,7 @@ func (x *PostRoomMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostRoomMessage.ProtoReflect.Descriptor instead.
 func (*PostRoomMessage) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{11}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PostRoomMessage) GetRoom() string {
@@ -1124,6 +1208,20 @@ func (x *PostRoomMessage) GetOwner() string {
 	return ""
 }
 
+func (x *PostRoomMessage) GetRatePerMinute() uint32 {
+	if x != nil {
+		return x.RatePerMinute
+	}
+	return 0
+}
+
+func (x *PostRoomMessage) GetBurst() uint32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
 // RoomFanoutProgress moves a fan-out's cursor (only forward, only by its
 // owner); done = len(recipients) finishes it.
 type RoomFanoutProgress struct {
@@ -1141,7 +1239,7 @@ type RoomFanoutProgress struct {
 
 func (x *RoomFanoutProgress) Reset() {
 	*x = RoomFanoutProgress{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[12]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1251,7 @@ func (x *RoomFanoutProgress) String() string {
 func (*RoomFanoutProgress) ProtoMessage() {}
 
 func (x *RoomFanoutProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[12]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1264,7 @@ func (x *RoomFanoutProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomFanoutProgress.ProtoReflect.Descriptor instead.
 func (*RoomFanoutProgress) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{12}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RoomFanoutProgress) GetRoom() string {
@@ -1218,7 +1316,7 @@ type ClaimRoomFanout struct {
 
 func (x *ClaimRoomFanout) Reset() {
 	*x = ClaimRoomFanout{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[13]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1328,7 @@ func (x *ClaimRoomFanout) String() string {
 func (*ClaimRoomFanout) ProtoMessage() {}
 
 func (x *ClaimRoomFanout) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[13]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1341,7 @@ func (x *ClaimRoomFanout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimRoomFanout.ProtoReflect.Descriptor instead.
 func (*ClaimRoomFanout) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{13}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ClaimRoomFanout) GetRoom() string {
@@ -1290,7 +1388,7 @@ type UpdateRoomRequest struct {
 
 func (x *UpdateRoomRequest) Reset() {
 	*x = UpdateRoomRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[14]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1400,7 @@ func (x *UpdateRoomRequest) String() string {
 func (*UpdateRoomRequest) ProtoMessage() {}
 
 func (x *UpdateRoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[14]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1413,7 @@ func (x *UpdateRoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRoomRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRoomRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{14}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateRoomRequest) GetRoom() string {
@@ -1387,7 +1485,7 @@ type SetRoomMemberRequest struct {
 
 func (x *SetRoomMemberRequest) Reset() {
 	*x = SetRoomMemberRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[15]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1497,7 @@ func (x *SetRoomMemberRequest) String() string {
 func (*SetRoomMemberRequest) ProtoMessage() {}
 
 func (x *SetRoomMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[15]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1510,7 @@ func (x *SetRoomMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRoomMemberRequest.ProtoReflect.Descriptor instead.
 func (*SetRoomMemberRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{15}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SetRoomMemberRequest) GetRoom() string {
@@ -1460,7 +1558,7 @@ type RoomRef struct {
 
 func (x *RoomRef) Reset() {
 	*x = RoomRef{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[16]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1472,7 +1570,7 @@ func (x *RoomRef) String() string {
 func (*RoomRef) ProtoMessage() {}
 
 func (x *RoomRef) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[16]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1485,7 +1583,7 @@ func (x *RoomRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomRef.ProtoReflect.Descriptor instead.
 func (*RoomRef) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{16}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RoomRef) GetRoom() string {
@@ -1511,7 +1609,7 @@ type CreateRoomRequest struct {
 
 func (x *CreateRoomRequest) Reset() {
 	*x = CreateRoomRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[17]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1523,7 +1621,7 @@ func (x *CreateRoomRequest) String() string {
 func (*CreateRoomRequest) ProtoMessage() {}
 
 func (x *CreateRoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[17]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1536,7 +1634,7 @@ func (x *CreateRoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRoomRequest.ProtoReflect.Descriptor instead.
 func (*CreateRoomRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{17}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateRoomRequest) GetRoom() string {
@@ -1603,7 +1701,7 @@ type ListRoomsRequest struct {
 
 func (x *ListRoomsRequest) Reset() {
 	*x = ListRoomsRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[18]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1615,7 +1713,7 @@ func (x *ListRoomsRequest) String() string {
 func (*ListRoomsRequest) ProtoMessage() {}
 
 func (x *ListRoomsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[18]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1628,7 +1726,7 @@ func (x *ListRoomsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRoomsRequest.ProtoReflect.Descriptor instead.
 func (*ListRoomsRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{18}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{19}
 }
 
 type ListRoomsResponse struct {
@@ -1640,7 +1738,7 @@ type ListRoomsResponse struct {
 
 func (x *ListRoomsResponse) Reset() {
 	*x = ListRoomsResponse{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[19]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +1750,7 @@ func (x *ListRoomsResponse) String() string {
 func (*ListRoomsResponse) ProtoMessage() {}
 
 func (x *ListRoomsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[19]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +1763,7 @@ func (x *ListRoomsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRoomsResponse.ProtoReflect.Descriptor instead.
 func (*ListRoomsResponse) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{19}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListRoomsResponse) GetRooms() []*Room {
@@ -1683,7 +1781,7 @@ type DeleteRoomResponse struct {
 
 func (x *DeleteRoomResponse) Reset() {
 	*x = DeleteRoomResponse{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[20]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1793,7 @@ func (x *DeleteRoomResponse) String() string {
 func (*DeleteRoomResponse) ProtoMessage() {}
 
 func (x *DeleteRoomResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[20]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1806,7 @@ func (x *DeleteRoomResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRoomResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRoomResponse) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{20}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{21}
 }
 
 type AddRoomMemberRequest struct {
@@ -1725,7 +1823,7 @@ type AddRoomMemberRequest struct {
 
 func (x *AddRoomMemberRequest) Reset() {
 	*x = AddRoomMemberRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[21]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1835,7 @@ func (x *AddRoomMemberRequest) String() string {
 func (*AddRoomMemberRequest) ProtoMessage() {}
 
 func (x *AddRoomMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[21]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1848,7 @@ func (x *AddRoomMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddRoomMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddRoomMemberRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{21}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AddRoomMemberRequest) GetRoom() string {
@@ -1805,7 +1903,7 @@ type RemoveRoomMemberRequest struct {
 
 func (x *RemoveRoomMemberRequest) Reset() {
 	*x = RemoveRoomMemberRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[22]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +1915,7 @@ func (x *RemoveRoomMemberRequest) String() string {
 func (*RemoveRoomMemberRequest) ProtoMessage() {}
 
 func (x *RemoveRoomMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[22]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +1928,7 @@ func (x *RemoveRoomMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRoomMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRoomMemberRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{22}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RemoveRoomMemberRequest) GetRoom() string {
@@ -1858,7 +1956,7 @@ type SetRoomRoleRequest struct {
 
 func (x *SetRoomRoleRequest) Reset() {
 	*x = SetRoomRoleRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[23]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +1968,7 @@ func (x *SetRoomRoleRequest) String() string {
 func (*SetRoomRoleRequest) ProtoMessage() {}
 
 func (x *SetRoomRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[23]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +1981,7 @@ func (x *SetRoomRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRoomRoleRequest.ProtoReflect.Descriptor instead.
 func (*SetRoomRoleRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{23}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetRoomRoleRequest) GetRoom() string {
@@ -1918,7 +2016,7 @@ type BanRoomRequest struct {
 
 func (x *BanRoomRequest) Reset() {
 	*x = BanRoomRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[24]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2028,7 @@ func (x *BanRoomRequest) String() string {
 func (*BanRoomRequest) ProtoMessage() {}
 
 func (x *BanRoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[24]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2041,7 @@ func (x *BanRoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BanRoomRequest.ProtoReflect.Descriptor instead.
 func (*BanRoomRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{24}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BanRoomRequest) GetRoom() string {
@@ -1977,7 +2075,7 @@ type UnbanRoomRequest struct {
 
 func (x *UnbanRoomRequest) Reset() {
 	*x = UnbanRoomRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[25]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2087,7 @@ func (x *UnbanRoomRequest) String() string {
 func (*UnbanRoomRequest) ProtoMessage() {}
 
 func (x *UnbanRoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[25]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2100,7 @@ func (x *UnbanRoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnbanRoomRequest.ProtoReflect.Descriptor instead.
 func (*UnbanRoomRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{25}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UnbanRoomRequest) GetRoom() string {
@@ -2029,7 +2127,7 @@ type RoomHistoryRequest struct {
 
 func (x *RoomHistoryRequest) Reset() {
 	*x = RoomHistoryRequest{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[26]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +2139,7 @@ func (x *RoomHistoryRequest) String() string {
 func (*RoomHistoryRequest) ProtoMessage() {}
 
 func (x *RoomHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[26]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,7 +2152,7 @@ func (x *RoomHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomHistoryRequest.ProtoReflect.Descriptor instead.
 func (*RoomHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{26}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RoomHistoryRequest) GetRoom() string {
@@ -2080,7 +2178,7 @@ type RoomHistoryResponse struct {
 
 func (x *RoomHistoryResponse) Reset() {
 	*x = RoomHistoryResponse{}
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[27]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2092,7 +2190,7 @@ func (x *RoomHistoryResponse) String() string {
 func (*RoomHistoryResponse) ProtoMessage() {}
 
 func (x *RoomHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearhub_v1_rooms_proto_msgTypes[27]
+	mi := &file_clearhub_v1_rooms_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2105,7 +2203,7 @@ func (x *RoomHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomHistoryResponse.ProtoReflect.Descriptor instead.
 func (*RoomHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{27}
+	return file_clearhub_v1_rooms_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RoomHistoryResponse) GetMessages() []*RoomMessage {
@@ -2119,7 +2217,7 @@ var File_clearhub_v1_rooms_proto protoreflect.FileDescriptor
 
 const file_clearhub_v1_rooms_proto_rawDesc = "" +
 	"\n" +
-	"\x17clearhub/v1/rooms.proto\x12\vclearhub.v1\"\xbd\x04\n" +
+	"\x17clearhub/v1/rooms.proto\x12\vclearhub.v1\"\xf6\x04\n" +
 	"\x04Room\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12\x14\n" +
@@ -2140,7 +2238,13 @@ const file_clearhub_v1_rooms_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\x0e \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
 	"\x11updated_unix_nano\x18\x0f \x01(\x03R\x0fupdatedUnixNano\x12\x1d\n" +
 	"\n" +
-	"no_history\x18\x10 \x01(\bR\tnoHistory\"\xe5\x02\n" +
+	"no_history\x18\x10 \x01(\bR\tnoHistory\x127\n" +
+	"\abuckets\x18\x11 \x03(\v2\x1d.clearhub.v1.RoomSenderBucketR\abuckets\"\x90\x01\n" +
+	"\x10RoomSenderBucket\x12\x16\n" +
+	"\x06sender\x18\x01 \x01(\tR\x06sender\x12!\n" +
+	"\fmilli_tokens\x18\x02 \x01(\x03R\vmilliTokens\x12\x1b\n" +
+	"\tunix_nano\x18\x03 \x01(\x03R\bunixNano\x12$\n" +
+	"\x0efull_unix_nano\x18\x04 \x01(\x03R\ffullUnixNano\"\xe5\x02\n" +
 	"\n" +
 	"RoomMember\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
@@ -2197,11 +2301,13 @@ const file_clearhub_v1_rooms_proto_rawDesc = "" +
 	"\x03ban\x18\x02 \x01(\v2\x14.clearhub.v1.RoomBanR\x03ban\"9\n" +
 	"\tUnbanRoom\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x18\n" +
-	"\apattern\x18\x02 \x01(\tR\apattern\"o\n" +
+	"\apattern\x18\x02 \x01(\tR\apattern\"\xad\x01\n" +
 	"\x0fPostRoomMessage\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x122\n" +
 	"\amessage\x18\x02 \x01(\v2\x18.clearhub.v1.RoomMessageR\amessage\x12\x14\n" +
-	"\x05owner\x18\x03 \x01(\tR\x05owner\"z\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12&\n" +
+	"\x0frate_per_minute\x18\x04 \x01(\rR\rratePerMinute\x12\x14\n" +
+	"\x05burst\x18\x05 \x01(\rR\x05burst\"z\n" +
 	"\x12RoomFanoutProgress\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
@@ -2327,87 +2433,89 @@ func file_clearhub_v1_rooms_proto_rawDescGZIP() []byte {
 }
 
 var file_clearhub_v1_rooms_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_clearhub_v1_rooms_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_clearhub_v1_rooms_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_clearhub_v1_rooms_proto_goTypes = []any{
 	(RoomRole)(0),                   // 0: clearhub.v1.RoomRole
 	(RoomMemberState)(0),            // 1: clearhub.v1.RoomMemberState
 	(RoomDelivery)(0),               // 2: clearhub.v1.RoomDelivery
 	(*Room)(nil),                    // 3: clearhub.v1.Room
-	(*RoomMember)(nil),              // 4: clearhub.v1.RoomMember
-	(*RoomBan)(nil),                 // 5: clearhub.v1.RoomBan
-	(*RoomMessage)(nil),             // 6: clearhub.v1.RoomMessage
-	(*RoomFanout)(nil),              // 7: clearhub.v1.RoomFanout
-	(*PutRoom)(nil),                 // 8: clearhub.v1.PutRoom
-	(*DeleteRoom)(nil),              // 9: clearhub.v1.DeleteRoom
-	(*PutRoomMember)(nil),           // 10: clearhub.v1.PutRoomMember
-	(*RemoveRoomMember)(nil),        // 11: clearhub.v1.RemoveRoomMember
-	(*BanRoom)(nil),                 // 12: clearhub.v1.BanRoom
-	(*UnbanRoom)(nil),               // 13: clearhub.v1.UnbanRoom
-	(*PostRoomMessage)(nil),         // 14: clearhub.v1.PostRoomMessage
-	(*RoomFanoutProgress)(nil),      // 15: clearhub.v1.RoomFanoutProgress
-	(*ClaimRoomFanout)(nil),         // 16: clearhub.v1.ClaimRoomFanout
-	(*UpdateRoomRequest)(nil),       // 17: clearhub.v1.UpdateRoomRequest
-	(*SetRoomMemberRequest)(nil),    // 18: clearhub.v1.SetRoomMemberRequest
-	(*RoomRef)(nil),                 // 19: clearhub.v1.RoomRef
-	(*CreateRoomRequest)(nil),       // 20: clearhub.v1.CreateRoomRequest
-	(*ListRoomsRequest)(nil),        // 21: clearhub.v1.ListRoomsRequest
-	(*ListRoomsResponse)(nil),       // 22: clearhub.v1.ListRoomsResponse
-	(*DeleteRoomResponse)(nil),      // 23: clearhub.v1.DeleteRoomResponse
-	(*AddRoomMemberRequest)(nil),    // 24: clearhub.v1.AddRoomMemberRequest
-	(*RemoveRoomMemberRequest)(nil), // 25: clearhub.v1.RemoveRoomMemberRequest
-	(*SetRoomRoleRequest)(nil),      // 26: clearhub.v1.SetRoomRoleRequest
-	(*BanRoomRequest)(nil),          // 27: clearhub.v1.BanRoomRequest
-	(*UnbanRoomRequest)(nil),        // 28: clearhub.v1.UnbanRoomRequest
-	(*RoomHistoryRequest)(nil),      // 29: clearhub.v1.RoomHistoryRequest
-	(*RoomHistoryResponse)(nil),     // 30: clearhub.v1.RoomHistoryResponse
+	(*RoomSenderBucket)(nil),        // 4: clearhub.v1.RoomSenderBucket
+	(*RoomMember)(nil),              // 5: clearhub.v1.RoomMember
+	(*RoomBan)(nil),                 // 6: clearhub.v1.RoomBan
+	(*RoomMessage)(nil),             // 7: clearhub.v1.RoomMessage
+	(*RoomFanout)(nil),              // 8: clearhub.v1.RoomFanout
+	(*PutRoom)(nil),                 // 9: clearhub.v1.PutRoom
+	(*DeleteRoom)(nil),              // 10: clearhub.v1.DeleteRoom
+	(*PutRoomMember)(nil),           // 11: clearhub.v1.PutRoomMember
+	(*RemoveRoomMember)(nil),        // 12: clearhub.v1.RemoveRoomMember
+	(*BanRoom)(nil),                 // 13: clearhub.v1.BanRoom
+	(*UnbanRoom)(nil),               // 14: clearhub.v1.UnbanRoom
+	(*PostRoomMessage)(nil),         // 15: clearhub.v1.PostRoomMessage
+	(*RoomFanoutProgress)(nil),      // 16: clearhub.v1.RoomFanoutProgress
+	(*ClaimRoomFanout)(nil),         // 17: clearhub.v1.ClaimRoomFanout
+	(*UpdateRoomRequest)(nil),       // 18: clearhub.v1.UpdateRoomRequest
+	(*SetRoomMemberRequest)(nil),    // 19: clearhub.v1.SetRoomMemberRequest
+	(*RoomRef)(nil),                 // 20: clearhub.v1.RoomRef
+	(*CreateRoomRequest)(nil),       // 21: clearhub.v1.CreateRoomRequest
+	(*ListRoomsRequest)(nil),        // 22: clearhub.v1.ListRoomsRequest
+	(*ListRoomsResponse)(nil),       // 23: clearhub.v1.ListRoomsResponse
+	(*DeleteRoomResponse)(nil),      // 24: clearhub.v1.DeleteRoomResponse
+	(*AddRoomMemberRequest)(nil),    // 25: clearhub.v1.AddRoomMemberRequest
+	(*RemoveRoomMemberRequest)(nil), // 26: clearhub.v1.RemoveRoomMemberRequest
+	(*SetRoomRoleRequest)(nil),      // 27: clearhub.v1.SetRoomRoleRequest
+	(*BanRoomRequest)(nil),          // 28: clearhub.v1.BanRoomRequest
+	(*UnbanRoomRequest)(nil),        // 29: clearhub.v1.UnbanRoomRequest
+	(*RoomHistoryRequest)(nil),      // 30: clearhub.v1.RoomHistoryRequest
+	(*RoomHistoryResponse)(nil),     // 31: clearhub.v1.RoomHistoryResponse
 }
 var file_clearhub_v1_rooms_proto_depIdxs = []int32{
-	4,  // 0: clearhub.v1.Room.members:type_name -> clearhub.v1.RoomMember
-	5,  // 1: clearhub.v1.Room.bans:type_name -> clearhub.v1.RoomBan
-	6,  // 2: clearhub.v1.Room.history:type_name -> clearhub.v1.RoomMessage
-	7,  // 3: clearhub.v1.Room.fanouts:type_name -> clearhub.v1.RoomFanout
-	0,  // 4: clearhub.v1.RoomMember.role:type_name -> clearhub.v1.RoomRole
-	1,  // 5: clearhub.v1.RoomMember.state:type_name -> clearhub.v1.RoomMemberState
-	2,  // 6: clearhub.v1.RoomMember.delivery:type_name -> clearhub.v1.RoomDelivery
-	3,  // 7: clearhub.v1.PutRoom.room:type_name -> clearhub.v1.Room
-	4,  // 8: clearhub.v1.PutRoom.first_member:type_name -> clearhub.v1.RoomMember
-	4,  // 9: clearhub.v1.PutRoomMember.member:type_name -> clearhub.v1.RoomMember
-	5,  // 10: clearhub.v1.BanRoom.ban:type_name -> clearhub.v1.RoomBan
-	6,  // 11: clearhub.v1.PostRoomMessage.message:type_name -> clearhub.v1.RoomMessage
-	0,  // 12: clearhub.v1.SetRoomMemberRequest.role:type_name -> clearhub.v1.RoomRole
-	3,  // 13: clearhub.v1.ListRoomsResponse.rooms:type_name -> clearhub.v1.Room
-	0,  // 14: clearhub.v1.AddRoomMemberRequest.role:type_name -> clearhub.v1.RoomRole
-	0,  // 15: clearhub.v1.SetRoomRoleRequest.role:type_name -> clearhub.v1.RoomRole
-	6,  // 16: clearhub.v1.RoomHistoryResponse.messages:type_name -> clearhub.v1.RoomMessage
-	20, // 17: clearhub.v1.RoomService.CreateRoom:input_type -> clearhub.v1.CreateRoomRequest
-	19, // 18: clearhub.v1.RoomService.GetRoom:input_type -> clearhub.v1.RoomRef
-	21, // 19: clearhub.v1.RoomService.ListRooms:input_type -> clearhub.v1.ListRoomsRequest
-	19, // 20: clearhub.v1.RoomService.DeleteRoom:input_type -> clearhub.v1.RoomRef
-	24, // 21: clearhub.v1.RoomService.AddRoomMember:input_type -> clearhub.v1.AddRoomMemberRequest
-	25, // 22: clearhub.v1.RoomService.RemoveRoomMember:input_type -> clearhub.v1.RemoveRoomMemberRequest
-	26, // 23: clearhub.v1.RoomService.SetRoomRole:input_type -> clearhub.v1.SetRoomRoleRequest
-	27, // 24: clearhub.v1.RoomService.BanRoom:input_type -> clearhub.v1.BanRoomRequest
-	28, // 25: clearhub.v1.RoomService.UnbanRoom:input_type -> clearhub.v1.UnbanRoomRequest
-	29, // 26: clearhub.v1.RoomService.RoomHistory:input_type -> clearhub.v1.RoomHistoryRequest
-	17, // 27: clearhub.v1.RoomService.UpdateRoom:input_type -> clearhub.v1.UpdateRoomRequest
-	18, // 28: clearhub.v1.RoomService.SetRoomMember:input_type -> clearhub.v1.SetRoomMemberRequest
-	3,  // 29: clearhub.v1.RoomService.CreateRoom:output_type -> clearhub.v1.Room
-	3,  // 30: clearhub.v1.RoomService.GetRoom:output_type -> clearhub.v1.Room
-	22, // 31: clearhub.v1.RoomService.ListRooms:output_type -> clearhub.v1.ListRoomsResponse
-	23, // 32: clearhub.v1.RoomService.DeleteRoom:output_type -> clearhub.v1.DeleteRoomResponse
-	3,  // 33: clearhub.v1.RoomService.AddRoomMember:output_type -> clearhub.v1.Room
-	3,  // 34: clearhub.v1.RoomService.RemoveRoomMember:output_type -> clearhub.v1.Room
-	3,  // 35: clearhub.v1.RoomService.SetRoomRole:output_type -> clearhub.v1.Room
-	3,  // 36: clearhub.v1.RoomService.BanRoom:output_type -> clearhub.v1.Room
-	3,  // 37: clearhub.v1.RoomService.UnbanRoom:output_type -> clearhub.v1.Room
-	30, // 38: clearhub.v1.RoomService.RoomHistory:output_type -> clearhub.v1.RoomHistoryResponse
-	3,  // 39: clearhub.v1.RoomService.UpdateRoom:output_type -> clearhub.v1.Room
-	3,  // 40: clearhub.v1.RoomService.SetRoomMember:output_type -> clearhub.v1.Room
-	29, // [29:41] is the sub-list for method output_type
-	17, // [17:29] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	5,  // 0: clearhub.v1.Room.members:type_name -> clearhub.v1.RoomMember
+	6,  // 1: clearhub.v1.Room.bans:type_name -> clearhub.v1.RoomBan
+	7,  // 2: clearhub.v1.Room.history:type_name -> clearhub.v1.RoomMessage
+	8,  // 3: clearhub.v1.Room.fanouts:type_name -> clearhub.v1.RoomFanout
+	4,  // 4: clearhub.v1.Room.buckets:type_name -> clearhub.v1.RoomSenderBucket
+	0,  // 5: clearhub.v1.RoomMember.role:type_name -> clearhub.v1.RoomRole
+	1,  // 6: clearhub.v1.RoomMember.state:type_name -> clearhub.v1.RoomMemberState
+	2,  // 7: clearhub.v1.RoomMember.delivery:type_name -> clearhub.v1.RoomDelivery
+	3,  // 8: clearhub.v1.PutRoom.room:type_name -> clearhub.v1.Room
+	5,  // 9: clearhub.v1.PutRoom.first_member:type_name -> clearhub.v1.RoomMember
+	5,  // 10: clearhub.v1.PutRoomMember.member:type_name -> clearhub.v1.RoomMember
+	6,  // 11: clearhub.v1.BanRoom.ban:type_name -> clearhub.v1.RoomBan
+	7,  // 12: clearhub.v1.PostRoomMessage.message:type_name -> clearhub.v1.RoomMessage
+	0,  // 13: clearhub.v1.SetRoomMemberRequest.role:type_name -> clearhub.v1.RoomRole
+	3,  // 14: clearhub.v1.ListRoomsResponse.rooms:type_name -> clearhub.v1.Room
+	0,  // 15: clearhub.v1.AddRoomMemberRequest.role:type_name -> clearhub.v1.RoomRole
+	0,  // 16: clearhub.v1.SetRoomRoleRequest.role:type_name -> clearhub.v1.RoomRole
+	7,  // 17: clearhub.v1.RoomHistoryResponse.messages:type_name -> clearhub.v1.RoomMessage
+	21, // 18: clearhub.v1.RoomService.CreateRoom:input_type -> clearhub.v1.CreateRoomRequest
+	20, // 19: clearhub.v1.RoomService.GetRoom:input_type -> clearhub.v1.RoomRef
+	22, // 20: clearhub.v1.RoomService.ListRooms:input_type -> clearhub.v1.ListRoomsRequest
+	20, // 21: clearhub.v1.RoomService.DeleteRoom:input_type -> clearhub.v1.RoomRef
+	25, // 22: clearhub.v1.RoomService.AddRoomMember:input_type -> clearhub.v1.AddRoomMemberRequest
+	26, // 23: clearhub.v1.RoomService.RemoveRoomMember:input_type -> clearhub.v1.RemoveRoomMemberRequest
+	27, // 24: clearhub.v1.RoomService.SetRoomRole:input_type -> clearhub.v1.SetRoomRoleRequest
+	28, // 25: clearhub.v1.RoomService.BanRoom:input_type -> clearhub.v1.BanRoomRequest
+	29, // 26: clearhub.v1.RoomService.UnbanRoom:input_type -> clearhub.v1.UnbanRoomRequest
+	30, // 27: clearhub.v1.RoomService.RoomHistory:input_type -> clearhub.v1.RoomHistoryRequest
+	18, // 28: clearhub.v1.RoomService.UpdateRoom:input_type -> clearhub.v1.UpdateRoomRequest
+	19, // 29: clearhub.v1.RoomService.SetRoomMember:input_type -> clearhub.v1.SetRoomMemberRequest
+	3,  // 30: clearhub.v1.RoomService.CreateRoom:output_type -> clearhub.v1.Room
+	3,  // 31: clearhub.v1.RoomService.GetRoom:output_type -> clearhub.v1.Room
+	23, // 32: clearhub.v1.RoomService.ListRooms:output_type -> clearhub.v1.ListRoomsResponse
+	24, // 33: clearhub.v1.RoomService.DeleteRoom:output_type -> clearhub.v1.DeleteRoomResponse
+	3,  // 34: clearhub.v1.RoomService.AddRoomMember:output_type -> clearhub.v1.Room
+	3,  // 35: clearhub.v1.RoomService.RemoveRoomMember:output_type -> clearhub.v1.Room
+	3,  // 36: clearhub.v1.RoomService.SetRoomRole:output_type -> clearhub.v1.Room
+	3,  // 37: clearhub.v1.RoomService.BanRoom:output_type -> clearhub.v1.Room
+	3,  // 38: clearhub.v1.RoomService.UnbanRoom:output_type -> clearhub.v1.Room
+	31, // 39: clearhub.v1.RoomService.RoomHistory:output_type -> clearhub.v1.RoomHistoryResponse
+	3,  // 40: clearhub.v1.RoomService.UpdateRoom:output_type -> clearhub.v1.Room
+	3,  // 41: clearhub.v1.RoomService.SetRoomMember:output_type -> clearhub.v1.Room
+	30, // [30:42] is the sub-list for method output_type
+	18, // [18:30] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_clearhub_v1_rooms_proto_init() }
@@ -2415,15 +2523,15 @@ func file_clearhub_v1_rooms_proto_init() {
 	if File_clearhub_v1_rooms_proto != nil {
 		return
 	}
-	file_clearhub_v1_rooms_proto_msgTypes[14].OneofWrappers = []any{}
 	file_clearhub_v1_rooms_proto_msgTypes[15].OneofWrappers = []any{}
+	file_clearhub_v1_rooms_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearhub_v1_rooms_proto_rawDesc), len(file_clearhub_v1_rooms_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
