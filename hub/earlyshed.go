@@ -256,6 +256,7 @@ func (h *Hub) shedEarly(st *raft.State, netID string, src netip.AddrPort, data [
 		load = mb.load
 	}
 	no := h.ovl.check(false, load)
+	overloaded := no != nil
 	var sc rawScan
 	scanned := false
 	if no == nil {
@@ -290,12 +291,19 @@ func (h *Hub) shedEarly(st *raft.State, netID string, src netip.AddrPort, data [
 	if !ok || h.lean.has(k) {
 		return false
 	}
+	if overloaded {
+		h.ovl.oc.count(true)
+	}
 	h.sm.shed.WithLabelValues(netID, no.label).Inc()
 	ak := aggKey{src: src.Addr(), transport: "udp", what: "requests", label: no.label, status: 503, srcNet: netID}
 	h.guard.count(ak, src, method, no.cause, true)
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
-	writeShed503(buf, data, no)
+	oc := ""
+	if rawViaWantsOC(sc.via) {
+		oc = h.ovl.oc.params(time.Now())
+	}
+	writeShed503(buf, data, no, oc)
 	h.sendReply(replies, buf.Bytes(), rawUDPDest(sc.via, src))
 	putBuf(buf)
 	return true
@@ -351,7 +359,9 @@ func atoiPort(b []byte) (uint16, bool) {
 // writeShed503 writes the stateless 503 for a shed request: Via, From, To
 // (with a tag of the hub's, RFC 3261 8.2.6.2), Call-ID and CSeq copied
 // from the request, Retry-After (21.5.4).
-func writeShed503(b *bytes.Buffer, data []byte, no *shedding) {
+// oc, when not empty, is RFC 7339's parameters for the top Via, which
+// announced support (oc.go).
+func writeShed503(b *bytes.Buffer, data []byte, no *shedding, oc string) {
 	b.WriteString("SIP/2.0 503 ")
 	b.WriteString(no.phrase)
 	b.WriteString("\r\n")
@@ -377,10 +387,28 @@ func writeShed503(b *bytes.Buffer, data []byte, no *shedding) {
 			continue
 		}
 		name := bytes.TrimRight(line[:colon], " \t")
+		isVia := hdrIs(name, "via", "v")
 		switch {
-		case hdrIs(name, "via", "v"), hdrIs(name, "from", "f"), hdrIs(name, "call-id", "i"), hdrIs(name, "cseq", ""):
+		case oc != "" && isVia && bytes.IndexByte(line, ',') < 0:
+			// The top Via (one value): the bare oc becomes the reduction.
+			for k, p := range bytes.Split(line, []byte(";")) {
+				if k > 0 && bytes.EqualFold(bytes.TrimSpace(p), []byte("oc")) {
+					continue
+				}
+				if k > 0 {
+					b.WriteByte(';')
+				}
+				b.Write(p)
+			}
+			b.WriteString(oc)
+			b.WriteString("\r\n")
+			oc = ""
+		case isVia, hdrIs(name, "from", "f"), hdrIs(name, "call-id", "i"), hdrIs(name, "cseq", ""):
 			b.Write(line)
 			b.WriteString("\r\n")
+			if isVia {
+				oc = "" // only ever the top Via
+			}
 		case hdrIs(name, "to", "t"):
 			b.Write(line)
 			if !hasTagParam(line[colon+1:]) {

@@ -71,7 +71,7 @@ func TestViaPartsAndDest(t *testing.T) {
 func TestWriteShed503(t *testing.T) {
 	req := rawMessage("SIP/2.0/UDP 127.0.0.2:5999;rport;branch=z9hG4bKshed1", "cid-1", "hello")
 	var b bytes.Buffer
-	writeShed503(&b, req, &shedding{phrase: "Overloaded: queueing delay", retry: 2 * time.Second})
+	writeShed503(&b, req, &shedding{phrase: "Overloaded: queueing delay", retry: 2 * time.Second}, "")
 	msg, err := sip.NewParser().ParseSIP(b.Bytes())
 	if err != nil {
 		t.Fatalf("503 does not parse: %v\n%s", err, b.Bytes())
@@ -201,7 +201,7 @@ func FuzzScanHeaders(f *testing.F) {
 		_ = topVia(data)
 		_ = rawLeanMethod(data)
 		var b bytes.Buffer
-		writeShed503(&b, data, &shedding{phrase: "x", retry: time.Second})
+		writeShed503(&b, data, &shedding{phrase: "x", retry: time.Second}, ";oc=5;oc-algo=\"loss\";oc-validity=500;oc-seq=1.000")
 		sentBy, branch, ok := viaParts(s.via)
 		_ = rawUDPDest(s.via, netip.MustParseAddrPort("192.0.2.1:5060"))
 		msg, err := p.ParseSIP(data)

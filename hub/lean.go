@@ -254,6 +254,7 @@ func (h *Hub) runExpiry() {
 		case now := <-t.C:
 			if now.Sub(lastTrim) >= time.Second {
 				h.workers().trim()
+				h.ovl.oc.roll(now) // oc.go
 				lastTrim = now
 			}
 			next := h.lean.expire(now)
@@ -392,6 +393,7 @@ func marshalResponse(res *sip.Response) []byte {
 // respond sends res upstream on the lean path and records it for
 // retransmissions (RFC 3261 17.2.2: Timer J = 64*T1 over UDP, 0 otherwise).
 func (s *leanServer) respond(h *Hub, res *sip.Response) {
+	h.ovl.oc.markVia(res, time.Now()) // RFC 7339 (oc.go)
 	b := marshalResponse(res)
 	final := res.StatusCode >= 200
 	linger := time.Duration(0)

@@ -44,6 +44,7 @@ import (
 type overload struct {
 	maxTx, maxPending int64
 	delay             delayGate
+	oc                ocState // RFC 7339 (oc.go)
 
 	inflight atomic.Int64 // lean transactions in the pipeline
 	pending  atomic.Int64 // audit appends in progress
@@ -271,7 +272,11 @@ func (h *Hub) admit(st *raft.State, req *sip.Request, conn net.Conn) (load *memb
 	_, rp, _ := h.ownRoutes(req)
 	inDlg := rp != nil && inDialog(req)
 	svc, counts := limitClass(req, inDlg)
-	if no = h.ovl.check(inDlg || !counts, load); no != nil {
+	no = h.ovl.check(inDlg || !counts, load)
+	if !inDlg && counts {
+		h.ovl.oc.count(no != nil)
+	}
+	if no != nil {
 		return load, netID, no
 	}
 	if counts {
@@ -321,7 +326,9 @@ func (h *Hub) admitLean(st *raft.State, req *sip.Request, up upPath) (load *memb
 		return load, true
 	}
 	h.countShed(req, netID, no)
-	h.writeUp(up, marshalResponse(shedResponse(req, no)))
+	res := shedResponse(req, no)
+	h.ovl.oc.markVia(res, time.Now()) // RFC 7339 (oc.go)
+	h.writeUp(up, marshalResponse(res))
 	return nil, false
 }
 
