@@ -235,8 +235,22 @@ func TestConsoleInBrowser(t *testing.T) {
 	if res := a.do(t, req); res.StatusCode != 200 {
 		t.Fatalf("MESSAGE through the hub: %s", res.StartLine())
 	}
-	wait(bctx, "MESSAGE counted live", `(document.querySelector("#traffic-net-a .messages") || {}).textContent === "1" &&
-		(document.querySelector("#traffic-net-b .received") || {}).textContent === "1"`)
+	// And one the hub refuses: net-a's edge claiming a From of net-b's
+	// domain (403, reason spoof).
+	spoof := req.Clone()
+	spoof.RemoveHeader("From")
+	spoof.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "mallory", Host: "b.example"}, Params: fp})
+	spoof.RemoveHeader("Call-ID")
+	spoofID := sip.CallIDHeader("spoof-" + cid)
+	spoof.AppendHeader(&spoofID)
+	spoof.RemoveHeader("Via")
+	if res := a.do(t, spoof); res.StatusCode != 403 {
+		t.Fatalf("spoofed MESSAGE: %s", res.StartLine())
+	}
+	wait(bctx, "MESSAGEs counted live", `(document.querySelector("#traffic-net-a .messages") || {}).textContent === "2" &&
+		(document.querySelector("#traffic-net-b .received") || {}).textContent === "1" &&
+		(document.querySelector("#traffic-net-a .refused") || {}).textContent === "1" &&
+		document.querySelector("#refusals").textContent.includes("spoof")`)
 	shot(bctx, "traffic")
 
 	// Audit search by Call-ID finds both entries of the MESSAGE.
@@ -251,7 +265,6 @@ func TestConsoleInBrowser(t *testing.T) {
 	if !found {
 		t.Fatalf("audit search for %s: %s", cid, text(bctx, `document.querySelector("#page-audit").innerText`))
 	}
-	shot(bctx, "audit")
 	// The console's changes are audited under alice's name.
 	text(bctx, `document.querySelector("#audit-callid").value = ""; document.querySelector("#audit-kind").value = "admin"`)
 	must("search admin", chromedp.Do(bctx,
@@ -264,6 +277,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	wait(bctx, "export done", `document.querySelector("#export-status").textContent.startsWith("export done") && !document.querySelector("#export-link").hidden`)
 	must("verify", chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#audit-verify"))))
 	wait(bctx, "verified", `document.querySelector("#verify-result").textContent.startsWith("ledger verified")`)
+	shot(bctx, "audit")
 
 	// The link alice used is refused a second time.
 	must("reuse link", chromedp.Do(bctx, chromedp.Navigate(link)))
