@@ -17,6 +17,8 @@
 # SUBSCRIBE for bob from the hub, not three, and every watcher still gets
 # bob's state (counted as distinct Call-IDs: a SUBSCRIBE sent again after
 # a sqlite 500 is the same subscription).
+#
+# case_list_linphone, case_list_rls: below.
 
 LISTS_DOMAIN=lists.hub.example
 LINPHONE_PORT=${LINPHONE_PORT:-5098}
@@ -217,5 +219,60 @@ case_list_linphone() {
 	echo "back-end SUBSCRIBEs at Kamailio B: bob +$(($(backend_subscribes bob) - before_b)), carol +$(($(backend_subscribes carol) - before_c))"
 	(($(backend_subscribes bob) > before_b && $(backend_subscribes carol) > before_c)) || { echo "back-end SUBSCRIBEs missing"; rc=1; }
 	[[ -n "$lpid" ]] && { stop_pid "$lpid"; }
+	return "$rc"
+}
+
+# case_list_rls: Kamailio's own rls (Kamailio R, network net-r, lists in
+# its integrated XCAP table) as the second implementation next to the hub.
+# Three watchers of r.example subscribe to the same list with bob at R;
+# rls subscribes to bob through the hub once per watcher (its back-end
+# subscriptions are keyed by the RLS dialog and carry the watcher's URI):
+# Kamailio B sees three back-end subscriptions for bob where the hub, in
+# list-sharing, made one. The case checks the three.
+R_IP=${R_IP:-127.0.0.4}
+R_DOMAIN=r.example
+
+case_list_rls() {
+	if [[ "$MODE" != hub ]]; then
+		echo "needs the hub (MODE=direct)"
+		return 77
+	fi
+	local db=$WORK/r-$RANDOM.sqlite rc=0 before n i doc
+	local -a pids
+	{
+		cat /usr/share/kamailio/db_sqlite/standard-create.sql
+		cat /usr/share/kamailio/db_sqlite/presence-create.sql
+		cat /usr/share/kamailio/db_sqlite/rls-create.sql
+	} | sqlite3 "$db" || return 1
+	doc="<?xml version=\"1.0\" encoding=\"UTF-8\"?><rls-services xmlns=\"urn:ietf:params:xml:ns:rls-services\" xmlns:rl=\"urn:ietf:params:xml:ns:resource-lists\"><service uri=\"sip:buddies@$R_DOMAIN\"><list name=\"buddies\"><rl:entry uri=\"sip:bob@$B_DOMAIN\"/></list><packages><package>presence</package></packages></service></rls-services>"
+	for i in 1 2 3; do
+		# rls reads the rls-services document of the subscriber (doc_type 8
+		# = RLS_SERVICE in Kamailio's XCAP tables).
+		sqlite3 "$db" "INSERT INTO xcap (username, domain, doc, doc_type, etag, source, doc_uri, port) VALUES ('watcher$i', '$R_DOMAIN', '$doc', 8, 'e$i', 1, 'rls-services/users/watcher$i@$R_DOMAIN/index', 0);" || return 1
+	done
+	render_cfg "$KCFG/rls.cfg" "$WORK/kamailio-r.cfg" "DEBUG=$KAM_DEBUG" "NAME=r" "IP=$R_IP" "SIP_PORT=$MEMBER_SIP_PORT" \
+		"DOMAIN=$R_DOMAIN" "MPATH=$(kamailio_mpath)" "DB=$db" "HUB=$HUB" || return 1
+	start_kamailio r "$WORK/kamailio-r.cfg" "$R_IP" "$MEMBER_SIP_PORT" "$WORK/kamailio-r.log"
+	hubctl network remove net-r >/dev/null 2>&1 || true # left by a first attempt
+	hubctl network add net-r --domain "$R_DOMAIN" --edge "sip:$R_IP:$MEMBER_SIP_PORT" --cidr "$R_IP/32" --services presence >/dev/null || return 1
+	hubctl policy allow net-b --from net-r --services presence || rc=1
+	hubctl policy allow net-r --from net-b --services presence || rc=1
+	sleep 1 # the edge and policy reach the SIP plane
+	before=$(wc -l <"$WORK/kamailio-b.log")
+	for i in 1 2 3; do
+		sipp_start "pids[$i]" "rls-watcher$i" "$R_IP" $((ALICE_PORT + 20 + i)) list_subscribe_uac.xml "$R_IP:$MEMBER_SIP_PORT" \
+			-key user "watcher$i" -key domain "$R_DOMAIN" -key list buddies -key list_domain "$R_DOMAIN"
+	done
+	wait_until 50 0.2 test "$(backend_dialogs bob "$before")" -ge 3 || true
+	sleep 1
+	n=$(backend_dialogs bob "$before")
+	echo "back-end subscriptions for bob at Kamailio B, three rls watchers at Kamailio R: $n (the hub, shared view: 1)"
+	grep -F "in SUBSCRIBE sip:bob@$B_DOMAIN from $HUB_IP:" "$WORK/kamailio-b.log" | tail -n 3
+	((n == 3)) || { echo "want three: rls shares nothing"; tail -n 20 "$WORK/kamailio-r.log"; rc=1; }
+	for i in 1 2 3; do
+		stop_pid "${pids[$i]}"
+	done
+	stop_kamailio r
+	hubctl network remove net-r >/dev/null 2>&1 || true # and its policy: later cases see the usual two
 	return "$rc"
 }
