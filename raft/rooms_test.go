@@ -387,7 +387,12 @@ func BenchmarkRoomPostApply(b *testing.B) {
 	}})
 	data, _ := proto.Marshal(c)
 	b.ResetTimer()
+	post := c.GetPostRoomMessage().GetMessage()
+	n := 0
 	for b.Loop() {
+		// A new Call-ID each time: a repeated one is a retransmission.
+		n++
+		post.CallId = fmt.Sprintf("a84b4c76e%06d@pc33.a.example", n)
 		apply(c)
 		// Keep the fan-out list bounded as the owner would.
 		r := s.Room(testRoom)
