@@ -1,5 +1,5 @@
 // Package chatroom hosts the hub's N-way chat rooms (issue 11): pager-mode
-// rooms addressed as sip:NAME@rooms.domain whose settings, participants,
+// and RFC 7701 session-mode rooms addressed as sip:NAME@rooms.domain whose settings, participants,
 // bans, message order and recent history live in the Raft state
 // (raft/rooms.go), reachable from every member network's users.
 //
@@ -15,6 +15,9 @@
 //   - commands.go: the in-band #commands (Kamailio imc's set and more);
 //   - fanout.go: delivery of committed messages with a replicated cursor;
 //   - roster.go: the RFC 4575 conference event package;
+//   - session.go: RFC 7701 session-mode rooms, the hub as MSRP chat-room
+//     focus (frames read and written with hub/msrp);
+//   - metrics.go: the clearhub_rooms_* series;
 //   - cpim.go: message/cpim parsing and building.
 //
 // docs/rooms.md describes ordering, replication and failover.
