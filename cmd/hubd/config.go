@@ -198,6 +198,39 @@ type Config struct {
 		BytesPerSecond int           `yaml:"bytes_per_second"`
 	} `yaml:"msrp"`
 
+	// Hub is the hub's own SIP identity: sip:echo@ServiceDomain is the
+	// onboarding echo user (hub/echo); "" disables it.
+	Hub struct {
+		ServiceDomain string `yaml:"service_domain"`
+	} `yaml:"hub"`
+
+	// Intercept is lawful interception's delivery (docs/interception.md):
+	// HEP v3 over TLS to the mediation endpoint at Address. Warrants are
+	// replicated; with Address "" they are still matched and audited in
+	// data_dir/intercept.ledger, every copy counted as dropped.
+	Intercept struct {
+		Address    string `yaml:"address"`
+		CAFile     string `yaml:"ca_file"`     // verifies the endpoint; "": system roots
+		ServerName string `yaml:"server_name"` // default: Address's host
+		// CertFile/KeyFile: the hub's client certificate toward the
+		// endpoint; "": the node certificate.
+		CertFile string `yaml:"cert_file"`
+		KeyFile  string `yaml:"key_file"`
+		AgentID  uint32 `yaml:"agent_id"` // HEP capture agent id
+		Queue    int    `yaml:"queue"`    // frames waiting; beyond: dropped, counted, audited
+	} `yaml:"intercept"`
+
+	// Capture mirrors the traffic of networks switched on at runtime
+	// (hubctl capture on NET) to a Homer collector in HEP v3.
+	Capture struct {
+		Address    string `yaml:"address"`   // host:port; "": capture off on this node
+		Transport  string `yaml:"transport"` // udp or tls
+		CAFile     string `yaml:"ca_file"`   // tls: verifies the collector; "": system roots
+		ServerName string `yaml:"server_name"`
+		AgentID    uint32 `yaml:"agent_id"`
+		Queue      int    `yaml:"queue"`
+	} `yaml:"capture"`
+
 	Log struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
@@ -332,6 +365,10 @@ func DefaultConfig() Config {
 	c.MSRP.SessionBuffer = 256 << 10
 	c.MSRP.IdleTimeout = 30 * time.Minute
 	c.MSRP.SetupTimeout = 5 * time.Minute
+	c.Hub.ServiceDomain = "hub.localhost"
+	c.Intercept.Queue = 4096
+	c.Capture.Transport = "udp"
+	c.Capture.Queue = 4096
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -365,6 +402,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Rooms.RatePerMinute < 0 || c.Rooms.Burst < 0 || c.Rooms.FanoutBatch < 0 || c.Rooms.TakeoverAfter < 0 || c.Rooms.RosterCoalesce < 0 {
 		return errors.New("rooms.rate_per_minute, burst, fanout_batch, takeover_after and roster_coalesce must not be negative")
+	}
+	if err := c.validateIntercept(); err != nil { // intercept.go
+		return err
 	}
 	if c.Lists.Throttle < 0 || c.Lists.MaxBackendsPerNetwork < 0 || c.Lists.MaxSubscriptions < 0 {
 		return errors.New("lists.throttle, lists.max_backends_per_network and lists.max_subscriptions must not be negative")
@@ -562,6 +602,7 @@ func parseCommandLine(args []string, stderr io.Writer) (Config, cliAction, error
 		listsDom   = fs.String("lists-domain", "", "hub-owned domain of the resource list server, e.g. lists.hub.example (docs/lists.md)")
 		consoleAt  = fs.String("console", "", "operator web console HTTPS listen address; empty disables (default 127.0.0.1:8443; docs/console.md)")
 		roomsDom   = fs.String("rooms-domain", "", "hub-owned domain of the chat rooms, e.g. rooms.hub.example (default rooms.localhost; \"\" disables; docs/rooms.md)")
+		serviceDom = fs.String("service-domain", "", "the hub's own domain: sip:echo@ it answers members' self-tests (default hub.localhost; \"\" disables)")
 	)
 	// Parse with output off: on a mistake we print the message and the
 	// usage once ourselves.
@@ -639,6 +680,8 @@ func parseCommandLine(args []string, stderr io.Writer) (Config, cliAction, error
 			c.Lists.Domain = *listsDom
 		case "rooms-domain":
 			c.Rooms.Domain = *roomsDom
+		case "service-domain":
+			c.Hub.ServiceDomain = *serviceDom
 		case "console":
 			c.Console.Addr = *consoleAt
 		}

@@ -64,6 +64,10 @@ type hubNode struct {
 	rooms *roomsWiring
 	// msrp anchors MSRP sessions (msrp.go); nil without msrp.tcp/tls.
 	msrp *msrpWiring
+	// intercept is lawful interception and SIP capture (intercept.go);
+	// echo the echo user (echo.go), nil without hub.service_domain.
+	intercept *interceptWiring
+	echo      *echoWiring
 	// console is the operator web console (console.go); nil without
 	// console.addr.
 	console *consoleWiring
@@ -141,6 +145,10 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 	if n.raft, err = raft.Open(ctx, rcfg); err != nil {
 		return nil, fmt.Errorf("raft: %w", err)
 	}
+	// Interception ledger and collectors (intercept.go).
+	if n.intercept, err = startIntercept(ctx, cfg, n.id, signer, nodeCert, n.raft.State, n.log.With("component", "intercept")); err != nil {
+		return nil, err
+	}
 
 	// 5. Admin API: served before we ask to become a voter, because the
 	// leader forwards through it.
@@ -161,6 +169,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 		LogLevel:      level,
 		Version:       buildVersion(),
 		Queue:         queueBackend,
+
+		InterceptLedger: n.intercept.ledger,
+		Capture:         n.intercept.captureCollector(),
 
 		RoomsDomain:     cfg.Rooms.Domain,
 		RoomsMaxMembers: cfg.Rooms.MaxMembers,
@@ -282,6 +293,14 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 			}
 			hcfg.Hosted[d] = n.rooms
 		}
+		hcfg.Tap = n.intercept // intercept.go
+		if d := strings.ToLower(cfg.Hub.ServiceDomain); d != "" {
+			n.echo = newEchoWiring(d, n.id) // echo.go
+			if hcfg.Hosted == nil {
+				hcfg.Hosted = map[string]hub.HostedService{}
+			}
+			hcfg.Hosted[d] = n.echo
+		}
 		if cfg.MSRP.TCP != "" || cfg.MSRP.TLS != "" {
 			if n.msrp, err = n.startMSRP(bg, cfg); err != nil { // msrp.go
 				return nil, err
@@ -290,6 +309,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 		}
 		if n.sip, err = hub.New(hcfg, n.raft, n.ledger); err != nil {
 			return nil, fmt.Errorf("sip: %w", err)
+		}
+		if n.echo != nil {
+			n.echo.sip.Store(n.sip)
 		}
 		if n.queue != nil {
 			if err := n.startQueue(bg, n.queue, n.sip, sipHostname(cfg, n.sip), reg); err != nil {
@@ -527,6 +549,7 @@ func (n *hubNode) shutdown() error {
 		n.lists.close()
 		n.rooms.close() // rooms.go
 		n.msrp.close()  // msrp.go: MSRP legs end with the SIP plane
+		n.echo.close()  // echo.go
 		<-n.bgDone
 		if n.reloadDone != nil {
 			<-n.reloadDone
@@ -553,6 +576,7 @@ func (n *hubNode) shutdown() error {
 	if n.raft != nil {
 		errs = append(errs, n.raft.Close())
 	}
+	errs = append(errs, n.intercept.close()) // intercept.go: after the SIP plane and the admin API
 	if n.ledger != nil {
 		errs = append(errs, n.ledger.Close())
 	}
