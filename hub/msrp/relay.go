@@ -75,11 +75,13 @@ type Config struct {
 	// state's Network.msrp); nil: every network takes the values above.
 	Network func(network string) NetworkSettings
 
-	// Inbound connection caps: MaxConns in total (default 8192),
-	// MaxConnsPerIP from one source address (default 512: a member's SBC
-	// or relay carries many sessions), MaxPendingPerIP of those that have
-	// not yet named a session (default 16). Over a cap the connection is
-	// closed at once. A connection that names no session within
+	// Inbound connection caps: MaxConns in total (default 16384),
+	// MaxConnsPerIP from one source address (default 4096: a member's SBC
+	// or relay carries many sessions, and a bound connection needs a
+	// session id only an INVITE through the hub hands out),
+	// MaxPendingPerIP of those that have not yet named a session (default
+	// 16: the cap an attacker hits). Over a cap the connection is closed
+	// at once. A connection that names no session within
 	// FirstFrameTimeout (default 10s, TLS handshake included) is closed.
 	MaxConns          int
 	MaxConnsPerIP     int
@@ -129,10 +131,10 @@ func (c Config) withDefaults() (Config, error) {
 		c.WriteTimeout = 60 * time.Second
 	}
 	if c.MaxConns <= 0 {
-		c.MaxConns = 8192
+		c.MaxConns = 16384
 	}
 	if c.MaxConnsPerIP <= 0 {
-		c.MaxConnsPerIP = 512
+		c.MaxConnsPerIP = 4096
 	}
 	if c.MaxPendingPerIP <= 0 {
 		c.MaxPendingPerIP = 16
