@@ -279,6 +279,18 @@ func TestConsoleInBrowser(t *testing.T) {
 	wait(bctx, "verified", `document.querySelector("#verify-result").textContent.startsWith("ledger verified")`)
 	shot(bctx, "audit")
 
+	// Rooms and queues: listed through RoomService and QueueService, a
+	// row opens the room's record.
+	_, err = hubv1.NewRoomServiceClient(aliceConn).CreateRoom(ctx, &hubv1.CreateRoomRequest{Room: "noc", Subject: "NOC bridge"})
+	must("create room", err)
+	page(bctx, "rooms")
+	wait(bctx, "room listed", `document.querySelector("#rooms tbody").textContent.includes("sip:noc@rooms.localhost") &&
+		document.querySelector("#rooms tbody").textContent.includes("NOC bridge")`)
+	must("open room", chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#rooms tbody tr"))))
+	wait(bctx, "room record", `!document.querySelector("#detail").hidden && document.querySelector("#detail").textContent.includes("NOC bridge")`)
+	page(bctx, "queues")
+	wait(bctx, "queues loaded", `document.querySelector("#status").className !== "bad"`)
+
 	// The link alice used is refused a second time.
 	must("reuse link", chromedp.Do(bctx, chromedp.Navigate(link)))
 	if body := text(bctx, `document.body.innerText`); !strings.Contains(body, "console login refused") {
