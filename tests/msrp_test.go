@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,61 @@ func TestMSRPThroughHub(t *testing.T) {
 		}
 	})
 
+	// net-b gets its own RFC 4976 relay through the admin API: the hub's
+	// leg toward it AUTHs there and the offer carries its Use-Path; the
+	// password never comes back out.
+	relayCID := callID()
+	t.Run("through net-b's relay", func(t *testing.T) {
+		rel, err := msrptest.ListenRelay("127.0.0.4", "hub", "e2e-s3cret")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rel.Close()
+		pw := filepath.Join(t.TempDir(), "pw")
+		if err := os.WriteFile(pw, []byte("e2e-s3cret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mustHubctl(t, n1, "network", "update", "net-b", "--msrp-relay", rel.Addr(), "--msrp-relay-user", "hub",
+			"--msrp-relay-password-file", pw, "--msrp-max-chunk", "4096")
+		if got := mustHubctl(t, n1, "network", "get", "net-b", "-o", "json"); strings.Contains(got, "e2e-s3cret") || !strings.Contains(got, `"relay_password_set": true`) {
+			t.Fatalf("network get shows the password or no relay: %s", got)
+		}
+		ea := msrptest.New("127.0.0.2", nil)
+		eb, err := msrptest.Listen("127.0.0.3", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ea.Close()
+		defer eb.Close()
+		a.send(t, n1.sip, sdpRequest("sip:bob@b.example", "sip:alice@a.example", "sip:bob@b.example",
+			"SIP/2.0/UDP "+a.addr()+";branch=z9hG4bK"+relayCID, "sip:alice@"+a.addr(), relayCID, ea.SDP()))
+		inv, from := b.recv(t, 5*time.Second)
+		om := msrp.ParseSDP([]byte(inv.body))
+		if len(om) != 1 || len(om[0].Path) != 2 || !strings.HasPrefix(om[0].Path[0], fmt.Sprintf("msrp://%s:%d/s.", rel.URI.Host, rel.URI.Port)) {
+			t.Fatalf("offer at b lacks the relay's Use-Path: %q", inv.body)
+		}
+		b.send(t, from, sdpAnswer(inv, "sip:bob@"+b.addr(), eb.SDP()))
+		res := a.recvFinal(t, 5*time.Second)
+		am := msrp.ParseSDP([]byte(res.body))
+		if res.status() != 200 || len(am) != 1 {
+			t.Fatalf("a got %q", res.start)
+		}
+		if err := ea.Connect(am[0].Path, nil); err != nil {
+			t.Fatal(err)
+		}
+		body := make([]byte, 100_000)
+		if code, err := ea.Send(am[0].Path, "via-relay-100k", "text/plain", body, 32<<10, nil); err != nil || code != 200 {
+			t.Fatalf("send: %d %v", code, err)
+		}
+		if m, err := eb.Wait("via-relay-100k", 10*time.Second); err != nil || len(m.Body) != len(body) {
+			t.Fatalf("b received %v", err)
+		}
+		auths, sizes, _ := rel.Stats()
+		if auths != 1 || slices.Max(sizes) > 4096 {
+			t.Fatalf("relay saw %d AUTHs, largest chunk %d (net-b's max is 4096)", auths, slices.Max(sizes))
+		}
+	})
+
 	out := filepath.Join(t.TempDir(), "audit.jsonl")
 	var got []msrpAuditEntry
 	eventually(t, 10*time.Second, "MSRP audit entries", func() error {
@@ -170,7 +226,7 @@ func TestMSRPThroughHub(t *testing.T) {
 				got = append(got, e)
 			}
 		}
-		if len(got) < 3 {
+		if len(got) < 4 {
 			return fmt.Errorf("%d MSRP entries", len(got))
 		}
 		return nil
@@ -181,6 +237,7 @@ func TestMSRPThroughHub(t *testing.T) {
 		{msrp.MethodMessage, chatCID, "message-id=chat-100k bytes=100000"},
 		{msrp.MethodMessage, fileCID, "message-id=file-1m bytes=1048576"},
 		{msrp.MethodFile, fileCID, "sha1=verified"},
+		{msrp.MethodMessage, relayCID, "message-id=via-relay-100k bytes=100000"},
 	} {
 		found := false
 		for _, e := range got {

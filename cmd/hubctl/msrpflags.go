@@ -112,3 +112,22 @@ func msrpSummary(m *hubv1.MsrpSettings) string {
 	}
 	return strings.Join(parts, " ")
 }
+
+// msrpView is the JSON form; the password is never in it (the hub does
+// not return it), only whether one is set.
+type msrpView struct {
+	MaxFileSize      int64  `json:"max_file_size"`
+	BytesPerSecond   int64  `json:"bytes_per_second"`
+	MaxChunk         uint32 `json:"max_chunk"`
+	RelayURI         string `json:"relay_uri,omitempty"`
+	RelayUsername    string `json:"relay_username,omitempty"`
+	RelayPasswordSet bool   `json:"relay_password_set"`
+}
+
+func viewMsrp(m *hubv1.MsrpSettings) *msrpView {
+	if m == nil {
+		return nil
+	}
+	return &msrpView{MaxFileSize: m.GetMaxFileSize(), BytesPerSecond: m.GetBytesPerSecond(), MaxChunk: m.GetMaxChunk(),
+		RelayURI: m.GetRelayUri(), RelayUsername: m.GetRelayUsername(), RelayPasswordSet: m.GetRelayPasswordSet()}
+}

@@ -32,6 +32,8 @@ type networkView struct {
 	// RateLimits are the network's own token buckets; classes not listed
 	// take the nodes' configured defaults (sip.rate_limits).
 	RateLimits []rateLimitView `json:"rate_limits"`
+	// Msrp: MSRP limits and relay (msrpflags.go); absent when unset.
+	Msrp *msrpView `json:"msrp,omitempty"`
 }
 
 // rateLimitView is one token bucket: class is a service name or "all";
@@ -77,6 +79,7 @@ func viewNetwork(n *hubv1.Network) networkView {
 		Created:    rfc3339(n.GetCreatedUnixNano()),
 		Updated:    rfc3339(n.GetUpdatedUnixNano()),
 		RateLimits: viewRateLimits(n.GetRateLimits()),
+		Msrp:       viewMsrp(n.GetMsrp()),
 	}
 }
 
