@@ -53,6 +53,7 @@ func (n *hubNode) startConsole(ca *pki.CA, reg prometheus.Gatherer) error {
 		State:      n.raft.State,
 		AdminAddr:  loopbackAddr(n.adminAdr),
 		Gatherer:   reg,
+		Auditor:    n.ledger,
 		URL:        url,
 		Secure:     true,
 		LoginTTL:   cfg.LoginTTL,

@@ -270,7 +270,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	must("search admin", chromedp.Do(bctx,
 		chromedp.SetValue(chromedp.CSS("#audit-user"), "alice"),
 		chromedp.Click(chromedp.CSS("#audit-search"))))
-	for _, m := range []string{"AddNetwork", "UpdateNetwork", "AllowPolicy"} {
+	for _, m := range []string{"ConsoleLogin", "AddNetwork", "UpdateNetwork", "AllowPolicy"} {
 		wait(bctx, m+" audited as alice", `[...document.querySelectorAll("#audit tr.entry")].some(tr => tr.textContent.includes("`+m+`") && tr.textContent.includes("alice;role=operator"))`)
 	}
 	must("export", chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#audit-export"))))

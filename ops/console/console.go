@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"clearhub/ledger"
 	"clearhub/ops/admin"
 	"clearhub/ops/pki"
 	"clearhub/raft"
@@ -41,6 +42,9 @@ const (
 	maxPending = 1024
 	// maxSessions bounds the open sessions for the same reason.
 	maxSessions = 4096
+	// maxPendingPerName keeps one operator minting links in a loop from
+	// using up maxPending for everyone else.
+	maxPendingPerName = 16
 )
 
 // cookieName is the session cookie. The __Host- prefix (RFC 6265bis
@@ -84,11 +88,33 @@ type Options struct {
 	URL string
 	// Secure marks cookies Secure (set when serving TLS).
 	Secure bool
+	// Auditor, if set, records each console login and logout in the
+	// audit ledger as an admin entry under the operator's name.
+	Auditor Auditor
 	// LoginTTL, SessionTTL and Tick (the live update period) default to
 	// DefaultLoginTTL, DefaultSessionTTL and DefaultTick.
 	LoginTTL, SessionTTL, Tick time.Duration
 	Logger                     *slog.Logger
 	Now                        func() time.Time
+}
+
+// Auditor appends to the audit ledger (*ledger.Ledger).
+type Auditor interface {
+	Append(ctx context.Context, e *ledger.Entry) (uint64, error)
+}
+
+// audit records a console session event, named as the admin API names
+// the operator ("alice;role=operator"), so the ledger's user filter finds
+// it beside the person's changes.
+func (s *Server) audit(ctx context.Context, method string, id Identity, reason string) {
+	if s.opts.Auditor == nil {
+		return
+	}
+	e := &ledger.Entry{Time: s.now().UnixNano(), Kind: ledger.KindAdmin, Method: method,
+		From: id.Name + ";role=" + string(id.Role), Reason: reason}
+	if _, err := s.opts.Auditor.Append(context.WithoutCancel(ctx), e); err != nil {
+		s.log.Error("console: audit append failed", "method", method, "actor", id.Name, "err", err)
+	}
 }
 
 // Identity is the operator a login or session acts as.
@@ -273,6 +299,15 @@ func (s *Server) CreateLogin(id Identity) (link string, expires time.Time, err e
 	if len(s.pending) >= maxPending {
 		return "", time.Time{}, fmt.Errorf("console: %d login links waiting to be used; try again in a minute", len(s.pending))
 	}
+	mine := 0
+	for _, p := range s.pending {
+		if p.id.Name == id.Name {
+			mine++
+		}
+	}
+	if mine >= maxPendingPerName {
+		return "", time.Time{}, fmt.Errorf("console: %s has %d unused login links; use one or wait until they expire", id.Name, mine)
+	}
 	s.pending[hashKey(tok)] = pending{id: id, expires: expires}
 	s.log.Info("console login link issued", "actor", id.Name, "role", string(id.Role), "serial", id.Serial, "expires", expires.UTC())
 	return strings.TrimRight(s.opts.URL, "/") + "/login?token=" + url.QueryEscape(tok), expires, nil
@@ -382,6 +417,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, s.cookie(sid, int(s.opts.SessionTTL/time.Second)))
+	s.audit(r.Context(), "ConsoleLogin", id, fmt.Sprintf("console session from %s (certificate serial %s)", r.RemoteAddr, id.Serial))
 	s.log.Info("console login", "actor", id.Name, "role", string(id.Role), "serial", id.Serial, "peer", r.RemoteAddr)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
@@ -567,6 +603,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, ss *session) {
 	if c, err := r.Cookie(name); err == nil {
 		s.dropSession(hashKey(c.Value), ss)
 	}
+	s.audit(r.Context(), "ConsoleLogout", ss.id, "console session ended by the operator")
 	http.SetCookie(w, s.cookie("", -1))
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"clearhub/ledger"
 	"clearhub/ops/pki"
 	"clearhub/proto/hubv1"
 	"clearhub/raft"
@@ -703,21 +705,73 @@ func TestEventsStream(t *testing.T) {
 
 func TestLoginLinkBound(t *testing.T) {
 	f := newFixture(t)
-	id, err := f.srv.Identify([]*x509.Certificate{f.operator("alice", pki.AdminRoleOperator)})
-	if err != nil {
-		t.Fatal(err)
+	ident := func(name string) Identity {
+		id, err := f.srv.Identify([]*x509.Certificate{f.operator(name, pki.AdminRoleOperator)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
 	}
-	for i := 0; i < maxPending; i++ {
-		if _, _, err := f.srv.CreateLogin(id); err != nil {
+	alice := ident("alice")
+	for i := 0; i < maxPendingPerName; i++ {
+		if _, _, err := f.srv.CreateLogin(alice); err != nil {
 			t.Fatalf("link %d: %v", i, err)
 		}
 	}
-	if _, _, err := f.srv.CreateLogin(id); err == nil {
+	if _, _, err := f.srv.CreateLogin(alice); err == nil || !strings.Contains(err.Error(), "unused login links") {
+		t.Fatalf("one operator's links unbounded: %v", err)
+	}
+	// Others still get theirs, up to the node's bound.
+	for i := maxPendingPerName; i < maxPending; i++ {
+		if _, _, err := f.srv.CreateLogin(ident(fmt.Sprintf("op%d", i/maxPendingPerName))); err != nil {
+			t.Fatalf("link %d: %v", i, err)
+		}
+	}
+	if _, _, err := f.srv.CreateLogin(ident("zed")); err == nil {
 		t.Fatal("unbounded login links")
 	}
 	f.clk.add(DefaultLoginTTL)
-	if _, _, err := f.srv.CreateLogin(id); err != nil {
+	if _, _, err := f.srv.CreateLogin(alice); err != nil {
 		t.Fatalf("expired links not dropped: %v", err)
+	}
+}
+
+type memAuditor struct {
+	mu      sync.Mutex
+	entries []*ledger.Entry
+}
+
+func (a *memAuditor) Append(_ context.Context, e *ledger.Entry) (uint64, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.entries = append(a.entries, e)
+	return uint64(len(a.entries)), nil
+}
+
+// Logins and logouts are admin entries under the operator's name.
+func TestLoginAudited(t *testing.T) {
+	f := newFixture(t)
+	aud := &memAuditor{}
+	f.srv.opts.Auditor = aud
+	c, csrf := f.login("alice", pki.AdminRoleReadonly)
+	req := httptest.NewRequest("POST", "/logout", nil)
+	req.AddCookie(c)
+	req.Header.Set(csrfHeader, csrf)
+	if w := f.do(req); w.Code != http.StatusNoContent {
+		t.Fatalf("logout: %d %s", w.Code, w.Body)
+	}
+	req = httptest.NewRequest("GET", "/api/session", nil)
+	req.AddCookie(c)
+	if w := f.do(req); w.Code != 401 {
+		t.Fatalf("session after logout: %d", w.Code)
+	}
+	var got []string
+	for _, e := range aud.entries {
+		got = append(got, string(e.Kind)+" "+e.Method+" "+e.From)
+	}
+	want := []string{"admin ConsoleLogin alice;role=readonly", "admin ConsoleLogout alice;role=readonly"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("audited %q, want %q", got, want)
 	}
 }
 
