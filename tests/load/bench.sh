@@ -52,6 +52,10 @@ PROFILE_SECS=${PROFILE_SECS:-20}
 TLS_CONNS=${TLS_CONNS:-8}
 UDP_SOCKETS=${UDP_SOCKETS:-4}
 KEEP=${KEEP:-0}
+FAIRNESS=${FAIRNESS:-1}
+FAIR_RATE=${FAIR_RATE:-200}
+FAIR_SECS=${FAIR_SECS:-20}
+FLOOD_RATE=${FLOOD_RATE:-}
 
 # Every address and port can be overridden (two benches on one machine).
 HUB_IP=${HUB_IP:-127.0.0.1}
@@ -67,6 +71,7 @@ K_CHILDREN=${K_CHILDREN:-2}
 K_SHM=${K_SHM:-1024}
 A_IP=${A_IP:-127.0.0.2}
 B_IP=${B_IP:-127.0.0.3}
+C_IP=${C_IP:-127.0.0.4}
 EDGE_UDP_PORT=${EDGE_UDP_PORT:-5060}
 EDGE_TLS_PORT=${EDGE_TLS_PORT:-5061}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -313,6 +318,48 @@ run_profile() {
 	stop_case
 }
 
+# run_fairness: issue 10's fairness case on hubd, unpinned: net-c
+# (C_IP) sends FAIR_RATE MESSAGE/s to net-b alone, then again while net-a
+# floods at FLOOD_RATE (default: the highest clean UDP rate hubd reached
+# unpinned in this run, else 10,000/s) with the default limits. The
+# target: the victim's success rate and p99 within 10% of its own baseline.
+run_fairness() {
+	CASE=fairness
+	set_pinning unpinned
+	start_hubd
+	{
+		hubctl network add net-c --domain c.example --edge "sip:$C_IP:5060" --cidr "$C_IP/32" \
+			--member-ca "$DATA/pki/ca.crt" --services im &&
+			hubctl policy allow net-b --from net-c --services im
+	} >>"$WORK/onboard-$CASE.log" 2>&1 || die "onboarding net-c failed: $(tail -n 5 "$WORK/onboard-$CASE.log")"
+	start_edge
+	warmup udp "$HUB_UDP"
+	local flood=$FLOOD_RATE
+	if [[ -z $flood ]]; then
+		flood=$(awk -F'\t' '$1 == "hubd-unpinned-udp" && $3 == "ramp" && $17 == 1 && $4 + 0 > m { m = $4 + 0 } END { print m + 0 }' "$TSV")
+		((flood > 0)) || flood=10000
+	fi
+	log "fairness: victim net-c at $FAIR_RATE/s for $FAIR_SECS s, alone and beside net-a flooding at $flood/s"
+	"$SIPLOAD" uac -transport udp -target "$HUB_UDP" -local "$C_IP" -sockets 1 -rates "$FAIR_RATE" -step "${FAIR_SECS}s" \
+		-label fair-victim-alone -tsv "$TSV" -from-domain c.example -from-user victim 2>>"$WORK/uac-fair.log" >>"$WORK/fair.out" &
+	local v=$!
+	own "$v"
+	wait_pid_timeout "$v" $((FAIR_SECS + 30))
+	sleep 2
+	"$SIPLOAD" uac -transport udp -target "$HUB_UDP" -local "$A_IP" -sockets "$UDP_SOCKETS" -rates "$flood" \
+		-step "$((FAIR_SECS + 4))s" -label fair-flood -tsv "$TSV" 2>>"$WORK/uac-fair.log" >>"$WORK/fair.out" &
+	local f=$!
+	own "$f"
+	sleep 2
+	"$SIPLOAD" uac -transport udp -target "$HUB_UDP" -local "$C_IP" -sockets 1 -rates "$FAIR_RATE" -step "${FAIR_SECS}s" \
+		-label fair-victim-flooded -tsv "$TSV" -from-domain c.example -from-user victim -pid "$SERVER_PID" 2>>"$WORK/uac-fair.log" >>"$WORK/fair.out" &
+	v=$!
+	own "$v"
+	wait_pid_timeout "$v" $((FAIR_SECS + 30))
+	wait_pid_timeout "$f" 30
+	stop_case
+}
+
 summary() {
 	echo "=== summary (issue 10 targets; loopback, $(nproc) CPUs; pinned: server on CPU $SERVER_CPU, driver and edge on CPU $DRIVER_CPU) ==="
 	# Other work on the machine skews every figure: say how much there was.
@@ -360,6 +407,16 @@ summary() {
 			}
 		}
 	}' "$TSV"
+	awk -F'\t' '
+	$1 == "fair-victim-alone" { ao = $6; ao_off = $5; a99 = $11 }
+	$1 == "fair-victim-flooded" { fo = $6; fo_off = $5; f99 = $11; mem = $15 }
+	$1 == "fair-flood" { fl_off = $5; fl_ok = $6; fl_shed = $8 }
+	END {
+		if (ao_off == "" || fo_off == "") exit
+		as = 100 * ao / ao_off; fs = 100 * fo / fo_off
+		printf "fairness (hubd unpinned, default limits): victim alone %.1f%% ok, p99 %.2f ms; beside a flood of %.0f/s (%.0f/s ok, %d shed) %.1f%% ok, p99 %.2f ms, hub RSS %s MB\n", as, a99, fl_off, fl_ok, fl_shed, fs, f99, mem
+		printf "  victim success within 10%%: %s; victim p99 within 10%%: %s\n", (fs >= 0.9 * as ? "MET" : "missed"), (f99 <= 1.1 * a99 ? "MET" : "missed")
+	}' "$TSV"
 	echo "(the 0-failure rate is the highest ramp step with no failure, no 503, no timeout and the driver offering >= 97% of the target; a value at the driver ceiling is a lower bound)"
 }
 
@@ -375,4 +432,5 @@ for sys in $SYSTEMS; do
 	done
 done
 ((PROFILE)) && run_profile
+((FAIRNESS)) && [[ " $SYSTEMS " == *" hubd "* ]] && run_fairness
 summary
