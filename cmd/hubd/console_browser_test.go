@@ -252,6 +252,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		(document.querySelector("#traffic-net-a .refused") || {}).textContent === "1" &&
 		document.querySelector("#refusals").textContent.includes("spoof")`)
 	shot(bctx, "traffic")
+	page(bctx, "networks")
+	wait(bctx, "edge health live", `document.querySelector("#net-net-b .edgehealth").textContent.includes("answered 1")`)
 
 	// Audit search by Call-ID finds both entries of the MESSAGE.
 	page(bctx, "audit")

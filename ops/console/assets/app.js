@@ -122,7 +122,7 @@ function renderNetworks() {
     return el("tr", { id: "net-" + n.id, class: suspended ? "suspended" : "" },
       el("td", {}, n.id), el("td", {}, n.display_name), el("td", {}, list(n.domains)), el("td", {}, list(n.edges)),
       el("td", {}, ident.join("; ")), el("td", {}, (n.services || []).map(svc).join(", ") || "all"),
-      el("td", { class: "status" }, suspended ? "suspended" : "active"), el("td", { class: "muted" }, edgeSummary(n.id)), actions);
+      el("td", { class: "status" }, suspended ? "suspended" : "active"), el("td", { class: "muted edgehealth" }, edgeSummary(n.id)), actions);
   }));
 }
 
@@ -346,6 +346,14 @@ function live() {
   es.addEventListener("traffic", (m) => {
     state.traffic = JSON.parse(m.data);
     if (!$("#page-traffic").hidden) renderTraffic(state.traffic);
+    if (!$("#page-networks").hidden) {
+      // Only the edge health cells: the rest of the table (and a half
+      // filled form) stays as it is.
+      for (const n of state.networks) {
+        const td = document.querySelector("#net-" + CSS.escape(n.id) + " .edgehealth");
+        if (td) td.textContent = edgeSummary(n.id);
+      }
+    }
   });
   es.addEventListener("cluster", (m) => { if (!$("#page-health").hidden) renderCluster(JSON.parse(m.data)); });
   es.addEventListener("ended", () => { es.close(); dot.className = "live off"; say("session ended: log in again", true); });
