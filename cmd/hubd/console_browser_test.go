@@ -48,7 +48,7 @@ func consoleNode(t *testing.T, ctx context.Context) (*hubNode, *pki.CA, hubv1.Ad
 	cfg.Admin.Addr, cfg.Raft.Addr, cfg.HTTP.Addr = freePort(t), freePort(t), ""
 	cfg.Console.Addr = freePort(t)
 	cfg.Console.BootstrapLogin = false
-	cfg.Console.LoginTTL = 5 * time.Second // the expired-link case waits it out
+	cfg.Console.LoginTTL = 8 * time.Second // the expired-link case waits it out
 	n, err := start(ctx, cfg, slog.New(slog.DiscardHandler), new(slog.LevelVar))
 	if err != nil {
 		t.Fatal(err)
@@ -303,6 +303,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// context (its own cookies).
 	rctx, cancelR := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
 	defer cancelR()
+	must("rita's browser context", chromedp.Do(rctx, chromedp.Navigate("about:blank")))
 	must("rita login", chromedp.Do(rctx, chromedp.Navigate(loginLink(t, ctx, ritaConn))))
 	wait(rctx, "console ready (rita)", `document.body.dataset.ready === "1"`)
 	page(rctx, "policy")
