@@ -59,8 +59,10 @@ func isAOR(u *sip.Uri, aor string) bool {
 	if !ok {
 		return false
 	}
-	at := strings.LastIndexByte(rest, '@')
-	return at > 0 && u.User == rest[:at] && strings.EqualFold(u.Host, rest[at+1:])
+	// No scan for the '@': a canonical user part holds none (RFC 3261
+	// 25.1), so the user is a prefix followed by '@' and the rest is the host.
+	n := len(u.User)
+	return n > 0 && n < len(rest) && rest[n] == '@' && rest[:n] == u.User && strings.EqualFold(u.Host, rest[n+1:])
 }
 
 // packet builds the HEP packet of ev with payload.
