@@ -10,7 +10,8 @@
 # toward B carries Kamailio's Use-Path before the hub's URI, a 100 KB
 # message reaches B through Kamailio in chunks of at most 8 KiB (Kamailio
 # 5.6 refuses bodies over 10240 bytes), B's reply reaches A, a 1 MB RFC
-# 5547 file arrives intact, and the audit entries show both messages and
+# 5547 file arrives intact, a single 16 KiB chunk (net-b's max_chunk
+# raised for one session) does not pass Kamailio, and the audit entries show both messages and
 # the file with sha1=verified.
 #
 # The SIP signalling of MSRP sessions through Kamailio members and hubd is
@@ -34,6 +35,8 @@ case_msrp_relay() {
 	grep -q "a=path:msrp://$MSRP_RELAY_IP:$MSRP_RELAY_PORT/[^ ]* msrp://" "$CASE_DIR/msrpdrive.out" ||
 		{ echo "the offer toward B lacks Kamailio's Use-Path"; rc=1; }
 	grep -q "largest 8192 bytes" "$CASE_DIR/msrpdrive.out" || { echo "chunks toward Kamailio not 8 KiB"; rc=1; }
+	grep -q "16 KiB single chunk toward Kamailio: not relayed" "$CASE_DIR/msrpdrive.out" ||
+		{ echo "the 16 KiB negative check did not run"; rc=1; }
 	grep -q '"method":"MSRP",.*"status":200,"reason":"message-id=chat-100k bytes=100000' "$audit" ||
 		{ echo "no audit entry for the 100 KB message"; rc=1; }
 	grep -q '"method":"MSRP",.*"src_net":"net-b".*"status":200,"reason":"message-id=reply-1' "$audit" ||

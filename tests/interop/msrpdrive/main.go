@@ -19,6 +19,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"clearhub/hub/msrp"
@@ -62,12 +63,17 @@ func main() {
 
 func run(relayURI, user, pass, hubIP, aIP, bIP, auditOut string) error {
 	audit := &memAudit{}
+	var bigChunks atomic.Bool // the negative case: 16 KiB chunks toward B
 	r, err := msrp.New(msrp.Config{
 		Host: hubIP, TCPAddr: hubIP + ":0", Audit: audit,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Network: func(n string) msrp.NetworkSettings {
 			if n == "net-b" {
-				return msrp.NetworkSettings{Relay: &msrp.RelayAccount{URI: relayURI, Username: user, Password: pass}}
+				ns := msrp.NetworkSettings{Relay: &msrp.RelayAccount{URI: relayURI, Username: user, Password: pass}}
+				if bigChunks.Load() {
+					ns.MaxChunk = 16 << 10
+				}
+				return ns
 			}
 			return msrp.NetworkSettings{}
 		},
@@ -162,6 +168,23 @@ func run(relayURI, user, pass, hubIP, aIP, bIP, auditOut string) error {
 		return fmt.Errorf("B did not get the 1 MB file intact: %v", err)
 	}
 	fmt.Printf("1 MB file: %d chunks at B\n", fm.Chunks)
+
+	// Without the hub's re-chunking: one 16 KiB chunk toward B does not
+	// pass Kamailio 5.6 (frames over its 10240-byte body limit are not
+	// relayed), which is why max_chunk defaults to 8 KiB.
+	bigChunks.Store(true)
+	ga, gb, gToHub, _, err := session("interop-msrp-16k")
+	if err != nil {
+		return err
+	}
+	defer ga.Close()
+	defer gb.Close()
+	_, _ = ga.Send(gToHub, "single-16k", "text/plain", make([]byte, 16<<10), 16<<10, nil)
+	if _, err := gb.Wait("single-16k", 3*time.Second); err == nil {
+		return errors.New("a 16 KiB chunk passed Kamailio: its 10240-byte limit is not what the hub assumes")
+	}
+	fmt.Println("16 KiB single chunk toward Kamailio: not relayed (as documented)")
+	bigChunks.Store(false)
 
 	deadline := time.Now().Add(5 * time.Second)
 	for audit.count() < 4 && time.Now().Before(deadline) {
