@@ -125,3 +125,28 @@ func TestRateLimitClusterWide(t *testing.T) {
 		t.Fatalf("codes = %v (node-local buckets would give 200 200 200 503)", codes)
 	}
 }
+
+// An IMDN notification sent to the room (linphonec answers every copy with
+// one) is accepted and never posted: before, it became room message
+// seq N+1 and was fanned out to everyone (found by the linphonec interop
+// case).
+func TestIMDNToRoomNotPosted(t *testing.T) {
+	e := newEnv(t, nil)
+	imdn := `<?xml version="1.0" encoding="UTF-8"?><imdn xmlns="urn:ietf:params:xml:ns:imdn"><message-id>x</message-id><delivery-notification><status><delivered/></status></delivery-notification></imdn>`
+	tests := []struct {
+		name, ct, body string
+	}{
+		{"bare", "message/imdn+xml", imdn},
+		{"in CPIM", "message/cpim", "From: <sip:bob@b.example>\r\nTo: <" + room + ">\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: y\r\n\r\nContent-Type: message/imdn+xml\r\nContent-Disposition: notification\r\n\r\n" + imdn},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if res := e.serve(msg(bob, room, tc.ct, tc.body), "b"); res == nil || res.StatusCode != 200 {
+				t.Fatalf("answer %v", res)
+			}
+			if last := e.store.State().Room(room).GetLastSeq(); last != 0 {
+				t.Fatalf("IMDN posted as seq %d", last)
+			}
+		})
+	}
+}

@@ -376,6 +376,16 @@ func (s *Service) serveMessage(r *Request) {
 		}
 		ct = "text/plain"
 	}
+	if isIMDN(ct, body) {
+		// A delivery or display notification (RFC 5438) for a copy the
+		// room sent: it is for the original sender, never a room
+		// message (linphonec 5.1 answers every copy with a bare
+		// message/imdn+xml to the room). Accepted and not relayed: the
+		// room does not map receipts back to senders.
+		s.audit(room, sender, r.Source, "IMDN notification to the room accepted, not posted or relayed")
+		respond(r, 200, "OK")
+		return
+	}
 	if cmd, ok := ParseCommand(ct, body); ok {
 		respond(r, 200, "OK")
 		// The command runs after the answer: its reply is a MESSAGE
@@ -628,4 +638,17 @@ func statusOf(res *sip.Response) int {
 		return 0
 	}
 	return res.StatusCode
+}
+
+// isIMDN reports whether a body is an IMDN notification (RFC 5438 7.2):
+// message/imdn+xml, bare or inside CPIM.
+func isIMDN(ct string, body []byte) bool {
+	switch mediaType(ct) {
+	case "message/imdn+xml":
+		return true
+	case "message/cpim":
+		m, err := ParseCPIM(body)
+		return err == nil && mediaType(m.ContentType) == "message/imdn+xml"
+	}
+	return false
 }

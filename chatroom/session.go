@@ -679,6 +679,11 @@ func (l *sessionLeg) message(id, ct string, body []byte) (int, string) {
 		s.audit(l.room, l.user, l.network, fmt.Sprintf("session message refused: CPIM From %q is not %s", m.Get("From"), l.user))
 		return 403, "CPIM From is not the session's user"
 	}
+	if isIMDN(ct, body) {
+		// A receipt is for the original sender, not the room (see
+		// serveMessage).
+		return 200, "OK"
+	}
 	st := s.cfg.Store.State()
 	r := st.Room(l.room)
 	me := raft.RoomMember(r, l.user)
