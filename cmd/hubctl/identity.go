@@ -82,7 +82,7 @@ admin. Revoke a certificate with 'hubctl certs revoke'.`,
 				return usagef("NAME %q: %v", name, err)
 			}
 			if role == "" {
-				return usagef("--role: required (admin, operator, auditor or readonly)")
+				return usagef("--role: required (admin, operator, auditor, readonly or lawful-intercept)")
 			}
 			r, err := pki.ParseAdminRole(role)
 			if err != nil {
@@ -145,7 +145,7 @@ admin. Revoke a certificate with 'hubctl certs revoke'.`,
 		},
 	}
 	fl := c.Flags()
-	fl.StringVar(&role, "role", "", "admin, operator, auditor or readonly (required)")
+	fl.StringVar(&role, "role", "", "admin, operator, auditor, readonly or lawful-intercept (required)")
 	fl.DurationVar(&ttl, "ttl", defaultOperatorTTL, "validity")
 	fl.StringVar(&out, "out", "", "directory for NAME.crt and NAME.key (default DATA/operators)")
 	fl.BoolVar(&force, "force", false, "replace an existing certificate and key")

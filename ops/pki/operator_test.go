@@ -43,6 +43,7 @@ func TestAdminRoleOf(t *testing.T) {
 		{"operator", leaf(ca.IssueOperator("bob", AdminRoleOperator, pub, time.Hour)), AdminRoleOperator, ""},
 		{"auditor", leaf(ca.IssueOperator("carol", AdminRoleAuditor, pub, time.Hour)), AdminRoleAuditor, ""},
 		{"readonly", leaf(ca.IssueOperator("dave", AdminRoleReadonly, pub, time.Hour)), AdminRoleReadonly, ""},
+		{"lawful-intercept", leaf(ca.IssueOperator("lea", AdminRoleLawfulIntercept, pub, time.Hour)), AdminRoleLawfulIntercept, ""},
 		{"node", leaf(ca.Issue(RoleNode, "node-a", nil, pub, time.Hour)), "", "not an operator"},
 		{"member", leaf(ca.Issue(RoleMember, "a", nil, pub, time.Hour)), "", "not an operator"},
 		{"unknown role", &x509.Certificate{Subject: pkix.Name{CommonName: "e", OrganizationalUnit: []string{string(RoleOperator), "clearhub-role-root"}}}, "", `unknown role "root"`},
