@@ -358,3 +358,46 @@ func TestCapturerOverUDP(t *testing.T) {
 		t.Fatalf("captured %+v", p)
 	}
 }
+
+// An msrp-only warrant delivers MSRP content (TapMSRP, hub/msrp's hook)
+// and no SIP; a signalling warrant no MSRP.
+func TestInterceptMSRP(t *testing.T) {
+	col := newTLSCollector(t)
+	led := &memLedger{}
+	w := warrant("m1", hubv1.WarrantTargetKind_WARRANT_TARGET_USER, "sip:alice@a.example")
+	w.StartUnixNano, w.EndUnixNano = time.Now().Add(-time.Minute).UnixNano(), time.Now().Add(time.Hour).UnixNano()
+	w.Signalling, w.Bodies, w.Msrp = false, false, true
+	sig := warrant("s1", hubv1.WarrantTargetKind_WARRANT_TARGET_NETWORK, "neta")
+	sig.StartUnixNano, sig.EndUnixNano = w.StartUnixNano, w.EndUnixNano
+	st := stateWith([]*hubv1.Warrant{w, sig}, nil)
+	snd, err := NewSender(SenderConfig{Addr: col.ln.Addr().String(), Transport: "tls", TLS: col.clientTLS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	li, err := NewInterceptor(Config{Sender: snd, Ledger: led, State: func() *raft.State { return st }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snd.Close()
+	defer li.Close()
+	from, to := uri("sip:alice@a.example"), uri("sip:bob@b.example")
+	if !li.WantsMSRP(st, "neta", "netb", from, to) || li.WantsMSRP(st, "netc", "netb", uri("sip:carol@c.example"), to) {
+		t.Fatal("WantsMSRP")
+	}
+	chunk := "MSRP a786hjs2 SEND\r\nTo-Path: msrp://x\r\n\r\nhello\r\n-------a786hjs2$\r\n"
+	li.TapMSRP(Event{State: st, Time: time.Now(), Wire: []byte(chunk), Src: "192.0.2.1:2855", Dst: "192.0.2.9:2855", Transport: "tcp",
+		SrcNet: "neta", DstNet: "netb", CallID: "sess-1", From: from, To: to})
+	select {
+	case p := <-col.frames:
+		if p.GroupID != "warrant:m1" || p.ProtoType != ProtoTypeMSRP || string(p.Payload) != chunk || p.CorrelationID != "sess-1" {
+			t.Fatalf("MSRP frame %+v", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no MSRP frame")
+	}
+	select {
+	case p := <-col.frames:
+		t.Fatalf("second frame %+v: the signalling warrant took MSRP", p)
+	case <-time.After(200 * time.Millisecond):
+	}
+}

@@ -99,6 +99,9 @@ func (i *Interceptor) Wants(st *raft.State, srcNet, dstNet string, from, to *sip
 // Tap queues one HEP frame per warrant covering ev (its warrant id in the
 // Group ID chunk), cut to what the warrant delivers.
 func (i *Interceptor) Tap(ev Event) {
+	if ev.State == nil {
+		return
+	}
 	now := ev.Time.UnixNano()
 	for _, w := range ev.State.Warrants() {
 		if !matches(w, now, ev.SrcNet, ev.DstNet, ev.From, ev.To) {
@@ -312,6 +315,9 @@ func (i *Interceptor) WantsMSRP(st *raft.State, srcNet, dstNet string, from, to 
 // interceptor owns; Transport "tcp" or "tls"; CallID the session's SIP
 // Call-ID) to every warrant with msrp delivery that covers it.
 func (i *Interceptor) TapMSRP(ev Event) {
+	if ev.State == nil {
+		return
+	}
 	now := ev.Time.UnixNano()
 	for _, w := range ev.State.Warrants() {
 		if w.GetMsrp() && matches(w, now, ev.SrcNet, ev.DstNet, ev.From, ev.To) {
