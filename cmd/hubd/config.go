@@ -196,6 +196,13 @@ type Config struct {
 		SetupTimeout   time.Duration `yaml:"setup_timeout"`
 		MaxMessageSize int64         `yaml:"max_message_size"`
 		BytesPerSecond int           `yaml:"bytes_per_second"`
+		// Inbound connection caps (docs/msrp.md "Connection limits") and
+		// the AUTH exchange with a member's own relay.
+		MaxConnections          int           `yaml:"max_connections"`
+		MaxConnectionsPerSource int           `yaml:"max_connections_per_source"`
+		MaxPendingPerSource     int           `yaml:"max_pending_per_source"`
+		FirstFrameTimeout       time.Duration `yaml:"first_frame_timeout"`
+		RelayAuthTimeout        time.Duration `yaml:"relay_auth_timeout"`
 	} `yaml:"msrp"`
 
 	// Hub is the hub's own SIP identity: sip:echo@ServiceDomain is the
@@ -365,6 +372,11 @@ func DefaultConfig() Config {
 	c.MSRP.SessionBuffer = 256 << 10
 	c.MSRP.IdleTimeout = 30 * time.Minute
 	c.MSRP.SetupTimeout = 5 * time.Minute
+	c.MSRP.MaxConnections = 16384
+	c.MSRP.MaxConnectionsPerSource = 4096
+	c.MSRP.MaxPendingPerSource = 16
+	c.MSRP.FirstFrameTimeout = 10 * time.Second
+	c.MSRP.RelayAuthTimeout = 3 * time.Second
 	c.Hub.ServiceDomain = "hub.localhost"
 	c.Intercept.Queue = 4096
 	c.Capture.Transport = "udp"
@@ -385,7 +397,9 @@ func (c *Config) Validate() error {
 		return errors.New("data_dir: required")
 	}
 	if c.MSRP.MaxChunk < 0 || c.MSRP.MaxChunk > 10240 || c.MSRP.SessionBuffer < 0 || c.MSRP.IdleTimeout < 0 ||
-		c.MSRP.SetupTimeout < 0 || c.MSRP.MaxMessageSize < 0 || c.MSRP.BytesPerSecond < 0 {
+		c.MSRP.SetupTimeout < 0 || c.MSRP.MaxMessageSize < 0 || c.MSRP.BytesPerSecond < 0 ||
+		c.MSRP.MaxConnections < 0 || c.MSRP.MaxConnectionsPerSource < 0 || c.MSRP.MaxPendingPerSource < 0 ||
+		c.MSRP.FirstFrameTimeout < 0 || c.MSRP.RelayAuthTimeout < 0 {
 		return errors.New("msrp: max_chunk (at most 10240, Kamailio's relay limit), session_buffer, timeouts, max_message_size and bytes_per_second must not be negative")
 	}
 	if d := c.Lists.Domain; d != "" && !raft.ValidDNSName(strings.ToLower(d)) {

@@ -58,14 +58,19 @@ func (n *hubNode) startMSRP(ctx context.Context, cfg Config) (*msrpWiring, error
 		TCPAddr: cfg.MSRP.TCP,
 		TLSAddr: cfg.MSRP.TLS,
 		// The node certificate, reloaded without a restart (reload.go).
-		TLS:            &tls.Config{GetCertificate: n.certs.GetCertificate, MinVersion: tls.VersionTLS12},
-		MaxChunk:       cfg.MSRP.MaxChunk,
-		SessionBuffer:  cfg.MSRP.SessionBuffer,
-		IdleTimeout:    cfg.MSRP.IdleTimeout,
-		SetupTimeout:   cfg.MSRP.SetupTimeout,
-		MaxMessageSize: cfg.MSRP.MaxMessageSize,
-		BytesPerSecond: float64(cfg.MSRP.BytesPerSecond),
-		Audit:          n.ledger,
+		TLS:               &tls.Config{GetCertificate: n.certs.GetCertificate, MinVersion: tls.VersionTLS12},
+		MaxChunk:          cfg.MSRP.MaxChunk,
+		SessionBuffer:     cfg.MSRP.SessionBuffer,
+		IdleTimeout:       cfg.MSRP.IdleTimeout,
+		SetupTimeout:      cfg.MSRP.SetupTimeout,
+		MaxMessageSize:    cfg.MSRP.MaxMessageSize,
+		BytesPerSecond:    float64(cfg.MSRP.BytesPerSecond),
+		MaxConns:          cfg.MSRP.MaxConnections,
+		MaxConnsPerIP:     cfg.MSRP.MaxConnectionsPerSource,
+		MaxPendingPerIP:   cfg.MSRP.MaxPendingPerSource,
+		FirstFrameTimeout: cfg.MSRP.FirstFrameTimeout,
+		RelayAuthTimeout:  cfg.MSRP.RelayAuthTimeout,
+		Audit:             n.ledger,
 		KeepBodies: func(network string) bool {
 			v := st.State().Network(network)
 			return v != nil && v.GetKeepBodies()
