@@ -280,3 +280,57 @@ func TestRelayMemberRelayReAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The caller's network runs the relay: the hub AUTHs while it rewrites the
+// answer, and the caller reaches the hub through its relay.
+func TestRelayMemberRelayOfferer(t *testing.T) {
+	rel, err := msrptest.ListenRelay("127.0.0.4", "hub", "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rel.Close()
+	ns := &netSettings{m: map[string]msrp.NetworkSettings{
+		"neta": {Relay: &msrp.RelayAccount{URI: rel.Addr(), Username: "hub", Password: "s3cret"}}}}
+	l := newRelay(t, func(c *msrp.Config) { c.Network = ns.get })
+	a := msrptest.New("127.0.0.2", nil)
+	b, err := msrptest.Listen("127.0.0.3", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	d := msrp.Dialog{CallID: "relay-offerer", OffererNet: "neta", AnswererNet: "netb", Offerer: "sip:alice@a.example", Answerer: "sip:bob@b.example"}
+	offer, err := l.r.Offer(d, a.SDP())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if om := msrp.ParseSDP(offer); len(om) != 1 || len(om[0].Path) != 1 {
+		t.Fatalf("offer toward netb (no relay): %q", offer)
+	}
+	if auths, _, _ := rel.Stats(); auths != 0 {
+		t.Fatal("AUTH before the answer: the offerer's leg needs none yet")
+	}
+	answer, err := l.r.Answer(d, b.SDP())
+	if err != nil {
+		t.Fatal(err)
+	}
+	am := msrp.ParseSDP(answer)
+	if len(am) != 1 || len(am[0].Path) != 2 || !strings.Contains(am[0].Path[0], "/s.") {
+		t.Fatalf("answer toward neta lacks the relay's Use-Path: %q", answer)
+	}
+	if err := a.Connect(am[0].Path, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WaitConnected(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := a.Send(am[0].Path, "from-relayed", "text/plain", payload(20000), 4096, nil); err != nil || code != 200 {
+		t.Fatalf("send: %d %v", code, err)
+	}
+	if m, err := b.Wait("from-relayed", 5*time.Second); err != nil || len(m.Body) != 20000 {
+		t.Fatalf("b received %v", err)
+	}
+	if e := l.audit.wait(t, msrp.MethodMessage, "message-id=from-relayed "); e.Status != 200 || e.SrcNet != "neta" {
+		t.Fatalf("audit %d %s", e.Status, e.Reason)
+	}
+}
