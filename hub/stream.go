@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -50,6 +51,13 @@ type memberConn struct {
 	ident     atomic.Pointer[identity]
 	slot      connSlot // in h.conns; guarded by h.conns.mu
 	closed    atomic.Bool
+
+	// Write combining (Write).
+	wmu     sync.Mutex
+	wbuf    []byte // waiting for the writer
+	wspare  []byte // the writer's last buffer, reused
+	writing bool
+	werr    error // sticky: the first failed write
 
 	// Read-loop state.
 	rbuf      []byte
@@ -169,14 +177,65 @@ func (c *memberConn) Close() error {
 	return c.Conn.Close()
 }
 
-// Write bounds every write (a peer that stops reading must not hold a
-// writer, or the read loop answering it, forever).
+// Write combines concurrent writes: a writer that finds another one
+// writing leaves its bytes in the connection's buffer and returns; the one
+// writing takes what piled up with its next system call (and, over TLS,
+// its next record). Pipelined responses on one connection then cost one
+// write per burst instead of one each. Order is kept (one writer at a
+// time, appending in arrival order). Every write is bounded (a peer that
+// stops reading must not hold a writer, or the read loop answering it,
+// forever), and so is the buffer: past maxPendingWrite bytes a write is
+// refused rather than queued. After a failed write the connection refuses
+// every later one with that error.
 func (c *memberConn) Write(b []byte) (int, error) {
-	if c.h != nil {
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(max(c.h.cfg.TransactionTimeout, time.Second)))
+	c.wmu.Lock()
+	if c.werr != nil {
+		err := c.werr
+		c.wmu.Unlock()
+		return 0, err
 	}
-	return c.Conn.Write(b)
+	if len(c.wbuf)+len(b) > maxPendingWrite {
+		c.wmu.Unlock()
+		return 0, errWriteBacklog
+	}
+	c.wbuf = append(c.wbuf, b...)
+	if c.writing {
+		c.wmu.Unlock()
+		return len(b), nil
+	}
+	c.writing = true
+	for len(c.wbuf) > 0 && c.werr == nil {
+		out := c.wbuf
+		c.wbuf = c.wspare[:0]
+		c.wmu.Unlock()
+		if c.h != nil {
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(max(c.h.cfg.TransactionTimeout, time.Second)))
+		}
+		_, err := c.Conn.Write(out)
+		c.wmu.Lock()
+		if cap(out) <= 64<<10 {
+			c.wspare = out[:0]
+		} else {
+			c.wspare = nil
+		}
+		if err != nil {
+			c.werr = err
+		}
+	}
+	c.writing = false
+	err := c.werr
+	c.wbuf = c.wbuf[:0]
+	c.wmu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
+
+// maxPendingWrite bounds the bytes waiting for a connection's writer.
+const maxPendingWrite = 4 << 20
+
+var errWriteBacklog = errors.New("connection write backlog full")
 
 // SetReadDeadline ignores sipgo's per-read deadline: Read sets its own.
 func (c *memberConn) SetReadDeadline(time.Time) error { return nil }
