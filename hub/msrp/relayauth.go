@@ -233,7 +233,8 @@ func (l *leg) auth(exchange func(*Frame) (*Frame, error)) ([]string, time.Durati
 	}
 	exp := 30 * time.Minute // RFC 4976 section 5.1: the relay says; assume OpenSIPS's default when it does not
 	if v, err := strconv.Atoi(strings.TrimSpace(header(res, "Expires"))); err == nil && v > 0 {
-		exp = time.Duration(v) * time.Second
+		// A day at most: a huge value would overflow the Duration.
+		exp = time.Duration(min(v, 86400)) * time.Second
 	}
 	return up, exp, nil
 }
