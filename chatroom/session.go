@@ -77,6 +77,7 @@ type sessionLeg struct {
 	peer    []string // the participant's a=path
 	answer  []byte   // SDP answer, for a retransmitted INVITE
 	byINV   bool     // the INVITE made the participant
+	ready   bool     // the record naming this node is committed (f.mu)
 
 	mu       sync.Mutex
 	conn     net.Conn
@@ -255,6 +256,9 @@ func (f *focus) serveInvite(r *Request) {
 		respond(r, code, reason)
 		return
 	}
+	f.mu.Lock()
+	l.ready = true
+	f.mu.Unlock()
 	f.s.audit(room, sender, r.Source, fmt.Sprintf("joined in session mode (MSRP %s)", l.hubURI))
 	f.answer(r, l)
 	// The session's own deadline: a participant that never connects is
@@ -384,7 +388,9 @@ func (f *focus) stateChanged(st *raft.State) {
 	f.mu.Lock()
 	legs := make([]*sessionLeg, 0, len(f.legs))
 	for _, l := range f.legs {
-		legs = append(legs, l)
+		if l.ready { // a leg whose record is not committed yet is left alone
+			legs = append(legs, l)
+		}
 	}
 	live := map[string]bool{}
 	for _, l := range f.legs {

@@ -362,3 +362,21 @@ func TestSessionRecordsClearedAfterRestart(t *testing.T) {
 	})
 
 }
+
+// The state watcher must not take a session whose participant record is
+// still being committed for one whose participant left (before: a slow
+// commit and a watcher tick in between ended the new session: 481 on
+// connect).
+func TestSessionSurvivesSlowJoinCommit(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.SessionAddr = "127.0.0.1:0" })
+	e.store.mu.Lock()
+	e.store.delay = 300 * time.Millisecond // the watcher ticks every 50 ms
+	e.store.mu.Unlock()
+	ep := msrptest.New("127.0.0.1", nil)
+	defer ep.Close()
+	path := answerPath(t, e.serve(invite(dave, "call-slow", ep.SDP("a=setup:active")), "a"))
+	time.Sleep(100 * time.Millisecond) // a few ticks after the commit
+	if err := ep.Connect([]string{path}, nil); err != nil {
+		t.Fatalf("connect after a slow join commit: %v", err)
+	}
+}
