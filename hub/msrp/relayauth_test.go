@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDigestAuthorization(t *testing.T) {
@@ -83,4 +84,43 @@ func FuzzDigestChallenge(f *testing.F) {
 			t.Fatalf("line break in %q", got)
 		}
 	})
+}
+
+// What a relay puts in its 200 is bounded: Expires is capped at a day (a
+// huge value overflowed the refresh timer), absent or nonsense takes 30
+// minutes, and a bad Use-Path is refused.
+func TestAuthResponseBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name, expires, usePath string
+		want                   time.Duration
+		wantErr                string
+	}{
+		{"relay's value", "600", "msrp://r:1/s1;tcp", 10 * time.Minute, ""},
+		{"huge", "99999999999", "msrp://r:1/s1;tcp", 24 * time.Hour, ""},
+		{"negative", "-5", "msrp://r:1/s1;tcp", 30 * time.Minute, ""},
+		{"absent", "", "msrp://r:1/s1;tcp", 30 * time.Minute, ""},
+		{"no Use-Path", "600", "", 0, "without Use-Path"},
+		{"bad Use-Path", "600", "sip:r", 0, "Use-Path"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := &leg{relay: &RelayAccount{URI: "msrp://r:1;tcp", Username: "u", Password: "p"}, hubURI: URI{Scheme: "msrp", Host: "h", Port: 1, Session: "x", Transport: "tcp"}}
+			var hdrs []Header
+			if tc.usePath != "" {
+				hdrs = append(hdrs, Header{"Use-Path", tc.usePath})
+			}
+			if tc.expires != "" {
+				hdrs = append(hdrs, Header{"Expires", tc.expires})
+			}
+			_, exp, err := l.auth(func(f *Frame) (*Frame, error) { return &Frame{TID: f.TID, Code: 200, Other: hdrs}, nil })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || exp != tc.want {
+				t.Fatalf("expires %v %v, want %v", exp, err, tc.want)
+			}
+		})
+	}
 }
