@@ -591,7 +591,7 @@ func applyRoomCommand(s *State, index uint64, cmd *hubv1.Command) *State {
 		slices.Sort(r.Networks)
 		r.Networks = slices.Compact(r.Networks)
 		r.UpdatedUnixNano = now
-		r.History = trimHistory(r.GetHistory(), RoomHistoryLen(r), r.GetFanouts())
+		r.History = trimHistory(r.GetHistory(), historyKeep(r), r.GetFanouts())
 		put(r)
 	case *hubv1.Command_DeleteRoom:
 		delete(next.rooms, op.DeleteRoom.GetUri())
@@ -703,8 +703,6 @@ func applyPost(cur *hubv1.Room, index uint64, now int64, p *hubv1.PostRoomMessag
 	}
 	n := RoomHistoryLen(cur)
 	if sessions {
-		// The session nodes read new messages from the history: keep
-		// enough for them to catch up between two looks at the state.
 		n = max(n, SessionWindow)
 	}
 	if n > 0 || len(rcpt) > 0 {
@@ -712,6 +710,20 @@ func applyPost(cur *hubv1.Room, index uint64, now int64, p *hubv1.PostRoomMessag
 		r.History = trimHistory(append(slices.Clip(cur.GetHistory()), msg), n, r.Fanouts)
 	}
 	return r
+}
+
+// historyKeep is how many messages r's history keeps: its history length,
+// at least SessionWindow while it has session-mode participants (their
+// nodes read new messages from the history: enough for them to catch up
+// between two looks at the state).
+func historyKeep(r *hubv1.Room) int {
+	n := RoomHistoryLen(r)
+	for _, m := range r.GetMembers() {
+		if m.GetSessionNode() != "" {
+			return max(n, SessionWindow)
+		}
+	}
+	return n
 }
 
 // trimHistory keeps the last n messages of h, and every message whose
