@@ -3,6 +3,7 @@ package chatroom
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -130,6 +131,10 @@ type Config struct {
 	SessionAddr         string
 	SessionHost         string
 	SessionSetupTimeout time.Duration
+	// SessionTLSAddr, with SessionTLS (the node certificate), also takes
+	// TCP/TLS/MSRP offers ("" = TCP only).
+	SessionTLSAddr string
+	SessionTLS     *tls.Config
 	// Registerer, if set, gets the rooms' metrics (clearhub_rooms_*).
 	Registerer prometheus.Registerer
 	// Now defaults to time.Now.

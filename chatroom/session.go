@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -59,6 +60,11 @@ type focus struct {
 	ln   net.Listener
 	host string
 	port int
+	// TCP/TLS/MSRP (RFC 4975 14.1): the node certificate, its SHA-256
+	// fingerprint in the answer (RFC 4572); nil tlsLn: no TLS.
+	tlsLn   net.Listener
+	tlsPort int
+	tlsConf *tls.Config
 
 	mu      sync.Mutex
 	legs    map[string]*sessionLeg // hub session-id -> leg
@@ -76,6 +82,8 @@ type sessionLeg struct {
 	hubURI  string
 	peer    []string // the participant's a=path
 	answer  []byte   // SDP answer, for a retransmitted INVITE
+	secure  bool     // TCP/TLS/MSRP
+	peerFP  string   // the offer's a=fingerprint ("" none)
 	byINV   bool     // the INVITE made the participant
 	ready   bool     // the record naming this node is committed (f.mu)
 
@@ -103,6 +111,22 @@ func newFocus(s *Service) (*focus, error) {
 	}
 	f := &focus{s: s, ln: ln, host: host, port: ln.Addr().(*net.TCPAddr).Port,
 		legs: map[string]*sessionLeg{}, byCall: map[string]*sessionLeg{}, cleanup: map[string]bool{}}
+	if s.cfg.SessionTLSAddr != "" {
+		if s.cfg.SessionTLS == nil {
+			ln.Close()
+			return nil, errors.New("chatroom: SessionTLSAddr needs SessionTLS (the node certificate)")
+		}
+		tl, err := net.Listen("tcp", s.cfg.SessionTLSAddr)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("chatroom: MSRP focus TLS listener: %w", err)
+		}
+		conf := s.cfg.SessionTLS.Clone()
+		// The participant's certificate is checked against its offered
+		// fingerprint, not a CA (RFC 4572 5): ask for it, verify nothing.
+		conf.ClientAuth = tls.RequestClientCert
+		f.tlsLn, f.tlsPort, f.tlsConf = tl, tl.Addr().(*net.TCPAddr).Port, conf
+	}
 	return f, nil
 }
 
@@ -118,6 +142,9 @@ func (f *focus) run() {
 	f.s.goBG(func() {
 		<-f.s.ctx.Done()
 		f.ln.Close()
+		if f.tlsLn != nil {
+			f.tlsLn.Close()
+		}
 		f.mu.Lock()
 		legs := make([]*sessionLeg, 0, len(f.legs))
 		for _, l := range f.legs {
@@ -128,15 +155,54 @@ func (f *focus) run() {
 			l.close("shutdown")
 		}
 	})
-	f.s.goBG(func() {
+	accept := func(ln net.Listener, secure bool) {
 		for {
-			c, err := f.ln.Accept()
+			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			f.s.goBG(func() { f.serveConn(c) })
+			f.s.goBG(func() { f.serveConn(c, secure) })
 		}
-	})
+	}
+	f.s.goBG(func() { accept(f.ln, false) })
+	if f.tlsLn != nil {
+		f.s.goBG(func() { accept(f.tlsLn, true) })
+	}
+}
+
+// fingerprint is the SHA-256 fingerprint of the node certificate, as
+// a=fingerprint wants it (RFC 4572 5).
+func (f *focus) fingerprint() (string, error) {
+	var cert *tls.Certificate
+	var err error
+	switch {
+	case f.tlsConf.GetCertificate != nil:
+		cert, err = f.tlsConf.GetCertificate(&tls.ClientHelloInfo{})
+	case len(f.tlsConf.Certificates) > 0:
+		cert = &f.tlsConf.Certificates[0]
+	default:
+		return "", errors.New("no node certificate")
+	}
+	if err != nil || cert == nil || len(cert.Certificate) == 0 {
+		return "", fmt.Errorf("node certificate: %v", err)
+	}
+	return "SHA-256 " + fpHex(cert.Certificate[0]), nil
+}
+
+func fpHex(der []byte) string {
+	sum := sha256.Sum256(der)
+	parts := make([]string, len(sum))
+	for i, x := range sum {
+		parts[i] = strings.ToUpper(hex.EncodeToString([]byte{x}))
+	}
+	return strings.Join(parts, ":")
+}
+
+// fingerprintMatches checks a certificate against an offered a=fingerprint
+// ("sha-256 AB:CD:..."; SHA-256 only).
+func fingerprintMatches(der []byte, offered string) bool {
+	alg, v, ok := strings.Cut(strings.TrimSpace(offered), " ")
+	return ok && strings.EqualFold(alg, "sha-256") && strings.EqualFold(strings.TrimSpace(v), fpHex(der))
 }
 
 func randomHex(n int) string {
@@ -181,8 +247,11 @@ func (f *focus) serveInvite(r *Request) {
 	case media == nil:
 		respond(r, 488, "Room Session Needs An MSRP Offer")
 		return
-	case media.Proto != msrp.ProtoTCP:
+	case media.Proto == msrp.ProtoTLS && f.tlsLn == nil:
 		respond(r, 488, "Room Focus Takes TCP/MSRP Only")
+		return
+	case media.Proto != msrp.ProtoTCP && media.Proto != msrp.ProtoTLS:
+		respond(r, 488, "Room Session Needs An MSRP Offer")
 		return
 	case media.Setup == "passive":
 		// RFC 6135: the offerer insists the focus connect out; the
@@ -239,9 +308,17 @@ func (f *focus) serveInvite(r *Request) {
 	l := &sessionLeg{f: f, id: randomHex(10), room: room, user: sender, network: r.Source, callID: cid, peer: media.Path, byINV: byINV,
 		out: make(chan []byte, sessionQueue), partial: map[string]*bytes.Buffer{}, partCT: map[string]string{}, closedCh: make(chan struct{}),
 		lastSeq: rm.GetLastSeq()}
+	l.secure, l.peerFP = media.Proto == msrp.ProtoTLS, media.Fingerprint
 	u := msrp.URI{Scheme: "msrp", Host: f.host, Port: f.port, Session: l.id, Transport: "tcp"}
+	if l.secure {
+		u.Scheme, u.Port = "msrps", f.tlsPort
+	}
 	l.hubURI = u.String()
-	l.answer = f.sdpAnswer(l)
+	if l.answer, err = f.sdpAnswer(l); err != nil {
+		f.s.log.Error("room focus: no TLS fingerprint", "err", err)
+		respond(r, 500, "Room Focus Certificate Unavailable")
+		return
+	}
 	// Registered before the record names this node, so the cleanup of
 	// stale session records never takes a live one for dead.
 	f.mu.Lock()
@@ -278,14 +355,18 @@ func (f *focus) serveInvite(r *Request) {
 	})
 }
 
-func (f *focus) sdpAnswer(l *sessionLeg) []byte {
+func (f *focus) sdpAnswer(l *sessionLeg) ([]byte, error) {
 	ipv := "IP4"
 	if strings.Contains(f.host, ":") {
 		ipv = "IP6"
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "v=0\r\no=- %d 1 IN %s %s\r\ns=%s\r\nc=IN %s %s\r\nt=0 0\r\n", time.Now().Unix(), ipv, f.host, l.room, ipv, f.host)
-	fmt.Fprintf(&b, "m=message %d %s *\r\n", f.port, msrp.ProtoTCP)
+	port, proto := f.port, msrp.ProtoTCP
+	if l.secure {
+		port, proto = f.tlsPort, msrp.ProtoTLS
+	}
+	fmt.Fprintf(&b, "m=message %d %s *\r\n", port, proto)
 	b.WriteString("a=accept-types:message/cpim\r\n")
 	b.WriteString("a=accept-wrapped-types:*\r\n")
 	fmt.Fprintf(&b, "a=max-size:%d\r\n", sessionMaxMessage)
@@ -293,7 +374,14 @@ func (f *focus) sdpAnswer(l *sessionLeg) []byte {
 	b.WriteString("a=setup:passive\r\n")
 	// RFC 7701 5: the focus supports nicknames and private messages.
 	b.WriteString("a=chatroom:nickname private-messages\r\n")
-	return []byte(b.String())
+	if l.secure {
+		fp, err := f.fingerprint()
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString("a=fingerprint:" + fp + "\r\n")
+	}
+	return []byte(b.String()), nil
 }
 
 func (f *focus) answer(r *Request, l *sessionLeg) {
@@ -507,20 +595,32 @@ func (l *sessionLeg) close(why string) {
 
 // serveConn binds a participant's connection to its session by the first
 // request's To-Path (RFC 4975 5.4), then serves it.
-func (f *focus) serveConn(c net.Conn) {
+func (f *focus) serveConn(c net.Conn, secure bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			f.s.log.Error("panic on a room MSRP connection", "panic", p)
 		}
 		c.Close()
 	}()
-	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	var peerCert []byte
+	if secure {
+		tc := tls.Server(c, f.tlsConf)
+		if err := tc.HandshakeContext(f.s.ctx); err != nil {
+			f.s.log.Info("room MSRP TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+			return
+		}
+		if pc := tc.ConnectionState().PeerCertificates; len(pc) > 0 {
+			peerCert = pc[0].Raw
+		}
+		c = tc
+	}
 	rd := msrp.NewReader(c, msrp.Limits{MaxBody: sessionMaxMessage})
 	fr, err := rd.ReadFrame()
 	if err != nil || !fr.IsRequest() {
 		return
 	}
-	_ = c.SetReadDeadline(time.Time{})
+	_ = c.SetDeadline(time.Time{})
 	refuse := func(code int, phrase string) {
 		if fr.Method != "REPORT" {
 			res := &msrp.Frame{TID: fr.TID, Code: code, Phrase: phrase, ToPath: fr.FromPath[len(fr.FromPath)-1:], FromPath: fr.ToPath[:1]}
@@ -536,8 +636,14 @@ func (f *focus) serveConn(c net.Conn) {
 	f.mu.Lock()
 	l := f.legs[to.Session]
 	f.mu.Unlock()
-	if l == nil || fr.ToPath[0] != l.hubURI && !sameURI(fr.ToPath[0], l.hubURI) {
+	if l == nil || l.secure != secure || fr.ToPath[0] != l.hubURI && !sameURI(fr.ToPath[0], l.hubURI) {
 		refuse(481, "Session does not exist")
+		return
+	}
+	// RFC 4572 5: an offered fingerprint names the only certificate
+	// that may bind the session.
+	if secure && l.peerFP != "" && (peerCert == nil || !fingerprintMatches(peerCert, l.peerFP)) {
+		refuse(403, "Certificate does not match the offered fingerprint")
 		return
 	}
 	// The From-Path must end in the participant's offered URI (RFC 4975

@@ -178,6 +178,9 @@ type Config struct {
 		// sip.hostname); it must reach this node.
 		SessionListen string `yaml:"session_listen"`
 		SessionHost   string `yaml:"session_host"`
+		// SessionTLSListen also takes TCP/TLS/MSRP offers, with the node
+		// certificate ("": TCP only).
+		SessionTLSListen string `yaml:"session_tls_listen"`
 	} `yaml:"rooms"`
 
 	// MSRP anchors session IM and file transfer at this node (hub/msrp,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -91,6 +92,13 @@ func (n *hubNode) startRooms(w *roomsWiring, h *hub.Hub, reg prometheus.Register
 	}
 	if cfg.SessionAddr != "" && cfg.SessionHost == "" {
 		cfg.SessionHost = n.cfg.SIP.Hostname
+	}
+	if c.SessionTLSListen != "" {
+		if cfg.SessionAddr == "" {
+			return errors.New("rooms: session_tls_listen needs session_listen")
+		}
+		cfg.SessionTLSAddr = c.SessionTLSListen
+		cfg.SessionTLS = &tls.Config{GetCertificate: n.certs.GetCertificate, MinVersion: tls.VersionTLS12}
 	}
 	if n.queue != nil {
 		w.queue = n.queue
