@@ -353,6 +353,12 @@ func sendStep(ctx context.Context, c declClients, s step, version int64) (*hubv1
 	case stepUnbanRoom:
 		_, err := c.rooms.UnbanRoom(ctx, &hubv1.UnbanRoomRequest{Room: s.id, Pattern: s.ban.GetPattern()})
 		return nil, err
+	case stepUpdateRoom:
+		_, err := c.rooms.UpdateRoom(ctx, s.updateRoom)
+		return nil, err
+	case stepSetRoomMember:
+		_, err := c.rooms.SetRoomMember(ctx, s.setMember)
+		return nil, err
 	}
 	return nil, fmt.Errorf("unknown step %d", s.kind)
 }

@@ -217,16 +217,30 @@ func TestApplyRoomsEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("settings edit refused before any call", func(t *testing.T) {
+	t.Run("settings edit applied with one UpdateRoom", func(t *testing.T) {
 		edit(t, "subject: Team chat\n", "subject: Renamed\n")
+		out := h.must(t, "apply", "-f", file)
+		if w := h.writes(); !slices.Equal(w, []string{"UpdateRoom"}) {
+			t.Errorf("writes %v, want one UpdateRoom\n%s", w, out)
+		}
+		if out := h.must(t, "apply", "-f", file); strings.TrimSpace(out) != "no changes" {
+			t.Errorf("second apply:\n%s", out)
+		}
+		edit(t, "subject: Renamed\n", "subject: Team chat\n")
+		h.must(t, "apply", "-f", file)
+		h.writes()
+	})
+
+	t.Run("owner edit refused before any call", func(t *testing.T) {
+		edit(t, "owner: sip:alice@a.example\n", "owner: sip:bob@b.example\n")
 		_, errOut, code := h.hubctl(t, "apply", "-f", file)
-		if code == 0 || !strings.Contains(errOut, `rooms[0].subject: "Team chat" -> "Renamed": RoomService has no call`) {
+		if code == 0 || !strings.Contains(errOut, "RoomService has no call that changes an existing room's owner") {
 			t.Errorf("exit %d, stderr:\n%s", code, errOut)
 		}
 		if w := h.writes(); len(w) != 0 {
 			t.Errorf("writes %v, want none", w)
 		}
-		edit(t, "subject: Renamed\n", "subject: Team chat\n")
+		edit(t, "owner: sip:bob@b.example\n", "owner: sip:alice@a.example\n")
 	})
 
 	t.Run("prune", func(t *testing.T) {

@@ -747,6 +747,8 @@ const (
 	stepSetRoomRole
 	stepBanRoom
 	stepUnbanRoom
+	stepUpdateRoom
+	stepSetRoomMember
 )
 
 // step is one RPC to send.
@@ -765,6 +767,10 @@ type step struct {
 	role    hubv1.RoomRole      // set role
 	ban     *hubv1.RoomBan      // ban, unban
 	file    int                 // index in the file's networks, -1 if none
+
+	// update room / set room member: the RoomService request
+	updateRoom *hubv1.UpdateRoomRequest
+	setMember  *hubv1.SetRoomMemberRequest
 }
 
 func (s step) String() string {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/proto"
 
 	"clearhub/proto/hubv1"
 	"clearhub/raft"
@@ -17,12 +18,14 @@ import (
 // exported. As with lists:, a document without the key leaves every room
 // as it is.
 //
-// RoomService has calls to create and delete a room, add and remove a
-// participant, change a role and ban or unban; it has none that changes
-// an existing room's settings or a participant's nickname, invitation or
-// delivery. apply therefore refuses such a change before anything is sent
-// (naming the YAML path) rather than delete and re-create what people are
-// using. Removals of participants and bans, like those of rooms, need
+// RoomService creates and deletes rooms, adds and removes participants,
+// changes roles, bans and unbans, changes an existing room's settings
+// (UpdateRoom) and a participant's nickname or delivery (SetRoomMember).
+// It has no call that changes a room's owner or a participant's
+// invitation, nor one that puts a room's history length back to "the
+// default" (0 in the file): apply refuses those edits before anything is
+// sent (naming the YAML path) rather than delete and re-create what people
+// are using. Removals of participants and bans, like those of rooms, need
 // --prune: users join open rooms over SIP between export and apply.
 
 type docRoom struct {
@@ -280,6 +283,46 @@ func roomSettings(r *hubv1.Room) []fieldChange {
 	}
 }
 
+// roomUpdate is the UpdateRoom that makes cur's settings want's, with the
+// diff lines; nil when they are equal. The owner and a history length put
+// back to the default (0) have no call.
+func roomUpdate(cur, want *hubv1.Room, path string) (*hubv1.UpdateRoomRequest, []string, error) {
+	curSet, wantSet := roomSettings(cur), roomSettings(want)
+	up := &hubv1.UpdateRoomRequest{Room: cur.GetUri()}
+	var lines []string
+	for i := range curSet {
+		if curSet[i].new == wantSet[i].new {
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("~     %s: %s -> %s", curSet[i].name, curSet[i].new, wantSet[i].new))
+		switch curSet[i].name {
+		case "subject":
+			up.Subject = proto.String(want.GetSubject())
+		case "members_only":
+			up.MembersOnly = proto.Bool(want.GetMembersOnly())
+		case "moderated":
+			up.Moderated = proto.Bool(want.GetModerated())
+		case "max_members":
+			up.MaxMembers = proto.Uint32(want.GetMaxMembers())
+		case "history_len":
+			if want.GetHistoryLen() == 0 {
+				return nil, nil, fmt.Errorf("%s.history_len: %s -> 0: 0 means the default, which UpdateRoom cannot set back; write the length (20 is the default)", path, curSet[i].new)
+			}
+			up.HistoryLen = proto.Uint32(want.GetHistoryLen())
+		case "networks":
+			up.SetNetworks, up.Networks = true, want.GetNetworks()
+		default: // owner
+			return nil, nil, fmt.Errorf("%s.%s: %s -> %s: RoomService has no call that changes an existing room's owner; "+
+				"put the cluster's value back in the file (hubctl room get %s), or delete the room and let apply create it (its history is lost)",
+				path, curSet[i].name, curSet[i].new, wantSet[i].new, cur.GetUri())
+		}
+	}
+	if len(lines) == 0 {
+		return nil, nil, nil
+	}
+	return up, lines, nil
+}
+
 func orNone(s string) string {
 	if s == "" {
 		return `""`
@@ -333,13 +376,13 @@ func planRooms(cur []*hubv1.Room, want *desiredState, prune bool) (changes []roo
 				c.Members = []*hubv1.RoomMember{{User: o, Nickname: defaultNick(o), Role: hubv1.RoomRole_ROOM_ROLE_OWNER}}
 			}
 		} else {
-			curSet, wantSet := roomSettings(c), roomSettings(w.room)
-			for i := range curSet {
-				if curSet[i].new != wantSet[i].new {
-					return nil, nil, nil, nil, fmt.Errorf("%s.%s: %s -> %s: RoomService has no call that changes an existing room's settings; "+
-						"put the cluster's value back in the file (hubctl room get %s), or delete the room and let apply create it (its history is lost)",
-						w.path, curSet[i].name, curSet[i].new, wantSet[i].new, uri)
-				}
+			up, lines, err := roomUpdate(c, w.room, w.path)
+			if err != nil {
+				return nil, nil, nil, nil, err
+			}
+			if up != nil {
+				rc.lines = append(rc.lines, lines...)
+				steps = append(steps, step{kind: stepUpdateRoom, id: uri, updateRoom: up})
 			}
 		}
 		var unbans, removes, adds, roles, bans []step
@@ -361,10 +404,27 @@ func planRooms(cur []*hubv1.Room, want *desiredState, prune bool) (changes []roo
 				adds = append(adds, step{kind: stepAddRoomMember, id: uri, member: m})
 				continue
 			}
+			if !isNew && raft.Joined(o) == raft.Joined(m) && (o.GetNickname() != m.GetNickname() || o.GetDelivery() != m.GetDelivery()) {
+				// One SetRoomMember carries nickname, delivery and role
+				// (a role alone stays a SetRoomRole, below).
+				rc.lines = append(rc.lines, fmt.Sprintf("~     participant %s -> %s", memberWord(o), memberWord(m)))
+				sm := &hubv1.SetRoomMemberRequest{Room: uri, User: m.GetUser()}
+				if o.GetNickname() != m.GetNickname() {
+					sm.Nickname = proto.String(m.GetNickname())
+				}
+				if o.GetDelivery() != m.GetDelivery() {
+					sm.Cpim = proto.Bool(m.GetDelivery() == hubv1.RoomDelivery_ROOM_DELIVERY_CPIM)
+				}
+				if raft.RoleOf(o) != raft.RoleOf(m) {
+					sm.Role = m.GetRole().Enum()
+				}
+				roles = append(roles, step{kind: stepSetRoomMember, id: uri, user: m.GetUser(), setMember: sm})
+				continue
+			}
 			if o.GetNickname() != m.GetNickname() || raft.Joined(o) != raft.Joined(m) || o.GetDelivery() != m.GetDelivery() {
 				if !isNew {
-					return nil, nil, nil, nil, fmt.Errorf("%s: %s -> %s: RoomService has no call that changes a participant's nickname, invitation or delivery; "+
-						"put the cluster's values back in the file, or remove the participant from it, apply --prune, and add it back",
+					return nil, nil, nil, nil, fmt.Errorf("%s: %s -> %s: RoomService has no call that changes a participant's invitation; "+
+						"put the cluster's value back in the file, or remove the participant from it, apply --prune, and add it back",
 						w.memberAt[m.GetUser()], memberWord(o), memberWord(m))
 				}
 				// A room this apply creates: nobody uses the owner's record yet.
@@ -507,6 +567,52 @@ func roomCommand(st *raft.State, cmd *hubv1.Command, s step) error {
 		}
 		m := &hubv1.RoomMember{User: cur.GetUser(), Network: cur.GetNetwork(), Role: s.role, Nickname: cur.GetNickname(), State: cur.GetState(), Delivery: cur.GetDelivery()}
 		cmd.Op = &hubv1.Command_PutRoomMember{PutRoomMember: &hubv1.PutRoomMember{Room: s.id, Member: m}}
+	case stepUpdateRoom:
+		cur := st.Room(s.id)
+		if cur == nil {
+			return fmt.Errorf("room %s: %w", s.id, raft.ErrNotFound)
+		}
+		u := s.updateRoom
+		r := &hubv1.Room{Uri: cur.GetUri(), Subject: cur.GetSubject(), Owner: cur.GetOwner(), MembersOnly: cur.GetMembersOnly(), Moderated: cur.GetModerated(),
+			MaxMembers: cur.GetMaxMembers(), HistoryLen: cur.GetHistoryLen(), Networks: cur.GetNetworks(), NoHistory: cur.GetNoHistory()}
+		if u.Subject != nil {
+			r.Subject = u.GetSubject()
+		}
+		if u.MembersOnly != nil {
+			r.MembersOnly = u.GetMembersOnly()
+		}
+		if u.Moderated != nil {
+			r.Moderated = u.GetModerated()
+		}
+		if u.MaxMembers != nil {
+			r.MaxMembers = u.GetMaxMembers()
+		}
+		if u.HistoryLen != nil {
+			r.HistoryLen = u.GetHistoryLen()
+		}
+		if u.GetSetNetworks() {
+			r.Networks = u.GetNetworks()
+		}
+		cmd.Op = &hubv1.Command_PutRoom{PutRoom: &hubv1.PutRoom{Room: r}}
+	case stepSetRoomMember:
+		cur := raft.RoomMember(st.Room(s.id), s.user)
+		if cur == nil {
+			return fmt.Errorf("%s in room %s: %w", s.user, s.id, raft.ErrNotFound)
+		}
+		m := proto.Clone(cur).(*hubv1.RoomMember)
+		if v := s.setMember; v.Nickname != nil {
+			m.Nickname = v.GetNickname()
+		}
+		if v := s.setMember; v.Cpim != nil {
+			m.Delivery = hubv1.RoomDelivery_ROOM_DELIVERY_PLAIN
+			if v.GetCpim() {
+				m.Delivery = hubv1.RoomDelivery_ROOM_DELIVERY_CPIM
+			}
+		}
+		if v := s.setMember; v.Role != nil {
+			m.Role = v.GetRole()
+		}
+		cmd.Op = &hubv1.Command_PutRoomMember{PutRoomMember: &hubv1.PutRoomMember{Room: s.id, Member: m}}
 	case stepBanRoom:
 		cmd.Op = &hubv1.Command_BanRoom{BanRoom: &hubv1.BanRoom{Room: s.id, Ban: &hubv1.RoomBan{Pattern: s.ban.GetPattern(), Reason: s.ban.GetReason()}}}
 	case stepUnbanRoom:
@@ -517,7 +623,8 @@ func roomCommand(st *raft.State, cmd *hubv1.Command, s step) error {
 
 func isRoomStep(k stepKind) bool {
 	switch k {
-	case stepCreateRoom, stepDeleteRoom, stepAddRoomMember, stepRemoveRoomMember, stepSetRoomRole, stepBanRoom, stepUnbanRoom:
+	case stepCreateRoom, stepDeleteRoom, stepAddRoomMember, stepRemoveRoomMember, stepSetRoomRole, stepBanRoom, stepUnbanRoom,
+		stepUpdateRoom, stepSetRoomMember:
 		return true
 	}
 	return false
@@ -535,6 +642,10 @@ func roomStepString(s step) string {
 		return fmt.Sprintf("room %s: remove %s", s.id, s.user)
 	case stepSetRoomRole:
 		return fmt.Sprintf("room %s: %s is %s", s.id, s.user, roleName(s.role))
+	case stepUpdateRoom:
+		return "update room " + s.id
+	case stepSetRoomMember:
+		return fmt.Sprintf("room %s: set %s", s.id, s.user)
 	case stepBanRoom:
 		return fmt.Sprintf("room %s: ban %s", s.id, s.ban.GetPattern())
 	case stepUnbanRoom:

@@ -70,8 +70,9 @@ const yamlRoom = "rooms:\n- uri: " + roomURI + "\n  subject: Team\n  owner: sip:
 
 // TestPlanRooms: creation with participants and bans, role changes, kept
 // and pruned participants, bans and rooms, a document without rooms: that
-// leaves them alone, changes RoomService cannot make refused with the
-// YAML path; the steps, replayed with the hub's checks, reach the file's
+// leaves them alone, settings and nickname edits as UpdateRoom and
+// SetRoomMember, changes RoomService cannot make refused with the YAML
+// path; the steps, replayed with the hub's checks, reach the file's
 // state.
 func TestPlanRooms(t *testing.T) {
 	nets := []*hubv1.Network{stored("a", nil), stored("b", nil)}
@@ -162,16 +163,36 @@ func TestPlanRooms(t *testing.T) {
 			wantSteps: nil,
 		},
 		{
-			name:    "a setting of an existing room: refused with its path",
-			cur:     []*hubv1.Room{storedRoom(nil)},
-			doc:     strings.Replace(yamlRoom, "subject: Team", "subject: Other", 1),
-			wantErr: `rooms[0].subject: "Team" -> "Other": RoomService has no call that changes an existing room's settings`,
+			name:      "settings of an existing room: one UpdateRoom",
+			cur:       []*hubv1.Room{storedRoom(nil)},
+			doc:       strings.Replace(strings.Replace(yamlRoom, "subject: Team", "subject: Other\n  moderated: true\n  history_len: 50", 1), "networks: [a, b]", "networks: [a]", 1),
+			wantSteps: []string{"update room " + roomURI},
+			wantDiff:  []string{`~     subject: "Team" -> "Other"`, "~     moderated: false -> true", "~     history_len: 0 -> 50", "~     networks: [a, b] -> [a]"},
 		},
 		{
-			name:    "a nickname of an existing participant: refused with its path",
+			name:      "nickname of an existing participant: one SetRoomMember",
+			cur:       []*hubv1.Room{storedRoom(nil)},
+			doc:       strings.Replace(yamlRoom, "nickname: bob, role: member", "nickname: bobby, role: moderator, cpim: true", 1),
+			wantSteps: []string{"room " + roomURI + ": set sip:bob@b.example"},
+			wantDiff:  []string{"~     participant sip:bob@b.example nickname bob, member -> sip:bob@b.example nickname bobby, moderator, cpim"},
+		},
+		{
+			name:    "the owner of an existing room: refused with its path",
 			cur:     []*hubv1.Room{storedRoom(nil)},
-			doc:     strings.Replace(yamlRoom, "nickname: bob", "nickname: bobby", 1),
-			wantErr: "rooms[0].participants[1]: sip:bob@b.example nickname bob, member -> sip:bob@b.example nickname bobby, member: RoomService has no call",
+			doc:     strings.Replace(yamlRoom, "owner: sip:alice@a.example\n", "owner: sip:bob@b.example\n", 1),
+			wantErr: "rooms[0].owner: sip:alice@a.example -> sip:bob@b.example: RoomService has no call that changes an existing room's owner",
+		},
+		{
+			name:    "history length back to the default: refused",
+			cur:     []*hubv1.Room{storedRoom(func(r *hubv1.Room) { r.HistoryLen = 5 })},
+			doc:     yamlRoom,
+			wantErr: "rooms[0].history_len: 5 -> 0: 0 means the default",
+		},
+		{
+			name:    "an invitation of an existing participant: refused with its path",
+			cur:     []*hubv1.Room{storedRoom(nil)},
+			doc:     strings.Replace(yamlRoom, "nickname: bob, role: member", "nickname: bob, role: member, invited: true", 1),
+			wantErr: "rooms[0].participants[1]: sip:bob@b.example nickname bob, member -> sip:bob@b.example nickname bob, member, invited: RoomService has no call that changes a participant's invitation",
 		},
 		{
 			name:    "a participant no network owns: refused by the hub's checks",
