@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -480,18 +481,27 @@ func benchMessage(buf []byte, i int, transport string) []byte {
 // got through and had shed; compare flood=0 with the flooded runs (the
 // target: the victim's success and p99 within 10% of flood=0). limit=N
 // gives the flooder a network rate limit of N IM/s (Network.rate_limits),
-// pending=N sets MaxPendingAppends.
+// pending=N sets MaxPendingAppends, delay=D the QueueDelayTarget
+// (negative: off); FAIRNESS_MODES replaces the list of modes.
 //
 //	go test -run '^$' -bench Fairness -benchtime 2000x ./hub/
 func BenchmarkFairness(b *testing.B) {
-	for _, mode := range []string{"flood=0", "flood=20000", "flood=20000,pending=256", "flood=20000,limit=2000"} {
+	modes := []string{"flood=0", "flood=20000", "flood=20000,pending=256", "flood=20000,limit=2000"}
+	if m := os.Getenv("FAIRNESS_MODES"); m != "" {
+		modes = strings.Fields(m) // e.g. "flood=20000,delay=-1s flood=20000,delay=5ms"
+	}
+	for _, mode := range modes {
 		b.Run(mode, func(b *testing.B) { benchFairness(b, mode) })
 	}
 }
 
 func benchFairness(b *testing.B, mode string) {
 	var flood, limit, pending int
+	var delay time.Duration
 	for _, p := range strings.Split(mode, ",") {
+		if v, ok := cutPrefix(p, "delay="); ok {
+			delay, _ = time.ParseDuration(v)
+		}
 		if v, ok := cutPrefix(p, "flood="); ok {
 			flood, _ = strconv.Atoi(v)
 		} else if v, ok := cutPrefix(p, "limit="); ok {
@@ -528,7 +538,7 @@ func benchFairness(b *testing.B, mode string) {
 	}
 	defer led.Close()
 	h, err := New(Config{NodeID: "n1", Logger: quietLogger(), RouteSecret: []byte("s"), Hostname: "127.0.0.1", UDPAddr: "127.0.0.1:0",
-		MaxPendingAppends: pending}, st, led)
+		MaxPendingAppends: pending, QueueDelayTarget: delay}, st, led)
 	if err != nil {
 		b.Fatal(err)
 	}

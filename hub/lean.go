@@ -274,8 +274,9 @@ type leanServer struct {
 	size int    // bytes of the request as received (RFC 3261 18.1.1 estimate)
 	raw  []byte // the request as received over UDP, for splicing (splice.go)
 	out  *spliced
-	// arrived is when the read loop took the request (overload.go's
-	// queueing delay counts from it).
+	// arrived is when the kernel received the request (SO_TIMESTAMPNS,
+	// udpread.go) or the read loop took it: overload.go's queueing delay
+	// counts from it, socket buffer included.
 	arrived time.Time
 }
 
@@ -283,7 +284,9 @@ type leanServer struct {
 // its bytes, valid only during the call): a retransmission is answered
 // from the table, a new transaction is handled on a worker of its own. It
 // must not block (it runs on a read loop).
-func (h *Hub) leanRequest(req *sip.Request, up upPath, wire []byte) {
+// arrived is when the kernel took the request in (zero: now), for the
+// queueing delay overload control measures.
+func (h *Hub) leanRequest(req *sip.Request, up upPath, wire []byte, arrived time.Time) {
 	// The key from the raw top Via where it has an RFC 3261 branch, the
 	// one early shedding (earlyshed.go) looks up too.
 	k, ok := h.lean.wireKey(topVia(wire), string(req.Method))
@@ -316,7 +319,10 @@ func (h *Hub) leanRequest(req *sip.Request, up upPath, wire []byte) {
 		return
 	}
 	h.ovl.start(load)
-	ls := &leanServer{key: k, up: up, size: len(wire), arrived: time.Now()}
+	if now := time.Now(); arrived.IsZero() || arrived.After(now) || now.Sub(arrived) > 10*time.Second {
+		arrived = now // unknown, or a wall clock step: count from here
+	}
+	ls := &leanServer{key: k, up: up, size: len(wire), arrived: arrived}
 	if up.conn == nil {
 		// The read loop reuses its buffer; the splice needs the bytes.
 		ls.raw = bytes.Clone(wire)

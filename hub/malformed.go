@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -36,14 +37,15 @@ func (h *Hub) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) 
 	if !ok {
 		return nil, nil
 	}
-	return h.filterUDP(src, data, nil), nil
+	return h.filterUDP(src, data, nil, time.Time{}), nil
 }
 
 // filterUDP handles one UDP datagram from src on a read loop (udpread.go):
 // it returns the datagram when sipgo's stack is to have it (INVITE, ACK,
 // CANCEL and responses to them), nil when the hub dealt with it.
-// Shed answers go through replies (nil: sent at once).
-func (h *Hub) filterUDP(src netip.AddrPort, data []byte, replies *replyBatch) []byte {
+// Shed answers go through replies (nil: sent at once); arrived is when the
+// kernel received the datagram (zero: unknown, now).
+func (h *Hub) filterUDP(src netip.AddrPort, data []byte, replies *replyBatch, arrived time.Time) []byte {
 	if len(data) <= 4 && len(bytes.Trim(data, "\r\n")) == 0 {
 		return nil // keep-alive
 	}
@@ -89,7 +91,7 @@ func (h *Hub) filterUDP(src netip.AddrPort, data []byte, replies *replyBatch) []
 		}
 		m.SetTransport("UDP")
 		m.SetSource(src.String())
-		h.leanRequest(m, upPath{udp: udpDest(m, src)}, data)
+		h.leanRequest(m, upPath{udp: udpDest(m, src)}, data, arrived)
 		return nil
 	case *sip.Response:
 		m.SetTransport("UDP")

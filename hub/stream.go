@@ -509,7 +509,7 @@ func (h *Hub) streamMessage(c *memberConn, raw []byte) bool {
 		}
 		m.SetTransport(c.transport)
 		m.SetSource(c.src)
-		h.leanRequest(m, upPath{conn: c}, raw)
+		h.leanRequest(m, upPath{conn: c}, raw, time.Time{})
 		return false
 	case *sip.Response:
 		m.SetTransport(c.transport)

@@ -159,8 +159,12 @@ func newBatchReader(c *net.UDPConn) batchReader {
 func (h *Hub) readUDP(br batchReader, sc *stackConn) error {
 	size := h.cfg.MaxMessageSize + 1 // one more: an oversize datagram is seen as such
 	ms := make([]ipv4.Message, udpBatch)
+	stamps := kernelStamps(h.udp)
 	for i := range ms {
 		ms[i].Buffers = [][]byte{make([]byte, size)}
+		if stamps {
+			ms[i].OOB = make([]byte, oobSize)
+		}
 	}
 	replies := newReplyBatch(h, br)
 	for {
@@ -189,7 +193,11 @@ func (h *Hub) readUDP(br batchReader, sc *stackConn) error {
 			data := m.Buffers[0][:m.N]
 			ap := ua.AddrPort()
 			ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-			h.udpDatagram(ap, data, sc, replies)
+			var at time.Time
+			if stamps {
+				at = stampOf(m.OOB[:m.NN])
+			}
+			h.udpDatagram(ap, data, sc, replies, at)
 		}
 		replies.flush()
 	}
@@ -197,9 +205,9 @@ func (h *Hub) readUDP(br batchReader, sc *stackConn) error {
 
 // udpDatagram handles one datagram on a read loop; a panic in it ends the
 // datagram, never the loop.
-func (h *Hub) udpDatagram(src netip.AddrPort, data []byte, sc *stackConn, replies *replyBatch) {
+func (h *Hub) udpDatagram(src netip.AddrPort, data []byte, sc *stackConn, replies *replyBatch, at time.Time) {
 	defer h.recoverPanic("UDP datagram")
-	if out := h.filterUDP(src, data, replies); out != nil {
+	if out := h.filterUDP(src, data, replies, at); out != nil {
 		sc.pass(out, src)
 	}
 }
