@@ -151,8 +151,8 @@ type Config struct {
 	// 503 + Retry-After at once (overload.go).
 	MaxTransactions   int
 	MaxPendingAppends int
-	// QueueDelayTarget is the queueing delay (arrival on the read loop to
-	// the request's audit append) above which, once it has held for a
+	// QueueDelayTarget is the queueing delay (the kernel's receive time, or
+	// the read loop's for streams, to the request's audit append) above which, once it has held for a
 	// 100 ms interval under load, new work is shed as above (overload.go;
 	// default 20ms, negative: off).
 	QueueDelayTarget time.Duration

@@ -106,8 +106,9 @@ type gateInput struct {
 // The limits on counts bound memory, but at the hub's own capacity a
 // queue within them can still hold a second of work. The delay gate
 // bounds the time instead, after CoDel (RFC 8289): each admitted request
-// reports the time from its arrival on the read loop to the start of its
-// audit append (the queueing for a worker and the CPU; the ledger's own
+// reports the time from its arrival (the kernel's receive time for UDP,
+// stamp_linux.go; the read loop's otherwise) to the start of its audit
+// append (the queueing for a worker and the CPU; the ledger's own
 // backlog is bounded by sip.max_pending_appends). When the smallest delay seen over an interval is above the
 // target, the queue is standing rather than a burst passing, and new work
 // is shed as at the soft limits (fair share kept) until an interval's
