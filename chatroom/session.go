@@ -602,6 +602,10 @@ func (f *focus) serveConn(c net.Conn, secure bool) {
 		}
 		c.Close()
 	}()
+	// Shutdown closes the connection at any stage (an unbound one would
+	// otherwise hold Stop until its first-frame deadline).
+	stop := context.AfterFunc(f.s.ctx, func() { c.Close() })
+	defer stop()
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 	var peerCert []byte
 	if secure {

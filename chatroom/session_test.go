@@ -380,3 +380,26 @@ func TestSessionSurvivesSlowJoinCommit(t *testing.T) {
 		t.Fatalf("connect after a slow join commit: %v", err)
 	}
 }
+
+// Stop does not wait for a participant's connection that never sent its
+// first frame (before: up to the 30 s first-frame deadline).
+func TestSessionStopWithIdleConnection(t *testing.T) {
+	svc, err := New(Config{Domain: domain, NodeID: "n1", Store: newMemStore(), Sender: newFakeSender(), SessionAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Start()
+	c, err := net.Dial("tcp", svc.SessionAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(50 * time.Millisecond) // accepted, waiting for a frame
+	done := make(chan struct{})
+	go func() { svc.Stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Stop waited for an idle MSRP connection")
+	}
+}
