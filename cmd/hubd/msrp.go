@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/emiago/sipgo/sip"
+
 	"clearhub/hub"
+	"clearhub/hub/intercept"
 	"clearhub/hub/msrp"
 	"clearhub/proto/hubv1"
+	"clearhub/raft"
 )
 
 // msrpWiring runs the node's MSRP relay (hub/msrp, docs/msrp.md) and adapts
@@ -85,6 +89,7 @@ func (n *hubNode) startMSRP(ctx context.Context, cfg Config) (*msrpWiring, error
 			}
 			return msrpSettings(v.GetMsrp())
 		},
+		Tap:    n.msrpTap(st.State),
 		Logger: n.log.With("component", "msrp"),
 	})
 	if err != nil {
@@ -98,6 +103,33 @@ func (n *hubNode) startMSRP(ctx context.Context, cfg Config) (*msrpWiring, error
 }
 
 func (w *msrpWiring) anchor() hub.SessionAnchor { return msrpAnchor{w.relay} }
+
+// msrpTap adapts the node's interceptor to msrp.ContentTap: the MSRP
+// content of sessions a warrant with msrp delivery covers goes to the
+// mediation endpoint (docs/interception.md). nil without an interceptor.
+type msrpTap struct {
+	li    *intercept.Interceptor
+	state func() *raft.State
+}
+
+func (n *hubNode) msrpTap(state func() *raft.State) msrp.ContentTap {
+	if n.intercept == nil || n.intercept.li == nil {
+		return nil // an untyped nil: the relay then skips the tap entirely
+	}
+	return msrpTap{li: n.intercept.li, state: state}
+}
+
+// WantsMSRP reads the current state (a pointer load): allocation-free.
+func (t msrpTap) WantsMSRP(srcNet, dstNet string, from, to *sip.Uri) bool {
+	return t.li.WantsMSRP(t.state(), srcNet, dstNet, from, to)
+}
+
+// TapMSRP matches again on the state it reads now: a warrant removed
+// since WantsMSRP gets nothing.
+func (t msrpTap) TapMSRP(c msrp.TapChunk) {
+	t.li.TapMSRP(intercept.Event{State: t.state(), Time: c.Time, Wire: c.Wire, Src: c.Src, Dst: c.Dst, Transport: c.Transport,
+		SrcNet: c.SrcNet, DstNet: c.DstNet, CallID: c.CallID, From: c.From, To: c.To})
+}
 
 // msrpSettings converts the cluster state's MsrpSettings.
 func msrpSettings(m *hubv1.MsrpSettings) msrp.NetworkSettings {

@@ -219,6 +219,7 @@ func (l *leg) onSend(f *Frame) {
 	o.forward(m, f, br)
 	l.respond(f, 200, "OK")
 	s.chunkReceived(m, f, true)
+	l.tap(f, now) // after the forward: interception never delays the relay
 }
 
 func isDone(ch chan struct{}) bool {

@@ -106,6 +106,27 @@ type Frame struct {
 	Other            []Header
 	Body             []byte
 	Flag             byte // FlagEnd, FlagMore, FlagAborted
+	// Raw is set only by a Reader that keeps raw bytes (the relay's, when
+	// a ContentTap is configured): see AppendRaw.
+	Raw RawBytes
+}
+
+// RawBytes are the bytes of a received frame around its Body, as they
+// arrived: Head from the start line through the blank line (or through
+// the end-line of a frame without body), Tail the CRLF ending the data, if
+// any, and the end-line. They alias the Reader's buffer: valid until its
+// next ReadFrame.
+type RawBytes struct{ Head, Tail []byte }
+
+// AppendRaw appends the frame exactly as received (Head, Body, Tail) to b;
+// it appends nothing when the Reader kept no raw bytes.
+func (f *Frame) AppendRaw(b []byte) []byte {
+	if len(f.Raw.Head) == 0 {
+		return b
+	}
+	b = append(b, f.Raw.Head...)
+	b = append(b, f.Body...)
+	return append(b, f.Raw.Tail...)
 }
 
 // IsRequest reports whether f is a request.
@@ -137,6 +158,10 @@ type Reader struct {
 	lim Limits
 	// body is reused between frames only when the caller says so (Release).
 	pool []byte
+	// keepRaw: record each frame's header section and end-line in raw
+	// (reused, bounded by MaxHeaders plus one line) for Frame.Raw.
+	keepRaw bool
+	raw     []byte
 }
 
 // NewReader wraps r. The buffer holds one whole header line.
@@ -210,6 +235,7 @@ func (r *Reader) ReadFrame() (*Frame, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.keepLine(line, true)
 	f := &Frame{}
 	if err := parseStart(f, string(line[:len(line)-2])); err != nil {
 		return nil, err
@@ -225,11 +251,15 @@ func (r *Reader) ReadFrame() (*Frame, error) {
 		if hdrBytes > r.lim.MaxHeaders {
 			return nil, fmt.Errorf("%w: headers over %d bytes", ErrTooLarge, r.lim.MaxHeaders)
 		}
+		r.keepLine(line, false)
 		s := line[:len(line)-2]
 		if len(s) == len(end)+1 && string(s[:len(end)]) == end {
 			// End-line right after the headers: no body.
 			if err := f.needPaths(); err != nil {
 				return nil, err
+			}
+			if r.keepRaw {
+				f.Raw = RawBytes{Head: r.raw}
 			}
 			return f, f.setFlag(s[len(end)])
 		}
@@ -246,7 +276,26 @@ func (r *Reader) ReadFrame() (*Frame, error) {
 	if err := f.needPaths(); err != nil {
 		return nil, err
 	}
-	return f, r.readBody(f, end)
+	head := len(r.raw)
+	if err := r.readBody(f, end); err != nil {
+		return f, err
+	}
+	if r.keepRaw {
+		f.Raw = RawBytes{Head: r.raw[:head:head], Tail: r.raw[head:]}
+	}
+	return f, nil
+}
+
+// keepLine records a line of the frame's header section for Frame.Raw
+// (first: the start line, which begins a new frame).
+func (r *Reader) keepLine(line []byte, first bool) {
+	if !r.keepRaw {
+		return
+	}
+	if first {
+		r.raw = r.raw[:0]
+	}
+	r.raw = append(r.raw, line...)
 }
 
 // needPaths: every request and response carries To-Path and From-Path
@@ -293,6 +342,12 @@ func (r *Reader) readBody(f *Frame, end string) error {
 			(len(buf) == 0 || len(buf) >= 2 && buf[len(buf)-2] == '\r') {
 			if len(buf) > 0 {
 				buf = buf[:len(buf)-2]
+				if r.keepRaw {
+					r.raw = append(r.raw, '\r', '\n')
+				}
+			}
+			if r.keepRaw {
+				r.raw = append(r.raw, seg...)
 			}
 			if len(buf) == 0 {
 				r.pool = buf // an empty body is nil, however it was framed

@@ -92,6 +92,9 @@ type Config struct {
 	RelayAuthTimeout time.Duration
 
 	Audit Auditor
+	// Tap, when set, is offered every chunk the relay forwards, in both
+	// directions (lawful interception; tap.go). nil: none.
+	Tap ContentTap
 	// KeepBodies says whether a network's message bodies are kept in the
 	// audit entries (bodies up to 64 KiB; larger ones are hashed only).
 	KeepBodies func(network string) bool
@@ -389,7 +392,7 @@ func (r *Relay) serveInbound(c net.Conn, secure bool, ip string) {
 		}
 		c = tc
 	}
-	rd := NewReader(c, r.cfg.Limits)
+	rd := r.newReader(c)
 	f, err := rd.ReadFrame()
 	if err != nil {
 		r.log.Debug("MSRP connection closed before its first frame", "remote", c.RemoteAddr().String(), "err", err)

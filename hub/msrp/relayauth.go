@@ -160,7 +160,7 @@ func (l *leg) authenticate() error {
 	}
 	dl, _ := ctx.Deadline()
 	_ = c.SetDeadline(dl)
-	rd := NewReader(c, r.cfg.Limits)
+	rd := r.newReader(c)
 	exchange := func(f *Frame) (*Frame, error) {
 		if _, err := c.Write(f.Append(nil)); err != nil {
 			return nil, err

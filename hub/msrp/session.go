@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 // session is one anchored m=message section: two legs, each an MSRP
@@ -18,6 +20,8 @@ type session struct {
 	callID string
 	index  int
 	legs   [2]*leg // 0: the party of the first offer, 1: the other
+	// tapFrom, tapTo: the parties parsed for Config.Tap (nil without one).
+	tapFrom, tapTo *sip.Uri
 
 	created    time.Time
 	lastActive atomic.Int64 // unix ns of the last frame on either leg
@@ -306,7 +310,7 @@ func (l *leg) dial() {
 		}
 		c = tc
 	}
-	rd := NewReader(c, r.cfg.Limits)
+	rd := r.newReader(c)
 	if !l.bind(c, rd) {
 		c.Close()
 		return
