@@ -490,7 +490,7 @@ func TestMemberCannotOperate(t *testing.T) {
 		want string
 	}{
 		{"network list", "neta", []string{"network", "list"},
-			"PermissionDenied: member certificate of network neta may not call AdminService: members may call only MemberAuditService"},
+			"PermissionDenied: member certificate of network neta may not call AdminService/ListNetworks: members may call only MemberAuditService"},
 		{"cluster status", "neta", []string{"cluster", "status"}, "PermissionDenied: member certificate of network neta may not call AdminService"},
 		{"policy allow", "netb", []string{"policy", "allow", "netb", "--from", "neta", "--services", "im"}, "PermissionDenied: member certificate of network netb may not call AdminService"},
 		{"operator audit export", "neta", []string{"audit", "export", "--file", filepath.Join(t.TempDir(), "x")}, "PermissionDenied: member certificate of network neta may not call"},

@@ -342,7 +342,7 @@ func (s *Server) authorize(ctx context.Context, fullMethod string) (context.Cont
 		// A member's certificate opens the member API and nothing else,
 		// whatever its issuer wrote into it.
 		return nil, c, a, permissionDenied("member certificate of network %s may not call %s: members may call only MemberAuditService",
-			c.Network, serviceName(fullMethod))
+			c.Network, methodLabel(fullMethod))
 	}
 	if a.kind != "" {
 		if leaf == nil {
