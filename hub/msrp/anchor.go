@@ -139,7 +139,7 @@ func (r *Relay) Answer(d Dialog, sdp []byte) ([]byte, error) {
 		byIndex[m.Index] = m
 	}
 	rw := map[int]Rewrite{}
-	var toDial []*leg
+	var toDial, toBind []*leg
 	for _, s := range sessions {
 		s.mu.Lock()
 		if s.offerSide < 0 {
@@ -171,11 +171,23 @@ func (r *Relay) Answer(d Dialog, sdp []byte) ([]byte, error) {
 		ans.peerPath, ans.peerFP = m.Path, m.Fingerprint
 		// Answerer leg: the hub connects unless the answerer chose to
 		// (a=setup:active in reply to the hub's actpass).
-		ans.active = !(s.offerSetup != "" && m.Setup == "active") && !ans.viaRelay()
+		ansActive := !(s.offerSetup != "" && m.Setup == "active")
+		ans.active = ansActive && !ans.viaRelay()
 		// Offerer leg: the hub waits unless the offerer insisted on being
 		// passive. Through a member's relay the hub is connected already
 		// (its AUTH connection) and the endpoint reaches the relay.
-		off.active = s.offerSetup == "passive" && !off.viaRelay()
+		offActive := s.offerSetup == "passive"
+		off.active = offActive && !off.viaRelay()
+		// Through a relay the active hub still owes the endpoint the
+		// bodiless SEND of RFC 4975 section 5.4: it makes the relay open
+		// the connection the passive endpoint waits for, so that the
+		// endpoint can send first (RFC 4976 section 7.1).
+		if ansActive && ans.viaRelay() {
+			toBind = append(toBind, ans)
+		}
+		if offActive && off.viaRelay() {
+			toBind = append(toBind, off)
+		}
 		setupOff := "passive"
 		if off.active {
 			setupOff = "active"
@@ -215,6 +227,14 @@ func (r *Relay) Answer(d Dialog, sdp []byte) ([]byte, error) {
 	}
 	for _, l := range toDial {
 		l.startDial()
+	}
+	for _, l := range toBind {
+		if l.isBound() { // its AUTH connection
+			l.s.mu.Lock()
+			to := l.toPathLocked()
+			l.s.mu.Unlock()
+			l.sendBind(to)
+		}
 	}
 	if len(rw) == 0 {
 		return nil, nil

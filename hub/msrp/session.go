@@ -315,13 +315,19 @@ func (l *leg) dial() {
 		c.Close()
 		return
 	}
-	bindSend := &Frame{TID: newTID(nil), Method: "SEND", ToPath: path, FromPath: []string{l.hubURI.String()},
+	l.sendBind(path)
+	l.readLoop()
+}
+
+// sendBind queues the bodiless SEND with which the active side binds a
+// connection (RFC 4975 section 5.4); toPath includes a relay's Use-Path.
+func (l *leg) sendBind(toPath []string) {
+	bindSend := &Frame{TID: newTID(nil), Method: "SEND", ToPath: toPath, FromPath: []string{l.hubURI.String()},
 		MessageID: randomID(8), ByteRange: ByteRange{1, 0, 0}, HasByteRange: true, Flag: FlagEnd}
 	l.s.mu.Lock()
 	l.pending[bindSend.TID] = &pendingTx{sent: time.Now()}
 	l.s.mu.Unlock()
 	l.out.push(bindSend.Append(nil), false)
-	l.readLoop()
 }
 
 // close fails the leg once: the connection is closed, the hub's SENDs
