@@ -350,8 +350,10 @@ func (r *Relay) accept(l net.Listener, secure bool) {
 		ip := sourceIP(c.RemoteAddr())
 		if ok, why := r.gate.admit(ip); !ok {
 			// Closed before any byte is read: no goroutine, no buffer.
-			c.Close()
+			// Counted first, so that a peer that saw the close also
+			// sees it in Stats.
 			r.count(func(m *Metrics) { m.ConnsRefused++ })
+			c.Close()
 			if r.gate.shouldLog(time.Now()) {
 				r.log.Warn("MSRP connection refused", "remote", c.RemoteAddr().String(), "why", why)
 			}
