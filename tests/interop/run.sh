@@ -493,6 +493,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/queue.sh" && run_case store-and-forward c
 source "$(dirname "${BASH_SOURCE[0]}")/lists.sh" && { run_case list-subscription case_list_subscription; run_case list-sharing case_list_sharing; run_case list-linphone case_list_linphone; run_case list-rls case_list_rls; }
 source "$(dirname "${BASH_SOURCE[0]}")/rooms.sh" && { run_case room-pager case_room_pager; run_case room-roster case_room_roster; run_case room-join-ban case_room_join_ban; run_case room-linphone case_room_linphone; }
 source "$(dirname "${BASH_SOURCE[0]}")/msrp.sh" && run_case msrp-relay case_msrp_relay
+run_case msrp-hubd case_msrp_hubd
 source "$(dirname "${BASH_SOURCE[0]}")/echo.sh" && run_case echo-user case_echo_user
 
 # The same topology over TLS.
