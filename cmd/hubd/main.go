@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -68,13 +69,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 		log.Warn(w)
 	}
 	raiseFileLimit(log)
-	ensureProcs(os.Getenv, log) // procs.go
-	ensureGC(os.Getenv, log)    // procs.go
+	ensureProcs(os.Getenv, log)             // procs.go
+	_, memLimit := ensureGC(os.Getenv, log) // procs.go
 	// sipgo has one process-wide logger; route it through ours so its
 	// records share the level and format.
 	sip.SetDefaultLogger(log.With("component", "sipgo"))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if memLimit > 0 {
+		go followMemoryLimit(ctx, 5*time.Second) // ends with ctx (procs.go)
+	}
 	n, err := start(ctx, cfg, log, level)
 	if err != nil {
 		if ctx.Err() != nil {

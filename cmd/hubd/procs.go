@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
+	"time"
 )
 
 // minProcs is the fewest Ps hubd runs with. Under `taskset -c 0` (or any
@@ -39,11 +42,39 @@ func ensureProcs(getenv func(string) string, log *slog.Logger) int {
 // the CPU in allocation and GC). A larger GOGC collects less often; the
 // soft memory limit keeps the larger heap from growing past what the node
 // is sized for (the collector works harder near it instead), so a flood
-// cannot take the process past it through garbage alone.
+// cannot take the process past it through garbage alone. The limit follows
+// the live heap (followMemoryLimit): replicated state can legitimately
+// hold more than the base (stored messages alone may take 256 MiB), and a
+// limit below the live heap would have the collector run without pause.
 const (
 	defaultGCPercent   = 400
-	defaultMemoryLimit = 256 << 20
+	defaultMemoryLimit = 192 << 20
 )
+
+// memoryLimitFor is the soft limit for a live heap of live bytes: the base,
+// or room for the live heap plus half of it again and 64 MiB of garbage.
+func memoryLimitFor(live uint64) int64 {
+	return max(int64(defaultMemoryLimit), int64(live+live/2)+64<<20)
+}
+
+// followMemoryLimit re-derives the soft memory limit from the live heap
+// every interval until ctx ends (only when ensureGC set the limit).
+func followMemoryLimit(ctx context.Context, interval time.Duration) {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			debug.SetMemoryLimit(memoryLimitFor(sample[0].Value.Uint64()))
+		}
+	}
+}
 
 // ensureGC applies the defaults above where the environment says nothing;
 // it returns the GOGC and memory limit in force (-1: left to the runtime).

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"math"
 	"runtime"
 	"runtime/debug"
 	"testing"
+	"time"
 )
 
 func TestEnsureProcs(t *testing.T) {
@@ -66,5 +68,38 @@ func TestEnsureGC(t *testing.T) {
 		if got := debug.SetMemoryLimit(-1); got != tc.wantLim {
 			t.Errorf("%s: memory limit in force %d, want %d", tc.name, got, tc.wantLim)
 		}
+	}
+}
+
+func TestMemoryLimitFollowsLiveHeap(t *testing.T) {
+	for _, tc := range []struct {
+		live uint64
+		want int64
+	}{
+		{0, defaultMemoryLimit},
+		{50 << 20, defaultMemoryLimit},          // small state: the base bounds garbage
+		{300 << 20, 300<<20 + 150<<20 + 64<<20}, // large state: never below the live heap
+	} {
+		if got := memoryLimitFor(tc.live); got != tc.want {
+			t.Errorf("memoryLimitFor(%d MiB) = %d MiB, want %d MiB", tc.live>>20, got>>20, tc.want>>20)
+		}
+	}
+	old := debug.SetMemoryLimit(1 << 20)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); followMemoryLimit(ctx, time.Millisecond) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for debug.SetMemoryLimit(-1) < defaultMemoryLimit {
+		if time.Now().After(deadline) {
+			t.Fatal("the limit was not re-derived from the live heap")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("followMemoryLimit did not stop with its context")
 	}
 }
