@@ -152,7 +152,8 @@ type Config struct {
 	MaxTransactions   int
 	MaxPendingAppends int
 	// QueueDelayTarget is the queueing delay (the kernel's receive time, or
-	// the read loop's for streams, to the request's audit append) above which, once it has held for a
+	// the read loop's for streams, to the request's audit entry being
+	// durable) above which, once it has held for a
 	// 100 ms interval under load, new work is shed as above (overload.go;
 	// default 20ms, negative: off).
 	QueueDelayTarget time.Duration

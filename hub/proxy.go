@@ -264,7 +264,8 @@ func (c *call) run() {
 		return
 	}
 	c.auditSeq = seq
-	c.tapRequest() // tap.go: interception and capture copies
+	h.ovl.observe(c) // overload.go: the queueing this request saw
+	c.tapRequest()   // tap.go: interception and capture copies
 	// Store and forward (deferral.go): a MESSAGE to a destination with
 	// stored messages waits behind them.
 	if c.queuedBehind() && c.deferMessage("behind") {
