@@ -23,12 +23,15 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.yaml.in/yaml/v3"
 
+	"clearhub/chatroom"
 	"clearhub/hub"
+	"clearhub/hub/lists"
 	"clearhub/hub/queue"
 	"clearhub/ledger"
 	"clearhub/ops/admin"
 	"clearhub/ops/metrics"
 	"clearhub/ops/pki"
+	"clearhub/proto/hubv1"
 	"clearhub/raft"
 )
 
@@ -558,6 +561,15 @@ func nodeMetricNames(t *testing.T) map[string]bool {
 	if _, err := queue.New(queue.Config{NodeID: "n1", Logger: quiet, Registerer: rec}, node, adm, node, noSender{}, led); err != nil {
 		t.Fatal(err)
 	}
+	// Hosted services: rooms and lists (cmd/hubd/rooms.go, lists.go).
+	if _, err := chatroom.New(chatroom.Config{Domain: "rooms.test", NodeID: "n1", Logger: quiet, Registerer: rec,
+		Store: roomStore{node}, Sender: noRoomSender{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lists.New(lists.Config{Domain: "lists.test", Log: quiet, Registerer: rec, Sender: noListSender{},
+		State: node.State, Contact: func(user, _ string) sip.Uri { return sip.Uri{User: user, Host: "127.0.0.1"} }}); err != nil {
+		t.Fatal(err)
+	}
 
 	// Collectors that describe nothing show up in a scrape.
 	mfs, err := reg.Gather()
@@ -589,6 +601,25 @@ func nodeMetricNames(t *testing.T) map[string]bool {
 
 // noSender is store and forward's Sender; nothing is sent in this test.
 type noSender struct{}
+
+// roomStore is the raft node as the rooms see it.
+type roomStore struct{ *raft.Node }
+
+func (s roomStore) Propose(ctx context.Context, cmd *hubv1.Command) (uint64, error) {
+	return s.Apply(ctx, cmd)
+}
+
+type noRoomSender struct{}
+
+func (noRoomSender) Send(context.Context, *sip.Request, string, chatroom.SendOptions) (*sip.Response, error) {
+	return nil, errors.New("not sending")
+}
+
+type noListSender struct{}
+
+func (noListSender) Send(context.Context, *sip.Request, string, string, string, bool) (*sip.Response, error) {
+	return nil, errors.New("not sending")
+}
 
 func (noSender) Send(context.Context, *sip.Request, string, string, string) (*sip.Response, error) {
 	return nil, errors.New("not sending")
