@@ -3,6 +3,7 @@ package hub
 import (
 	"bytes"
 	"hash/maphash"
+	"iter"
 	"net/netip"
 	"strings"
 	"time"
@@ -45,29 +46,8 @@ type rawScan struct {
 // it leaves empty.
 func scanHeaders(data []byte) rawScan {
 	var s rawScan
-	head := data
-	if i := bytes.Index(data, []byte("\r\n\r\n")); i >= 0 {
-		head = data[:i+2]
-	}
-	i := bytes.Index(head, []byte("\r\n"))
-	if i < 0 {
-		return s
-	}
-	head = head[i+2:]
-	for len(head) > 0 {
-		j := bytes.Index(head, []byte("\r\n"))
-		var line []byte
-		if j < 0 {
-			line, head = head, nil
-		} else {
-			line, head = head[:j], head[j+2:]
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			continue
-		}
-		name := bytes.TrimRight(line[:colon], " \t")
-		val := bytes.TrimSpace(line[colon+1:])
+	for line, colon := range headerLines(data) {
+		name, val := headerName(line, colon), bytes.TrimSpace(line[colon+1:])
 		switch {
 		case hdrIs(name, "via", "v"):
 			if !s.hasVia {
@@ -90,6 +70,43 @@ func scanHeaders(data []byte) rawScan {
 	}
 	return s
 }
+
+// headerLines yields each line of data's header block (without its CRLF)
+// and the index of its colon: the start line and the body are left out,
+// and so are lines without a name. It is the one walk over a raw header
+// block the raw-byte paths here share; headerName and the bytes after the
+// colon are the header's name and raw value.
+func headerLines(data []byte) iter.Seq2[[]byte, int] {
+	return func(yield func(line []byte, colon int) bool) {
+		head := data
+		if i := bytes.Index(data, []byte("\r\n\r\n")); i >= 0 {
+			head = data[:i+2]
+		}
+		i := bytes.Index(head, []byte("\r\n"))
+		if i < 0 {
+			return
+		}
+		head = head[i+2:]
+		for len(head) > 0 {
+			var line []byte
+			if j := bytes.Index(head, []byte("\r\n")); j < 0 {
+				line, head = head, nil
+			} else {
+				line, head = head[:j], head[j+2:]
+			}
+			colon := bytes.IndexByte(line, ':')
+			if colon <= 0 {
+				continue
+			}
+			if !yield(line, colon) {
+				return
+			}
+		}
+	}
+}
+
+// headerName is a header line's name, without trailing blanks.
+func headerName(line []byte, colon int) []byte { return bytes.TrimRight(line[:colon], " \t") }
 
 func hdrIs(name []byte, long, short string) bool {
 	if len(name) == len(short) && short != "" {
@@ -176,21 +193,8 @@ func (t *leanTable) wireKey(via []byte, method string) (txKey, bool) {
 // topVia returns the value of the top Via of a message (the first value
 // of its first Via header), stopping at it.
 func topVia(data []byte) []byte {
-	head := data
-	if i := bytes.Index(head, []byte("\r\n")); i >= 0 {
-		head = head[i+2:]
-	} else {
-		return nil
-	}
-	for len(head) > 0 {
-		j := bytes.Index(head, []byte("\r\n"))
-		if j <= 0 {
-			return nil // end of the header block (or of the data)
-		}
-		line := head[:j]
-		head = head[j+2:]
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !hdrIs(bytes.TrimRight(line[:colon], " \t"), "via", "v") {
+	for line, colon := range headerLines(data) {
+		if !hdrIs(headerName(line, colon), "via", "v") {
 			continue
 		}
 		val := bytes.TrimSpace(line[colon+1:])
@@ -264,9 +268,13 @@ func (h *Hub) shedEarly(st *raft.State, netID string, src netip.AddrPort, data [
 			return false
 		}
 		// Rate limits: only the buckets this request would draw on.
+		now := h.limits.now()
 		svc := hubv1.Service(svcNone)
 		switch method {
 		case "SUBSCRIBE", "NOTIFY", "PUBLISH":
+			if !mb.anyEmpty(now) {
+				return false // nothing to refuse: no header scan for the class
+			}
 			sc, scanned = scanHeaders(data), true
 			if s, ok := routing.Classify(method, strings.ToLower(string(sc.event)), false); ok && s != svcAny {
 				svc = s
@@ -277,7 +285,7 @@ func (h *Hub) shedEarly(st *raft.State, netID string, src netip.AddrPort, data [
 			svc = hubv1.Service_SERVICE_SESSION
 		case "OPTIONS", "INFO", "UPDATE":
 		}
-		if no = mb.peek(svc, h.limits.now()); no == nil {
+		if no = mb.peek(svc, now); no == nil {
 			return false
 		}
 	}
@@ -320,6 +328,16 @@ func (mb *memberBuckets) peek(svc hubv1.Service, now time.Time) *shedding {
 		}
 	}
 	return nil
+}
+
+// anyEmpty reports whether any of the member's buckets is out of tokens.
+func (mb *memberBuckets) anyEmpty(now time.Time) bool {
+	for _, l := range mb.lim {
+		if l != nil && l.TokensAt(now) < 1 {
+			return true
+		}
+	}
+	return false
 }
 
 // rawUDPDest is udpDest (RFC 3261 18.2.2, RFC 3581) from a raw Via.
@@ -365,28 +383,8 @@ func writeShed503(b *bytes.Buffer, data []byte, no *shedding, oc string) {
 	b.WriteString("SIP/2.0 503 ")
 	b.WriteString(no.phrase)
 	b.WriteString("\r\n")
-	head := data
-	if i := bytes.Index(data, []byte("\r\n\r\n")); i >= 0 {
-		head = data[:i+2]
-	}
-	if i := bytes.Index(head, []byte("\r\n")); i >= 0 {
-		head = head[i+2:]
-	} else {
-		head = nil
-	}
-	for len(head) > 0 {
-		j := bytes.Index(head, []byte("\r\n"))
-		var line []byte
-		if j < 0 {
-			line, head = head, nil
-		} else {
-			line, head = head[:j], head[j+2:]
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			continue
-		}
-		name := bytes.TrimRight(line[:colon], " \t")
+	for line, colon := range headerLines(data) {
+		name := headerName(line, colon)
 		isVia := hdrIs(name, "via", "v")
 		switch {
 		case oc != "" && isVia && bytes.IndexByte(line, ',') < 0:

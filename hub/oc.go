@@ -57,28 +57,30 @@ func (o *ocState) roll(now time.Time) {
 	}
 }
 
-// params returns the Via parameters to add now, or "" (nothing to say).
-func (o *ocState) params(now time.Time) string {
-	pct := o.pct.Load()
-	validity := ocValidity.Milliseconds()
+// reduction is what to tell a supporting client now; ok is false when
+// there is nothing to say (no overload now or in the last ocLinger).
+func (o *ocState) reduction(now time.Time) (pct int32, validityMs int64, seq string, ok bool) {
+	pct, validityMs = o.pct.Load(), ocValidity.Milliseconds()
 	if pct == 0 {
 		if last := o.lastOn.Load(); last == 0 || now.UnixNano()-last > int64(ocLinger) {
-			return ""
+			return 0, 0, "", false
 		}
-		validity = 0
+		validityMs = 0
 	}
-	b := make([]byte, 0, 80)
-	b = append(b, ";oc="...)
-	b = strconv.AppendInt(b, int64(pct), 10)
-	b = append(b, `;oc-algo="loss";oc-validity=`...)
-	b = strconv.AppendInt(b, validity, 10)
-	b = append(b, ";oc-seq="...)
 	ms := now.UnixMilli()
-	b = strconv.AppendInt(b, ms/1000, 10)
-	b = append(b, '.')
 	frac := ms % 1000
-	b = append(b, byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
-	return string(b)
+	b := strconv.AppendInt(make([]byte, 0, 16), ms/1000, 10)
+	b = append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
+	return pct, validityMs, string(b), true
+}
+
+// params returns the Via parameters to add now, or "" (nothing to say).
+func (o *ocState) params(now time.Time) string {
+	pct, validity, seq, ok := o.reduction(now)
+	if !ok {
+		return ""
+	}
+	return ";oc=" + strconv.Itoa(int(pct)) + `;oc-algo="loss";oc-validity=` + strconv.FormatInt(validity, 10) + ";oc-seq=" + seq
 }
 
 // markVia adds the parameters to a response's top Via (the member's, once
@@ -91,15 +93,15 @@ func (o *ocState) markVia(res *sip.Response, now time.Time) {
 	if v, _ := via.Params.Get("oc"); v != "" {
 		return // already says something (a downstream server's): leave it
 	}
-	p := o.params(now)
-	if p == "" {
+	pct, validity, seq, ok := o.reduction(now)
+	if !ok {
 		return
 	}
 	via.Params.Remove("oc")
-	for _, kv := range bytes.Split([]byte(p[1:]), []byte(";")) {
-		k, v, _ := bytes.Cut(kv, []byte("="))
-		via.Params.Add(string(k), string(v))
-	}
+	via.Params.Add("oc", strconv.Itoa(int(pct)))
+	via.Params.Add("oc-algo", `"loss"`)
+	via.Params.Add("oc-validity", strconv.FormatInt(validity, 10))
+	via.Params.Add("oc-seq", seq)
 }
 
 // rawViaWantsOC reports whether a raw Via value announces support: an oc
