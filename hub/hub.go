@@ -61,13 +61,15 @@ type Hub struct {
 	// udpLaddr is the UDP listener's address, the local address of every
 	// UDP request the hub sends through sipgo (see buildForward).
 	udpLaddr sip.Addr
-	// udpStack is the UDP socket as sipgo reads it (udpread.go).
-	udpStack *stackConn
-	trusted  trustCache
-	lean     *leanTable
-	guard    *guard    // refusals before the pipeline, aggregate audit (guard.go)
-	conns    connTable // accepted TCP/TLS connections against the caps
-	drain    drainFlag // maintenance drain (drain.go)
+	// udpStack is the UDP socket as sipgo reads it (udpread.go);
+	// udpStamps says whether the kernel stamps its datagrams.
+	udpStack  *stackConn
+	udpStamps bool
+	trusted   trustCache
+	lean      *leanTable
+	guard     *guard    // refusals before the pipeline, aggregate audit (guard.go)
+	conns     connTable // accepted TCP/TLS connections against the caps
+	drain     drainFlag // maintenance drain (drain.go)
 
 	limits *rateLimiter // per-member token buckets (ratelimit.go)
 	ovl    *overload    // work admitted, shedding (overload.go)
@@ -203,6 +205,7 @@ func (h *Hub) listen() error {
 			h.log.Warn("set UDP read buffer", "err", err)
 		}
 		_ = c.SetWriteBuffer(cfg.UDPReadBuffer)
+		h.udpStamps = kernelStamps(c) // stamp_linux.go
 		h.udp = c
 		if la, ok := c.LocalAddr().(*net.UDPAddr); ok {
 			// The key sipgo files the listener under in its pool.

@@ -159,7 +159,7 @@ func newBatchReader(c *net.UDPConn) batchReader {
 func (h *Hub) readUDP(br batchReader, sc *stackConn) error {
 	size := h.cfg.MaxMessageSize + 1 // one more: an oversize datagram is seen as such
 	ms := make([]ipv4.Message, udpBatch)
-	stamps := kernelStamps(h.udp)
+	stamps := h.udpStamps
 	for i := range ms {
 		ms[i].Buffers = [][]byte{make([]byte, size)}
 		if stamps {
@@ -170,7 +170,7 @@ func (h *Hub) readUDP(br batchReader, sc *stackConn) error {
 	for {
 		n, err := br.ReadBatch(ms, 0)
 		if err != nil {
-			if h.ctx.Err() != nil || isClosedErr(err) {
+			if h.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			// A transient error (ICMP-induced ECONNREFUSED on Linux
@@ -212,4 +212,3 @@ func (h *Hub) udpDatagram(src netip.AddrPort, data []byte, sc *stackConn, replie
 	}
 }
 
-func isClosedErr(err error) bool { return errors.Is(err, net.ErrClosed) }
