@@ -211,4 +211,3 @@ func (h *Hub) udpDatagram(src netip.AddrPort, data []byte, sc *stackConn, replie
 		sc.pass(out, src)
 	}
 }
-
