@@ -433,6 +433,10 @@ func TestSubscriptionExpires(t *testing.T) {
 	l := newLab(t, labState(t, false, publicList(buddies, "sip:bob@b.example")), nil)
 	l.serve(subscribeReq(t, "alice", buddies, subOpts{expires: "120"}), "a")
 	l.nextNotify()
+	// The back end must have been sent before the expiry: one dropped
+	// before its goroutine ran is never sent, so it has nothing to end (on
+	// a loaded CI box the clock moved first and no un-SUBSCRIBE came).
+	waitFor(t, "back-end SUBSCRIBE sent", func() bool { return len(l.snd.subscribes()) == 1 })
 	l.clock.Advance(121 * time.Second)
 	s, _ := l.nextNotify()
 	if got := headerValue(s.req, "Subscription-State"); got != "terminated;reason=timeout" {
