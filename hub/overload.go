@@ -64,6 +64,31 @@ func (c *countingAuditor) Append(ctx context.Context, e *ledger.Entry) (uint64, 
 	return c.a.Append(ctx, e)
 }
 
+// backgroundAuditor is an Auditor that can also take an entry without
+// anyone waiting for it (ledger.Ledger.AppendBackground): done is called
+// once it is durable or failed, on the auditor's goroutine.
+type backgroundAuditor interface {
+	AppendBackground(ctx context.Context, e *ledger.Entry, done func(error)) error
+}
+
+// appendBackground is the wrapped auditor's AppendBackground, counted as
+// pending until done; false when it has none (the caller waits instead).
+func (c *countingAuditor) appendBackground(ctx context.Context, e *ledger.Entry, done func(error)) (bool, error) {
+	ba, ok := c.a.(backgroundAuditor)
+	if !ok {
+		return false, nil
+	}
+	c.o.pending.Add(1)
+	err := ba.AppendBackground(ctx, e, func(err error) {
+		c.o.pending.Add(-1)
+		done(err)
+	})
+	if err != nil {
+		c.o.pending.Add(-1)
+	}
+	return true, err
+}
+
 // start and end account for one lean transaction of the network whose
 // load is l (nil: not attributed). From start until its request's audit
 // append begins (call.dequeue) the transaction counts as queued for the

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -39,6 +40,9 @@ func (e *ChainError) Unwrap() error { return ErrBrokenChain }
 
 // Options configure a Ledger. Zero values take the defaults noted.
 type Options struct {
+	// linger overrides backgroundLinger (tests).
+	linger time.Duration
+
 	Path   string             // bbolt file; required
 	NodeID string             // required; stamped into every entry
 	Signer ed25519.PrivateKey // checkpoint signing key; required
@@ -201,6 +205,7 @@ type Ledger struct {
 	mu       sync.RWMutex
 	closed   bool
 	reqs     chan *appendReq
+	linger   time.Duration // backgroundLinger; tests change it
 	ckptReq  chan chan ckptResult
 	pruneReq chan *pruneReq
 	// stopBg ends the background retention pass; bgDone closes when it has.
@@ -265,6 +270,7 @@ func open(ctx context.Context, o Options, rec *WALReport) (*Ledger, error) {
 		return nil, fmt.Errorf("ledger: open %s: %w", o.Path, err)
 	}
 	l := &Ledger{
+		linger:   cmp.Or(o.linger, backgroundLinger),
 		opts:     o,
 		db:       db,
 		log:      o.Logger,
@@ -619,7 +625,7 @@ func (l *Ledger) Append(ctx context.Context, e *Entry) (uint64, error) {
 		return 0, err
 	}
 	start := time.Now()
-	r := l.newReq(&c)
+	r := l.newReq(&c, nil)
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
@@ -650,6 +656,39 @@ func (l *Ledger) Append(ctx context.Context, e *Entry) (uint64, error) {
 	copy(h[HashSize:], c.Hash)
 	e.PrevHash, e.Hash = h[:HashSize:HashSize], h[HashSize:]
 	return c.Seq, nil
+}
+
+// AppendBackground hands e to the writer without waiting for it: done is
+// called once the entry is durable (nil) or its commit failed. done runs on
+// the writer's goroutine and must not block. The entry may wait up to
+// backgroundLinger for an Append to share its commit with. e belongs to the
+// ledger from the call on (nothing is written back into it). An error
+// returned here (invalid entry, ledger closed, ctx ended before the writer
+// took it) means done is never called.
+func (l *Ledger) AppendBackground(ctx context.Context, e *Entry, done func(error)) error {
+	if e == nil || done == nil {
+		return fmt.Errorf("%w: nil entry or callback", ErrInvalid)
+	}
+	if e.Kind == KindAnchor {
+		return fmt.Errorf("%w: anchor entries are written by retention only", ErrInvalid)
+	}
+	if err := prepare(e); err != nil {
+		return err
+	}
+	// Not in the append latency metric: that is what waiting callers see,
+	// and these wait for a commit on purpose.
+	r := l.newReq(e, done)
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	select {
+	case l.reqs <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func prepare(e *Entry) error {

@@ -285,7 +285,7 @@ func (l *Ledger) anchorNow(pr *pruneReq) pruneResult {
 	if err := prepare(e); err != nil {
 		return pruneResult{err: err}
 	}
-	r := l.newReq(e)
+	r := l.newReq(e, nil)
 	spec := l.w.clone()
 	b := &batch{reqs: []*appendReq{r}}
 	b.nodes = stamp(r, &spec, nil)

@@ -41,6 +41,19 @@ type appendReq struct {
 	rec   []byte
 	users [2]string // normalised From and To for the user index ("" = none)
 	done  chan error
+	// bg, when set, is called instead of sending on done: an entry nobody
+	// waits for (AppendBackground). It does not make a commit happen on
+	// its own (see backgroundLinger).
+	bg func(error)
+}
+
+// complete tells r's caller how its commit ended.
+func (r *appendReq) complete(err error) {
+	if r.bg != nil {
+		r.bg(err)
+		return
+	}
+	r.done <- err
 }
 
 type ckptResult struct {
@@ -51,7 +64,7 @@ type ckptResult struct {
 // seqOffset is where Seq sits in the canonical encoding: after str(magic).
 const seqOffset = 4 + len(canonMagic)
 
-func (l *Ledger) newReq(e *Entry) *appendReq {
+func (l *Ledger) newReq(e *Entry, bg func(error)) *appendReq {
 	e.Node = l.opts.NodeID
 	if e.Time == 0 {
 		e.Time = l.opts.Now().UnixNano()
@@ -59,7 +72,10 @@ func (l *Ledger) newReq(e *Entry) *appendReq {
 	e.PrevHash = zeroHash // placeholder of the right length
 	rec := appendCanonical(make([]byte, 0, canonSize(e)+HashSize), e)
 	rec = append(rec, zeroHash...)
-	r := &appendReq{e: e, rec: rec, done: make(chan error, 1)}
+	r := &appendReq{e: e, rec: rec, bg: bg}
+	if bg == nil {
+		r.done = make(chan error, 1)
+	}
 	r.users[0] = NormalizeUser(e.From)
 	if u := NormalizeUser(e.To); u != r.users[0] {
 		r.users[1] = u
@@ -98,7 +114,11 @@ func stamp(r *appendReq, st *writerState, nodes []mnode) []mnode {
 // batch is one group commit's worth of entries: one WAL frame, later part
 // of one bbolt transaction.
 type batch struct {
-	reqs    []*appendReq
+	reqs []*appendReq
+	// urgent: someone waits for an entry of this batch; a batch of
+	// background entries only is sealed after backgroundLinger.
+	urgent  bool
+	since   time.Time // when its first entry came
 	nodes   []mnode
 	after   writerState // chain state once the batch is in
 	cp      *Checkpoint // stored in the same bbolt transaction, or nil
@@ -156,9 +176,23 @@ const maxLagBatches = 16
 // Durability does not change: callers are acknowledged from the WAL.
 const applyEvery = 25 * time.Millisecond
 
+// backgroundLinger is how long entries nobody waits for (AppendBackground:
+// the hub's response entries) may wait for an entry somebody waits for, so
+// they share its WAL commit instead of costing an fdatasync of their own.
+// At the hub's rates the next request entry comes well within it; on a
+// quiet node they are committed after it. No caller's acknowledgement
+// depends on them (the response they record is relayed before they are
+// durable either way); a crash within the linger loses at most the
+// response entries of its last few milliseconds, which the request entries
+// before them still account for.
+const backgroundLinger = 5 * time.Millisecond
+
 func (p *pipeline) add(r *appendReq) {
 	if p.pending == nil {
-		p.pending = &batch{}
+		p.pending = &batch{since: time.Now()}
+	}
+	if r.bg == nil {
+		p.pending.urgent = true
 	}
 	p.pending.reqs = append(p.pending.reqs, r)
 	p.pending.nodes = stamp(r, &p.spec, p.pending.nodes)
@@ -198,7 +232,7 @@ func (l *Ledger) run() {
 	closing := false
 	var pruning *pruneReq
 	maxLag := maxLagBatches * l.opts.MaxBatch
-	var applyT *time.Timer
+	var applyT, lingerT *time.Timer
 	var lastApply time.Time
 	for {
 		var applyC <-chan time.Time
@@ -216,12 +250,23 @@ func (l *Ledger) run() {
 				applyC = applyT.C
 			}
 		}
+		var lingerC <-chan time.Time
 		if p.inflight == nil && p.pending != nil && p.lag < maxLag {
-			b := p.pending
-			p.pending = nil
-			l.seal(p, b)
-			p.inflight = b
-			walCh <- b
+			wait := l.linger - time.Since(p.pending.since)
+			if p.pending.urgent || wait <= 0 || closing || pruning != nil || len(p.waiters) > 0 || p.ckptDue || len(p.pending.reqs) >= l.opts.MaxBatch {
+				b := p.pending
+				p.pending = nil
+				l.seal(p, b)
+				p.inflight = b
+				walCh <- b
+			} else {
+				if lingerT == nil {
+					lingerT = time.NewTimer(wait)
+				} else {
+					lingerT.Reset(wait)
+				}
+				lingerC = lingerT.C
+			}
 		}
 		if p.idle() {
 			// Idle: everything stamped is durable and in bbolt.
@@ -288,6 +333,7 @@ func (l *Ledger) run() {
 			p.inflight = nil
 			l.finish(p, b)
 		case <-applyC:
+		case <-lingerC:
 		case res := <-appliedCh:
 			lastApply = time.Now()
 			p.applying = nil
@@ -412,7 +458,7 @@ func (l *Ledger) finish(p *pipeline, b *batch) {
 		err := fmt.Errorf("ledger: commit %d entries: %w", len(b.reqs), b.err)
 		l.log.Error("ledger commit failed", "err", err)
 		for _, r := range b.reqs {
-			r.done <- err
+			r.complete(err)
 		}
 		for _, w := range b.waiters {
 			w <- ckptResult{nil, err}
@@ -432,7 +478,7 @@ func (l *Ledger) finish(p *pipeline, b *batch) {
 	l.size = l.w.tree.size
 	l.pubMu.Unlock()
 	for _, r := range b.reqs {
-		r.done <- nil
+		r.complete(nil)
 	}
 	p.toApply = append(p.toApply, b)
 	p.lag += len(b.reqs)
