@@ -525,17 +525,26 @@ func (c *call) attemptLean(hp hop, fwd *sip.Request) (*sip.Response, outcome) {
 	// Timer E (UDP only): T1, doubling up to T2; at T2 once a provisional
 	// response arrived (RFC 3261 17.1.2.2). The wait is TransactionTimeout
 	// for a first response (then the next edge is tried), Timer F after it.
+	//
+	// One timer serves both: it fires at the earlier of the next
+	// retransmission and the deadline (a timer per transaction is a
+	// runtime timer-heap insertion and removal; two were ~2% of a
+	// forwarded MESSAGE's CPU).
 	start := time.Now()
 	interval := sip.T1
-	var retrans <-chan time.Time
-	var rt *time.Timer
+	deadline := start.Add(h.cfg.TransactionTimeout)
+	var next time.Time // next retransmission; zero over streams
 	if raw != nil {
-		rt = time.NewTimer(interval)
-		defer rt.Stop()
-		retrans = rt.C
+		next = start.Add(interval)
 	}
-	deadline := time.NewTimer(h.cfg.TransactionTimeout)
-	defer deadline.Stop()
+	due := func() time.Duration {
+		if !next.IsZero() && next.Before(deadline) {
+			return time.Until(next)
+		}
+		return time.Until(deadline)
+	}
+	t := time.NewTimer(due())
+	defer t.Stop()
 	gotResp := false
 	for {
 		select {
@@ -543,25 +552,34 @@ func (c *call) attemptLean(hp hop, fwd *sip.Request) (*sip.Response, outcome) {
 			if !gotResp {
 				gotResp = true
 				if rest := 64*sip.T1 - time.Since(start); rest > 0 {
-					deadline.Reset(rest)
+					deadline = time.Now().Add(rest)
 				}
 			}
 			if res.IsProvisional() {
-				interval = sip.T2
+				if interval != sip.T2 && !next.IsZero() {
+					// Timer E runs at T2 from now on (RFC 3261 17.1.2.2).
+					interval = sip.T2
+					next = time.Now().Add(interval)
+				}
 				if res.StatusCode > 100 {
 					c.relayProvisional(res) // RFC 3261 16.7 step 5
 				}
+				t.Reset(due())
 				continue
 			}
 			return res, outFinal
-		case <-retrans:
-			if _, err := h.udp.WriteToUDPAddrPort(raw, dst); err != nil {
-				h.log.Debug("retransmit to edge", "edge", hp.uri, "err", err)
+		case now := <-t.C:
+			if !now.Before(deadline) {
+				return nil, outTimeout
 			}
-			interval = min(2*interval, sip.T2)
-			rt.Reset(interval)
-		case <-deadline.C:
-			return nil, outTimeout
+			if !next.IsZero() && !now.Before(next) {
+				if _, err := h.udp.WriteToUDPAddrPort(raw, dst); err != nil {
+					h.log.Debug("retransmit to edge", "edge", hp.uri, "err", err)
+				}
+				interval = min(2*interval, sip.T2)
+				next = now.Add(interval)
+			}
+			t.Reset(due())
 		case <-h.ctx.Done():
 			return nil, outShutdown
 		}
