@@ -77,7 +77,7 @@ bench: build
 	$(GO) test -run '^$$' -bench Apply3NodeTLS -benchtime 200x ./raft/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./hub/lists/
 	$(GO) test -run '^$$' -bench 'RoomPost' -benchtime 2000x ./raft/
-	$(GO) test -run '^$$' -bench 'Fanout1000|Room200Sustained' -benchtime 4x ./chatroom/
+	$(GO) test -run '^$$' -bench 'Fanout1000|Room200Sustained|RoomMemoryPerParticipant' -benchtime 4x ./chatroom/
 	$(GO) test -run '^$$' -bench 'Relay$$|IdleSessions|SendLatency' -benchtime 3x ./hub/msrp/
 	bash ./tests/load/bench.sh
 
