@@ -17,19 +17,26 @@ import (
 )
 
 // Fan-out: every committed room message carries a replicated RoomFanout
-// record (recipients fixed at commit, a cursor `done`, an owner node). The
-// owner delivers recipients[done:] in batches of BatchSize and commits the
-// cursor after each batch. One worker per room delivers that room's
-// fan-outs in sequence order, so each participant gets a room's messages in
-// its order. If the owner stops (crash, kill -9), the leader claims its
-// stalled fan-outs after TakeoverAfter (compare-and-set in the FSM: one
-// winner) and resumes from the committed cursor.
+// record (recipients fixed at commit, an owner node, a cursor `done` and
+// the set `acked` of finished recipients beyond it). The owner sends
+// copies through a sliding window (at most Concurrency in flight, at most
+// BatchSize recipients between the committed cursor and the next one sent)
+// and records each final answer: one RoomFanoutProgress in flight at a
+// time, so records coalesce under load. The FSM lets only the owner record,
+// never moves the cursor back and never un-acks a recipient. One worker per
+// room delivers that room's fan-outs in sequence order, so each participant
+// gets a room's messages in its order. If the owner stops (crash, kill -9),
+// the leader claims its stalled fan-outs after TakeoverAfter
+// (compare-and-set in the FSM: one winner) and sends only to recipients
+// neither before the committed cursor nor in the committed acked set.
 //
-// Guarantee: a recipient before the committed cursor is never sent the
-// message again. Only the batch in flight at a crash (at most BatchSize
-// recipients) may get a second copy from the new owner, and that copy is
-// the identical request (same Call-ID, From tag and CSeq, derived from
-// room, sequence and recipient), so a UA or edge can recognise it.
+// Guarantee: a recipient whose final answer was committed is never sent the
+// message again. Only copies in flight at a crash, or answered since the
+// last committed record (at most the window), may go out a second time, and
+// such a copy is the identical request (same Call-ID, From tag and CSeq,
+// derived from room, sequence and recipient; CPIM copies an IMDN
+// Message-ID from room and sequence), so a UA or edge can recognise it; a
+// 482 to it counts as delivered.
 
 type fanout struct {
 	s *Service
