@@ -588,6 +588,10 @@ func TestNormalizeUser(t *testing.T) {
 		{`tel:+15551234`, "+15551234"},
 		{`sip:[::1]:5060`, "[::1]"},
 		{`bob@b.example`, "bob@b.example"},
+		{`sip:alice@a.example:5060;transport=udp`, "alice@a.example"},
+		{`<sip:alice@a.example>;tag=1`, "alice@a.example"},
+		{`<sip:alice@[2001:db8::1]:5060>`, "alice@[2001:db8::1]"},
+		{`<sip:alice:pw@A.example:5060>`, "alice@a.example"},
 		{`<sip:b.example>`, "b.example"},
 		{`"unterminated <sip:x@y>`, ""},
 		{`<sip:x@y`, ""},
@@ -597,6 +601,14 @@ func TestNormalizeUser(t *testing.T) {
 		if got := NormalizeUser(c.in); got != c.want {
 			t.Errorf("NormalizeUser(%q) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+// The common From/To form costs no allocation (it runs twice per entry).
+func TestNormalizeUserAllocs(t *testing.T) {
+	in := `"Alice" <sip:alice@a.example>;tag=1928301774`
+	if n := testing.AllocsPerRun(100, func() { _ = NormalizeUser(in) }); n != 0 {
+		t.Fatalf("NormalizeUser allocates %v times for %s", n, in)
 	}
 }
 

@@ -49,8 +49,10 @@ func NormalizeUser(s string) string {
 	if !hasUser {
 		host, user = user, ""
 	}
+	contiguous := true // user "@" host is still one piece of s
 	if i := strings.IndexByte(user, ':'); i >= 0 {
 		user = user[:i] // user:password
+		contiguous = false
 	}
 	if strings.HasPrefix(host, "[") {
 		if i := strings.IndexByte(host, ']'); i >= 0 {
@@ -59,12 +61,29 @@ func NormalizeUser(s string) string {
 	} else if i := strings.IndexByte(host, ':'); i >= 0 {
 		host = host[:i]
 	}
-	host = strings.ToLower(host)
+	if hasUpper(host) {
+		host = strings.ToLower(host)
+		contiguous = false
+	}
 	if host == "" {
 		return ""
 	}
 	if user == "" {
 		return host
 	}
+	if contiguous {
+		// The common case (sip:alice@a.example): no new string; this runs
+		// for From and To of every entry the hub writes.
+		return s[:len(user)+1+len(host)]
+	}
 	return user + "@" + host
+}
+
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			return true
+		}
+	}
+	return false
 }
