@@ -2,6 +2,7 @@ package hub
 
 import (
 	"crypto/sha256"
+	"net"
 	"strconv"
 	"strings"
 
@@ -33,7 +34,7 @@ func fillCommon(e *ledger.Entry, m headerSource, ruri *sip.Uri, keepBody bool) {
 	var b strings.Builder
 	b.Grow(256)
 	var nb [20]byte
-	ruri.StringWrite(&b)
+	writeURI(&b, ruri)
 	endR := b.Len()
 	cs := m.CSeq()
 	if cs != nil {
@@ -44,12 +45,12 @@ func fillCommon(e *ledger.Entry, m headerSource, ruri *sip.Uri, keepBody bool) {
 	endC := b.Len()
 	f := m.From()
 	if f != nil {
-		f.Address.StringWrite(&b)
+		writeURI(&b, &f.Address)
 	}
 	endF := b.Len()
 	t := m.To()
 	if t != nil {
-		t.Address.StringWrite(&b)
+		writeURI(&b, &t.Address)
 	}
 	all := b.String()
 	e.RURI = all[:endR]
@@ -79,6 +80,58 @@ func fillCommon(e *ledger.Entry, m headerSource, ruri *sip.Uri, keepBody bool) {
 			e.BodyKept = true
 		}
 	}
+}
+
+// writeURI writes u as sip.Uri.StringWrite does, byte for byte, without
+// its IPv6 test on every host: sipgo v1.7.2 means to skip hosts with a dot
+// but ranges over indices, so every host goes through net.ParseIP, which
+// allocates an error for each name (three per entry). Here only a host with
+// a colon can be an IPv6 literal.
+func writeURI(b *strings.Builder, u *sip.Uri) {
+	if u.Raw() != "" || u.HierarhicalSlashes {
+		u.StringWrite(b) // non-SIP URIs and the rare forms: as sipgo writes them
+		return
+	}
+	if u.Scheme == "" {
+		b.WriteString("sip")
+	} else {
+		b.WriteString(u.Scheme)
+	}
+	b.WriteByte(':')
+	if u.User != "" {
+		b.WriteString(u.User)
+		if u.Password != "" {
+			b.WriteByte(':')
+			b.WriteString(u.Password)
+		}
+		b.WriteByte('@')
+	}
+	if strings.IndexByte(u.Host, ':') >= 0 && isIPv6(u.Host) {
+		b.WriteByte('[')
+		b.WriteString(u.Host)
+		b.WriteByte(']')
+	} else {
+		b.WriteString(u.Host)
+	}
+	if u.Port > 0 {
+		var nb [8]byte
+		b.WriteByte(':')
+		b.Write(strconv.AppendInt(nb[:0], int64(u.Port), 10))
+	}
+	if u.UriParams != nil && u.UriParams.Length() > 0 {
+		b.WriteByte(';')
+		b.WriteString(u.UriParams.ToString(';'))
+	}
+	if u.Headers != nil && u.Headers.Length() > 0 {
+		b.WriteByte('?')
+		b.WriteString(u.Headers.ToString('&'))
+	}
+}
+
+// isIPv6 is sipgo's test (an IPv4-mapped address is not bracketed).
+func isIPv6(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.To4() == nil
 }
 
 // requestEntry records c.req with the outcome known so far (status 0 when

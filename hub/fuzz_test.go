@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"clearhub/proto/hubv1"
 )
 
@@ -120,6 +122,26 @@ func FuzzMemberInput(f *testing.F) {
 			if got := string(buf[:n]); strings.Contains(got, "Call-ID: "+cid) && strings.HasPrefix(got, "SIP/2.0 200") {
 				return
 			}
+		}
+	})
+}
+
+// writeURI (audit.go) writes what sipgo's Uri.String writes, for any URI
+// sipgo parses.
+func FuzzWriteURI(f *testing.F) {
+	for _, s := range []string{"sip:alice@a.example", "sips:bob:pw@[2001:db8::1]:5061;transport=tls?subject=x&priority=urgent",
+		"sip:127.0.0.1:5060;lr", "tel:+15551234;phone-context=x", "sip:b.example", "sip:u@2001:db8::2", "SIP:U@H;A=B", "sip:u@[::ffff:1.2.3.4]", "sip:u@::ffff:1.2.3.4:5060"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var u sip.Uri
+		if err := sip.ParseUri(s, &u); err != nil {
+			return
+		}
+		var b strings.Builder
+		writeURI(&b, &u)
+		if want := u.String(); b.String() != want {
+			t.Fatalf("writeURI(%q) = %q, sipgo writes %q", s, b.String(), want)
 		}
 	})
 }
