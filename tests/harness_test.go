@@ -124,7 +124,10 @@ func newNode(t *testing.T, id string) *node {
 
 func (n *node) args() []string {
 	a := []string{"--data", n.dir, "--node-id", n.id, "--admin", n.admin, "--raft", n.raft,
-		"--http", n.http, "--sip-udp", n.sip, "--sip-tcp", n.sip, "--sip-tls", n.sipTLS}
+		"--http", n.http, "--sip-udp", n.sip, "--sip-tcp", n.sip, "--sip-tls", n.sipTLS,
+		// No web console: every node would try the default 127.0.0.1:8443
+		// and all but one lose it (the console has its own tests).
+		"--console", ""}
 	return append(a, n.extra...)
 }
 
