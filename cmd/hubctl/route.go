@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 
-	"github.com/emiago/sipgo/sip"
 	"github.com/spf13/cobra"
 
-	"clearhub/hub/routing"
+	"clearhub/ops/netcheck"
 	"clearhub/proto/hubv1"
 	"clearhub/raft"
 )
@@ -26,34 +25,14 @@ func newRouteCmd() *cobra.Command {
 	return c
 }
 
-// routeQuery is what route check asks.
+// routeView is route check's answer (also its -o json/yaml form): the
+// console shows the same one.
+type routeView = netcheck.RouteView
+
+// routeQuery is what route check's flags ask.
 type routeQuery struct {
 	from, ruri, method, event, service string
 	size                               int
-}
-
-// routeView is route check's answer (also its -o json/yaml form).
-type routeView struct {
-	From        string      `json:"from"`
-	RequestURI  string      `json:"request_uri"`
-	Method      string      `json:"method"`
-	Event       string      `json:"event,omitempty"`
-	Service     string      `json:"service,omitempty"`
-	Allowed     bool        `json:"allowed"`
-	Status      int         `json:"status"` // the hub's own answer; 0 when forwarded
-	Reason      string      `json:"reason,omitempty"`
-	Label       string      `json:"refusal_label,omitempty"`
-	Why         string      `json:"why"`
-	Destination string      `json:"destination,omitempty"`
-	Edges       []routeEdge `json:"edges"`
-	Notes       []string    `json:"notes,omitempty"`
-}
-
-type routeEdge struct {
-	Order     int    `json:"order"`
-	URI       string `json:"uri"`
-	Address   string `json:"address"`
-	Transport string `json:"transport"`
 }
 
 func newRouteCheckCmd() *cobra.Command {
@@ -89,20 +68,21 @@ Exit status: 0 forwarded, 1 refused or no usable edge (or the call failed),
 			if q.from == "" {
 				return usagef("--from: the source network is required")
 			}
-			method, event, file, err := q.request()
-			if err != nil {
-				return err
+			rq := netcheck.RouteQuery{From: q.from, RequestURI: q.ruri, Size: q.size}
+			if err := rq.Resolve(q.service, q.method, q.event); err != nil {
+				return usageOf(err)
 			}
 			var st *raft.State
 			if err := withAdmin(cmd, func(ctx context.Context, c hubv1.AdminServiceClient) error {
-				st, err = fetchRoutingState(ctx, c)
+				var err error
+				st, err = netcheck.FetchState(ctx, c)
 				return err
 			}); err != nil {
 				return err
 			}
-			v, err := checkRoute(st, q, method, event, file)
+			v, err := netcheck.CheckRoute(st, rq)
 			if err != nil {
-				return err
+				return usageOf(err)
 			}
 			if err := printOutput(cmd, v, func(w io.Writer) { printRoute(w, v) }); err != nil {
 				return err
@@ -121,135 +101,17 @@ Exit status: 0 forwarded, 1 refused or no usable edge (or the call failed),
 	return c
 }
 
-// serviceRequest is the request route check sends through the decision
-// for a service named without a method.
-var serviceRequest = map[string]struct {
-	method, event string
-	file          bool
-}{
-	"im":       {"MESSAGE", "", false},
-	"presence": {"SUBSCRIBE", "presence", false},
-	"session":  {"INVITE", "", false},
-	"chat":     {"SUBSCRIBE", "conference", false},
-	"file":     {"INVITE", "", true},
-	"any":      {"OPTIONS", "", false},
-}
-
-// request turns the flags into the method, event package and
-// file-transfer flag of the request to decide on.
-func (q routeQuery) request() (method, event string, file bool, err error) {
-	svc := strings.ToLower(strings.TrimSpace(q.service))
-	method = strings.ToUpper(strings.TrimSpace(q.method))
-	event = strings.ToLower(strings.TrimSpace(q.event))
-	if svc != "" {
-		if _, ok := serviceRequest[svc]; !ok {
-			return "", "", false, usagef("--service %q: want one of %s or any", q.service, strings.TrimSuffix(validServices, ", all"))
-		}
+// usageOf turns the check's bad-input error into a usage error naming the
+// flag (or the Request-URI argument).
+func usageOf(err error) error {
+	var fe *netcheck.FieldError
+	if !errors.As(err, &fe) {
+		return err
 	}
-	if method == "" {
-		if svc == "" {
-			svc = "im"
-		}
-		r := serviceRequest[svc]
-		method, file = r.method, r.file
-		if event == "" {
-			event = r.event
-		}
-		return method, event, file, nil
+	if fe.Field == "uri" {
+		return usagef("Request-URI %q: %s", fe.Value, fe.Why)
 	}
-	if strings.ContainsAny(method, " \t\r\n") {
-		return "", "", false, usagef("--method %q: not a SIP method", q.method)
-	}
-	if event == "" && (method == "SUBSCRIBE" || method == "NOTIFY" || method == "PUBLISH") {
-		event = "presence"
-		if svc == "chat" {
-			event = "conference"
-		}
-	}
-	file = svc == "file" && method == "INVITE"
-	if svc != "" {
-		// An event package the hub does not carry is the decision's to
-		// refuse (489), not a usage error.
-		want := serviceRequest[svc]
-		wantSvc, _ := routing.Classify(want.method, want.event, want.file)
-		if got, ok := routing.Classify(method, event, file); ok && got != wantSvc {
-			return "", "", false, usagef("--method %s (event %q) is service %s, not --service %s", method, event, routing.ServiceName(got), svc)
-		}
-	}
-	return method, event, file, nil
-}
-
-// fetchRoutingState builds the part of the cluster state routing reads
-// (networks and policies) from the admin API.
-func fetchRoutingState(ctx context.Context, c hubv1.AdminServiceClient) (*raft.State, error) {
-	nets, err := c.ListNetworks(ctx, &hubv1.ListNetworksRequest{})
-	if err != nil {
-		return nil, fmt.Errorf("list networks: %w", err)
-	}
-	pols, err := c.ListPolicies(ctx, &hubv1.ListPoliciesRequest{})
-	if err != nil {
-		return nil, fmt.Errorf("list policies: %w", err)
-	}
-	return raft.NewState(0, &hubv1.ClusterState{Networks: nets.GetNetworks(), Policies: pols.GetPolicies()}), nil
-}
-
-// checkRoute runs the hub's checks in the proxy's order: the source
-// network (attribution and suspension), the method, then routing.Decide.
-func checkRoute(st *raft.State, q routeQuery, method, event string, file bool) (*routeView, error) {
-	raw := q.ruri
-	if !strings.Contains(raw, ":") {
-		raw = "sip:" + raw
-	}
-	var u sip.Uri
-	if err := sip.ParseUri(raw, &u); err != nil || u.Host == "" {
-		return nil, usagef("Request-URI %q: not a SIP URI such as sip:user@domain", q.ruri)
-	}
-	v := &routeView{From: q.from, RequestURI: u.String(), Method: method, Event: event, Edges: []routeEdge{}}
-	refuse := func(code int, phrase, label, why string) *routeView {
-		v.Status, v.Reason, v.Label, v.Why = code, phrase, label, why
-		return v
-	}
-	src := st.Network(q.from)
-	if src == nil {
-		return refuse(403, "Forbidden", "unattributable", "no network "+q.from+": the hub attributes nothing to it"), nil
-	}
-	if len(src.GetDomains()) > 0 {
-		v.Notes = append(v.Notes, "the From domain must be one of "+q.from+"'s: "+strings.Join(src.GetDomains(), ", ")+" (else 403 From domain not owned by sender)")
-	}
-	if !src.Active() {
-		return refuse(403, "Forbidden", "suspended", "source network suspended"), nil
-	}
-	if !slices.Contains(routing.CarriedMethods, method) {
-		return refuse(405, "Method Not Allowed", "method", "method not carried by the hub (Allow: "+strings.Join(routing.CarriedMethods, ", ")+")"), nil
-	}
-	d := routing.Decide(st, src, routing.Request{Method: method, Host: u.Host, Event: event, FileTransfer: file})
-	if d.Dst != nil {
-		v.Destination = d.Dst.GetId()
-	}
-	if d.Code == 0 || d.Label == routing.LabelPolicy || d.Label == routing.LabelServices {
-		v.Service = routing.ServiceName(d.Service)
-	}
-	if d.Code != 0 {
-		if d.Code == 404 {
-			v.Notes = append(v.Notes, "a hub service domain (rooms, lists) is answered by the hub itself: route check knows only member domains")
-		}
-		return refuse(d.Code, d.Phrase, d.Label, d.Detail), nil
-	}
-	for i, hp := range d.Order(q.size) {
-		v.Edges = append(v.Edges, routeEdge{Order: i + 1, URI: hp.URI, Address: hp.Addr, Transport: hp.Transport})
-	}
-	if len(v.Edges) == 0 {
-		v.Status, v.Reason, v.Label = 503, "Service Unavailable", "no_edge"
-		v.Why = "destination network has no usable edge (configured edges: " + joinOrDash(d.Dst.GetEdges()) + ")"
-		if method == "MESSAGE" && d.Dst.GetDeferral() != nil {
-			v.Notes = append(v.Notes, "the destination has store-and-forward settings: where the node runs the queue, the MESSAGE is stored (202) instead")
-		}
-		return v, nil
-	}
-	v.Allowed = true
-	v.Why = fmt.Sprintf("%s may reach %s for %s", q.from, v.Destination, v.Service)
-	v.Notes = append(v.Notes, "an edge that fails (transport error, 503, no answer in time) passes the request to the next; none left: 503, or 408 when one stayed silent")
-	return v, nil
+	return usagef("--%s %q: %s", fe.Field, fe.Value, fe.Why)
 }
 
 func printRoute(w io.Writer, v *routeView) {

@@ -59,6 +59,11 @@ func (n *hubNode) startConsole(ca *pki.CA, reg prometheus.Gatherer) error {
 		LoginTTL:   cfg.LoginTTL,
 		SessionTTL: cfg.SessionTTL,
 		Logger:     n.log.With("component", "console"),
+		// The network test presents what the SIP plane presents to edges.
+		ProbeCert: func() *tls.Certificate {
+			c := n.certs.Current()
+			return &c
+		},
 	})
 	if err != nil {
 		ln.Close()

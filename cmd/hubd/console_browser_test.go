@@ -216,6 +216,23 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	shot(bctx, "policy")
 
+	// Route check: the SIP plane's decision on what was just allowed (im)
+	// and what was not (session).
+	page(bctx, "route")
+	wait(bctx, "route sources", `document.querySelector("#route-from option[value=net-a]") !== null`)
+	must("route check im", chromedp.Do(bctx,
+		chromedp.SetValue(chromedp.CSS("#route-from"), "net-a"),
+		chromedp.SetValue(chromedp.CSS("#route-uri"), "sip:bob@b.example"),
+		chromedp.SetValue(chromedp.CSS("#route-service"), "im"),
+		chromedp.Click(chromedp.CSS("#route-submit"))))
+	wait(bctx, "route allowed", `document.querySelector("#route-verdict").textContent === "allowed: forwarded to net-b" &&
+		document.querySelector("#route-edges tbody").textContent.includes("`+b.addr+`")`)
+	shot(bctx, "route")
+	must("route check session", chromedp.Do(bctx,
+		chromedp.SetValue(chromedp.CSS("#route-service"), "session"),
+		chromedp.Click(chromedp.CSS("#route-submit"))))
+	wait(bctx, "route refused", `document.querySelector("#route-verdict").textContent === "refused: 403 Peering policy denies session"`)
+
 	// A real MESSAGE from net-a's edge to net-b's through the hub.
 	page(bctx, "traffic")
 	cid := fmt.Sprintf("console-%d@a.example", time.Now().UnixNano())
@@ -254,6 +271,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	shot(bctx, "traffic")
 	page(bctx, "networks")
 	wait(bctx, "edge health live", `document.querySelector("#net-net-b .edgehealth").textContent.includes("answered 1")`)
+	// Network test: OPTIONS from the node to net-b's edge.
+	must("network test", chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#test-net-b"))))
+	wait(bctx, "network test report", `document.querySelector("#net-test-edges tbody").textContent.includes("200 OK") &&
+		document.querySelector("#net-test-summary").textContent.includes("net-a: im")`)
 
 	// Audit search by Call-ID finds both entries of the MESSAGE.
 	page(bctx, "audit")

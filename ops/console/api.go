@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"clearhub/ops/netcheck"
 	"clearhub/proto/hubv1"
 )
 
@@ -124,7 +125,7 @@ func (s *Server) apiSession(w http.ResponseWriter, r *http.Request, ss *session)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"name": ss.id.Name, "role": ss.id.Role, "serial": ss.id.Serial, "can_change": ss.id.CanChange(),
 		"csrf": ss.csrf, "node": s.opts.NodeID, "expires": ss.expires.UTC().Format(time.RFC3339),
-		"services": serviceNames(),
+		"services": serviceNames(), "route_services": netcheck.RouteServices(),
 	})
 }
 

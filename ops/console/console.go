@@ -91,6 +91,12 @@ type Options struct {
 	// Auditor, if set, records each console login and logout in the
 	// audit ledger as an admin entry under the operator's name.
 	Auditor Auditor
+	// ProbeCert, if set, returns the certificate a network test presents
+	// to TLS edges: the node certificate, as the SIP plane presents it.
+	ProbeCert func() *tls.Certificate
+	// ProbeTimeout bounds each edge's answer in a network test (default
+	// 3 s).
+	ProbeTimeout time.Duration
 	// LoginTTL, SessionTTL and Tick (the live update period) default to
 	// DefaultLoginTTL, DefaultSessionTTL and DefaultTick.
 	LoginTTL, SessionTTL, Tick time.Duration
@@ -158,6 +164,10 @@ type Server struct {
 	now  func() time.Time
 	mux  *http.ServeMux
 
+	// tests bounds the network tests running at once (each sends OPTIONS
+	// from this node).
+	tests chan struct{}
+
 	mu       sync.Mutex
 	pending  map[string]pending  // sha256(token) -> login waiting
 	sessions map[string]*session // sha256(cookie) -> session
@@ -188,7 +198,8 @@ func New(opts Options) (*Server, error) {
 		opts.AdminServerName = "127.0.0.1"
 	}
 	s := &Server{opts: opts, log: opts.Logger, now: opts.Now,
-		pending: map[string]pending{}, sessions: map[string]*session{}, done: make(chan struct{})}
+		pending: map[string]pending{}, sessions: map[string]*session{}, done: make(chan struct{}),
+		tests: make(chan struct{}, maxNetworkTests)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -347,6 +358,11 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/networks/{id}", s.authed(true, s.apiUpdateNetwork))
 	m.HandleFunc("POST /api/networks/{id}/suspend", s.authed(true, s.apiSuspend))
 	m.HandleFunc("POST /api/networks/{id}/resume", s.authed(true, s.apiResume))
+	// A network test changes nothing but sends OPTIONS from this node: a
+	// POST (CSRF token), open to every role the admin API lets read the
+	// networks and policy.
+	m.HandleFunc("POST /api/networks/{id}/test", s.authed(false, s.apiNetworkTest))
+	m.HandleFunc("GET /api/route-check", s.authed(false, s.apiRouteCheck))
 	m.HandleFunc("GET /api/policy", s.authed(false, s.apiPolicy))
 	m.HandleFunc("POST /api/policy", s.authed(true, s.apiSetPolicy))
 	m.HandleFunc("GET /api/rooms", s.authed(false, s.apiRooms))

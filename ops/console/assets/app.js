@@ -68,7 +68,7 @@ function when(ns) {
 // ---- pages --------------------------------------------------------------
 
 const loaders = {
-  health: loadHealth, networks: loadNetworks, policy: loadPolicy, rooms: loadRooms,
+  health: loadHealth, networks: loadNetworks, policy: loadPolicy, route: loadRoute, rooms: loadRooms,
   queues: loadQueues, traffic: () => renderTraffic(state.traffic), audit: () => {},
 };
 
@@ -118,7 +118,10 @@ function renderNetworks() {
     const actions = el("td", { class: "actions" },
       el("button", { type: "button", class: "change", id: "edit-" + n.id, disabled: !canChange, on: { click: () => editNetwork(n) } }, "Edit"),
       el("button", { type: "button", class: "change", id: (suspended ? "resume-" : "suspend-") + n.id, disabled: !canChange,
-        on: { click: () => suspendNetwork(n.id, !suspended) } }, suspended ? "Resume" : "Suspend"));
+        on: { click: () => suspendNetwork(n.id, !suspended) } }, suspended ? "Resume" : "Suspend"),
+      // Not a change: every role that may read the networks may test.
+      el("button", { type: "button", id: "test-" + n.id, title: "onboarding self-test: OPTIONS to each edge from this node",
+        on: { click: () => testNetwork(n.id) } }, "Test"));
     return el("tr", { id: "net-" + n.id, class: suspended ? "suspended" : "" },
       el("td", {}, n.id), el("td", {}, n.display_name), el("td", {}, list(n.domains)), el("td", {}, list(n.edges)),
       el("td", {}, ident.join("; ")), el("td", {}, (n.services || []).map(svc).join(", ") || "all"),
@@ -193,6 +196,82 @@ async function suspendNetwork(id, suspend) {
     say("network " + id + (suspend ? " suspended" : " resumed"));
     await loadNetworks();
   } catch (e) { say(e.message, true); }
+}
+
+// testNetwork runs the onboarding self-test (hubctl network test) on this
+// node and shows its report above the form.
+async function testNetwork(id) {
+  const box = $("#net-test");
+  box.hidden = false;
+  $("#net-test-title").textContent = "Network test: " + id;
+  const verdict = $("#net-test-verdict");
+  verdict.textContent = "probing the edges of " + id + " from this node…";
+  verdict.className = "verdict muted";
+  for (const t of ["#net-test-summary", "#net-test-edges"]) setRows(t, []);
+  $("#net-test-missing").replaceChildren();
+  let v;
+  try { v = await api("POST", "/api/networks/" + encodeURIComponent(id) + "/test"); }
+  catch (e) { verdict.textContent = e.message; verdict.className = "verdict bad"; return; }
+  verdict.textContent = v.ready ? "ready: nothing missing" : "not ready: " + v.missing.length + " thing(s) missing before traffic can flow";
+  verdict.className = "verdict " + (v.ready ? "good" : "bad");
+  const grants = (gs) => gs.map(g => g.network + ": " + g.services.join(", ")).join("; ") || "nobody";
+  const idn = v.identity || {};
+  setRows("#net-test-summary", [
+    ["status", v.status], ["domains", list(v.domains) || "none"], ["services", v.services],
+    ["member CAs", list(idn.member_cas) || "none"], ["pins", idn.pins], ["lab CIDRs", list(idn.lab_cidrs) || "none"],
+    ["TLS CIDRs", list(idn.tls_cidrs) || "none"], ["may be reached by", grants(v.may_be_reached_by)], ["may reach", grants(v.may_reach)],
+  ].map(([k, val]) => el("tr", {}, el("th", {}, k), el("td", {}, val))));
+  setRows("#net-test-edges", v.edges.map((e, i) => {
+    const t = e.tls;
+    const answer = e.reachable ? e.status + " " + e.reason + " in " + num(e.rtt_ms, 1) + " ms" + (e.server ? " (" + e.server + ")" : "") : "FAILED: " + e.error;
+    const cert = !t ? "" : !t.subject ? "presented " + t.client_certificate : t.subject + ", names " + (list(t.names) || "none") +
+      "; trusted " + (t.trusted ? "yes" : "NO") + ", name matches a domain " + (t.name_match ? "yes" : "NO") +
+      ", the hub attributes it to " + (t.identifies || "nobody") + "; presented " + t.client_certificate;
+    const ok = e.reachable && (!t || t.identifies === v.network);
+    return el("tr", { class: ok ? "" : "bad" }, el("td", {}, i + 1), el("td", {}, e.uri), el("td", {}, e.transport || ""),
+      el("td", {}, e.address || ""), el("td", { class: "answer" }, answer), el("td", {}, cert));
+  }));
+  $("#net-test-missing").replaceChildren(...(v.missing.length ? v.missing.map(m => el("li", { class: "bad" }, m)) : [el("li", { class: "good" }, "nothing")]));
+}
+
+// loadRoute fills the source select with the networks (keeping the one
+// chosen) and the service select once.
+async function loadRoute() {
+  const r = await api("GET", "/api/networks");
+  state.networks = r.networks || [];
+  const sel = $("#route-from"), keep = sel.value;
+  sel.replaceChildren(...state.networks.map(n => el("option", { value: n.id }, n.id + (n.display_name ? " (" + n.display_name + ")" : ""))));
+  if (keep && state.networks.some(n => n.id === keep)) sel.value = keep;
+  const svcSel = $("#route-service");
+  if (!svcSel.options.length) {
+    svcSel.replaceChildren(...state.session.route_services.map(s => el("option", { value: s, selected: s === "im" }, s === "any" ? "any (OPTIONS)" : s)));
+  }
+}
+
+async function checkRoute(ev) {
+  ev.preventDefault();
+  const f = ev.target;
+  const p = new URLSearchParams({ from: f.from.value, uri: f.uri.value.trim(), service: f.service.value, size: f.size.value.trim() });
+  const out = $("#route-result"), verdict = $("#route-verdict");
+  out.hidden = false;
+  let v;
+  try { v = await api("GET", "/api/route-check?" + p); }
+  catch (e) {
+    verdict.textContent = e.message; verdict.className = "verdict bad";
+    setRows("#route-detail", []); setRows("#route-edges", []); $("#route-notes").replaceChildren();
+    return;
+  }
+  verdict.textContent = v.allowed ? "allowed: forwarded to " + v.destination : "refused: " + v.status + " " + v.reason;
+  verdict.className = "verdict " + (v.allowed ? "good" : "bad");
+  verdict.dataset.allowed = v.allowed ? "1" : "0";
+  setRows("#route-detail", [
+    ["request", v.method + " " + v.request_uri + (v.event ? " (Event " + v.event + ")" : "") + " from " + v.from],
+    ["service", v.service || "—"], ["SIP answer", v.allowed ? "none from the hub: forwarded" : v.status + " " + v.reason],
+    ["why", v.why], ["refusal label", v.refusal_label || "—"], ["destination network", v.destination || "—"],
+  ].map(([k, val]) => el("tr", {}, el("th", {}, k), el("td", {}, val))));
+  setRows("#route-edges", v.edges.length ? v.edges.map(e => el("tr", {}, el("td", {}, e.order), el("td", {}, e.uri), el("td", {}, e.transport), el("td", {}, e.address)))
+    : [el("tr", {}, el("td", { colspan: 4, class: "muted" }, "none"))]);
+  $("#route-notes").replaceChildren(...(v.notes || []).map(n => el("li", {}, n)));
 }
 
 async function loadPolicy() {
@@ -371,6 +450,7 @@ async function main() {
   $("#net-form").addEventListener("submit", submitNetwork);
   $("#net-cancel").addEventListener("click", resetNetForm);
   for (const b of document.querySelectorAll("#net-form input, #net-form textarea, #net-form button")) b.disabled = !s.can_change;
+  $("#route-form").addEventListener("submit", checkRoute);
   $("#audit-form").addEventListener("submit", searchAudit);
   $("#audit-export").addEventListener("click", exportAudit);
   $("#audit-verify").addEventListener("click", verifyAudit);
