@@ -53,7 +53,8 @@ git, edit it, apply it.
 The document starts with apiVersion: ` + docAPIVersion + ` and kind: ` + docKind + `; its
 networks and policies have the shapes of "network list -o yaml" and
 "policy list -o yaml" without the created/updated times (they change on
-every write); lists has each list's uri, display_name, owner ("" for a
+every write), each policy rule with its share_views grant (policy allow
+--share-views); lists has each list's uri, display_name, owner ("" for a
 public list) and entries (uri, display_name), without revision and times;
 rooms has each room's settings, participants (uri, nickname, role,
 invited, cpim) and bans (pattern, reason). Message history is never
@@ -155,10 +156,12 @@ and exit status 2. A key left out means its empty value (status: active).
 The steps are replayed against a copy of the cluster state first, in the
 order they are sent: suspensions, network additions and changes (a domain,
 pin or prefix moving between networks is released before it is claimed),
-policy entries narrowed, then widened, lists created or replaced (one
-CreateList --replace per changed list: subscribers see one new revision),
-resumptions, network removals, rooms (create, lift bans, remove, add,
-roles, ban), list and room deletions last. RoomService cannot change an
+shared views withdrawn, policy entries narrowed, then widened, shared
+views granted (SetViewSharing, as policy allow --share-views), lists
+created or replaced (one CreateList --replace per changed list:
+subscribers see one new revision), resumptions, network removals, rooms
+(create, lift bans, remove, add, roles, ban), list and room deletions
+last. RoomService cannot change an
 existing room's settings or a participant's nickname, invitation or
 delivery: such an edit is refused before any call, naming its YAML path.
 Each network change is conditional on the version read: a change made by
@@ -170,7 +173,10 @@ Networks in the cluster but not in the file are kept, and so is every
 policy entry naming them, unless --prune removes them. The same holds for
 lists, rooms, and a room's participants and bans, when the document has a
 lists: or rooms: key; a document without the key (one written before they
-were exported) leaves every list or room as it is, even with --prune.
+were exported) leaves every list or room as it is, even with --prune. A
+policy rule without a share_views key (a file written before export
+carried it) keeps the rule's shared view; --prune withdraws it, and
+share_views: false withdraws it either way.
 
 Exit status: 0 applied or nothing to do; 1 a call failed; 2 a bad command
 line or file; with --dry-run --exit-code, 3 when there are differences.`,
@@ -321,6 +327,14 @@ func sendStep(ctx context.Context, c declClients, s step, version int64) (*hubv1
 		return nil, err
 	case stepDeny:
 		_, err := c.DenyPolicy(ctx, s.change)
+		return nil, err
+	case stepShareView, stepUnshareView:
+		// The RPC policy allow --share-views sends.
+		r, err := c.lists.SetViewSharing(ctx, s.share)
+		if err == nil && r.GetShareViews() != s.share.GetShare() {
+			err = status.Errorf(codes.FailedPrecondition, "the hub reports share_views %t for %s <- %s after the call; export and check the rule",
+				r.GetShareViews(), s.share.GetDestination(), s.share.GetSource())
+		}
 		return nil, err
 	case stepPutList:
 		_, err := c.lists.CreateList(ctx, &hubv1.CreateListRequest{List: s.list, Replace: s.replace})

@@ -307,3 +307,122 @@ func TestApplyEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// TestApplyShareViewsEndToEnd drives the share_views grant of a policy rule
+// through export and apply against a real node: the export carries it and
+// re-applies as a no-op; a file granting it shows the diff, exits 3 with
+// --dry-run --exit-code and sends one SetViewSharing; a rule without the
+// key keeps the grant (noted) until --prune withdraws it; an explicit
+// false withdraws it; a bad value is refused naming its YAML path before
+// any call.
+func TestApplyShareViewsEndToEnd(t *testing.T) {
+	h := newRealHub(t)
+	h.must(t, "network", "add", "a", "--domain", "a.example", "--edge", "sip:127.0.0.2:5060", "--cidr", "127.0.0.2")
+	h.must(t, "network", "add", "b", "--domain", "b.example", "--edge", "sip:127.0.0.3:5060", "--cidr", "127.0.0.3")
+	h.must(t, "policy", "allow", "b", "--from", "a", "--services", "presence,im")
+	h.writes()
+	shares := func() bool { return h.node.State().ShareViews("b", "a") }
+
+	dir := t.TempDir()
+	file := filepath.Join(dir, "membership.yaml")
+	const unshared = "      - source: a\n        services:\n          - presence\n          - im\n        share_views: false\n"
+	const sharedRule = "      - source: a\n        services:\n          - presence\n          - im\n        share_views: true\n"
+	const noKey = "      - source: a\n        services:\n          - presence\n          - im\n"
+	set := func(t *testing.T, old, new string) {
+		t.Helper()
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), old) {
+			t.Fatalf("file lacks %q:\n%s", old, b)
+		}
+		writeFile(t, file, []byte(strings.Replace(string(b), old, new, 1)), 0o644)
+	}
+	exported := h.must(t, "export")
+	if !strings.Contains(exported, unshared) {
+		t.Fatalf("export lacks the rule with share_views: false:\n%s", exported)
+	}
+	writeFile(t, file, []byte(exported), 0o644)
+
+	steps := []struct {
+		name      string
+		from, to  string // edit of the file before the step ("" none)
+		args      []string
+		wantOut   []string // substrings of stdout
+		wantCode  int
+		wantCalls []string
+		wantShare bool
+	}{
+		{name: "round trip without a grant", args: []string{"apply", "-f", file}, wantOut: []string{"no changes"}},
+		{name: "dry run of a grant", from: unshared, to: sharedRule, args: []string{"apply", "-f", file, "--dry-run", "--exit-code"},
+			wantOut:  []string{"~ policy b <- a: presence,im; share_views: false -> true\n", "policy entries: 0 to add, 1 to change, 0 to remove (1 call)"},
+			wantCode: exitDiffers},
+		{name: "grant", args: []string{"apply", "-f", file}, wantOut: []string{"applied: share views b <- a\n"},
+			wantCalls: []string{"SetViewSharing"}, wantShare: true},
+		{name: "granted: no drift", args: []string{"apply", "-f", file, "--dry-run", "--exit-code"}, wantOut: []string{"no changes"}, wantShare: true},
+		{name: "key left out keeps the grant", from: sharedRule, to: noKey, args: []string{"apply", "-f", file},
+			wantOut: []string{"# policy b <- a shares views in the cluster; the file's rule has no share_views: kept (apply --prune withdraws it)\n", "no changes"}, wantShare: true},
+		{name: "key left out, --prune withdraws", args: []string{"apply", "-f", file, "--prune"},
+			wantOut: []string{"~ policy b <- a: presence,im; share_views: true -> false\n", "applied: withdraw shared views b <- a\n"}, wantCalls: []string{"SetViewSharing"}},
+		{name: "granted again", from: noKey, to: sharedRule, args: []string{"apply", "-f", file}, wantCalls: []string{"SetViewSharing"}, wantShare: true},
+		{name: "explicit false withdraws without --prune", from: sharedRule, to: unshared, args: []string{"apply", "-f", file},
+			wantOut: []string{"applied: withdraw shared views b <- a\n"}, wantCalls: []string{"SetViewSharing"}},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if st.from != "" {
+				set(t, st.from, st.to)
+			}
+			out, errOut, code := h.hubctl(t, st.args...)
+			if code != st.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, st.wantCode, out, errOut)
+			}
+			for _, w := range st.wantOut {
+				if !strings.Contains(out, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, out)
+				}
+			}
+			if w := h.writes(); !slices.Equal(w, st.wantCalls) {
+				t.Errorf("writes %v, want %v\n%s", w, st.wantCalls, out)
+			}
+			if got := shares(); got != st.wantShare {
+				t.Errorf("b shares views with a: %v, want %v", got, st.wantShare)
+			}
+		})
+	}
+
+	t.Run("export after a grant re-applies as a no-op", func(t *testing.T) {
+		h.must(t, "policy", "allow", "b", "--from", "a", "--services", "presence,im", "--share-views")
+		h.writes()
+		exported := h.must(t, "export")
+		if !strings.Contains(exported, sharedRule) {
+			t.Fatalf("export lacks share_views: true:\n%s", exported)
+		}
+		writeFile(t, file, []byte(exported), 0o644)
+		if out := h.must(t, "apply", "-f", file, "--prune"); strings.TrimSpace(out) != "no changes" {
+			t.Errorf("apply --prune of the export:\n%s", out)
+		}
+		if w := h.writes(); len(w) != 0 {
+			t.Errorf("writes %v, want none", w)
+		}
+	})
+
+	t.Run("bad value refused naming the YAML path", func(t *testing.T) {
+		set(t, sharedRule, strings.Replace(sharedRule, "share_views: true", "share_views: maybe", 1))
+		_, errOut, code := h.hubctl(t, "apply", "-f", file)
+		if code != exitUsage || !strings.Contains(errOut, `policies[0].rules[0].share_views: "maybe": want true or false`) ||
+			!strings.Contains(errOut, file+":") {
+			t.Errorf("exit %d, stderr:\n%s", code, errOut)
+		}
+		h.mu.Lock()
+		calls := len(h.methods)
+		h.mu.Unlock()
+		if calls != 0 {
+			t.Errorf("%d RPCs for a bad file, want none", calls)
+		}
+		if !shares() {
+			t.Error("the grant changed after a refused file")
+		}
+	})
+}

@@ -183,7 +183,7 @@ func TestJSONOutputShapes(t *testing.T) {
 		{[]string{"policy", "list"}, func(t *testing.T, doc any) {
 			p := doc.([]any)[0].(map[string]any)
 			rule := p["rules"].([]any)[0].(map[string]any)
-			if !cmp.Equal(p["all_services"], []any{"presence"}) || !cmp.Equal(rule["services"], []any{"im", "chat"}) {
+			if !cmp.Equal(p["all_services"], []any{"presence"}) || !cmp.Equal(rule["services"], []any{"im", "chat"}) || rule["share_views"] != false {
 				t.Errorf("policy: %v", p)
 			}
 		}},

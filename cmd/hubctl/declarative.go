@@ -91,6 +91,11 @@ type desiredState struct {
 	networks []*hubv1.Network
 	index    map[string]int // network id -> file index
 	grants   grants
+	// shares: the share_views of each rule that has the key (true or
+	// false). A rule without it leaves the cluster's shared view as it is,
+	// unless --prune: files written before export carried the grant must
+	// not withdraw it silently.
+	shares map[grantKey]bool
 	// lists in file order, URIs canonical; listsGiven: the document has a
 	// lists: key (without it, lists are left alone).
 	lists      []*hubv1.ResourceList
@@ -124,6 +129,26 @@ func grantsOf(pols []*hubv1.Policy) grants {
 		}
 	}
 	return g
+}
+
+// ruleShares is a rule's shared presence view as the hub applies it
+// (raft.State.ShareViews): only with presence granted.
+func ruleShares(r *hubv1.PolicyRule) bool {
+	return r.GetShareViews() && slices.Contains(r.GetServices(), hubv1.Service_SERVICE_PRESENCE)
+}
+
+// sharesOf is the set of named rules granting a shared view. The
+// all-members switch never does (sharing is granted to one peer).
+func sharesOf(pols []*hubv1.Policy) map[grantKey]bool {
+	out := map[grantKey]bool{}
+	for _, p := range pols {
+		for _, r := range p.GetRules() {
+			if ruleShares(r) {
+				out[grantKey{p.GetDestination(), r.GetSource()}] = true
+			}
+		}
+	}
+	return out
 }
 
 func sortedServices(s []hubv1.Service) []hubv1.Service {
@@ -236,7 +261,7 @@ func (p *docParser) parse(data []byte) *desiredState {
 	}
 	p.header(root, fields, "apiVersion", docAPIVersion, "is not a version this hubctl reads")
 	p.header(root, fields, "kind", docKind, "is not a document hubctl apply takes")
-	want := &desiredState{index: map[string]int{}, grants: grants{}}
+	want := &desiredState{index: map[string]int{}, grants: grants{}, shares: map[grantKey]bool{}}
 	paths := map[string]string{} // network id -> its path
 	for i, item := range p.seq(fields["networks"], "networks") {
 		path := fmt.Sprintf("networks[%d]", i)
@@ -646,7 +671,7 @@ func (p *docParser) crossNetworkChecks(want *desiredState) {
 }
 
 var policyKeys = []string{"destination", "allow_all", "all_services", "rules"}
-var ruleKeys = []string{"source", "services"}
+var ruleKeys = []string{"source", "services", "share_views"}
 
 func (p *docParser) policy(node *yaml.Node, path string, want *desiredState, dsts map[string]string) {
 	f := p.mapping(node, path, policyKeys)
@@ -689,6 +714,13 @@ func (p *docParser) policy(node *yaml.Node, path string, want *desiredState, dst
 		}
 		src := p.str(rf["source"], rp+".source")
 		svcs := p.services(rf["services"], rp+".services")
+		sv, shareGiven := rf["share_views"]
+		before := len(p.errs)
+		share := p.boolean(sv, rp+".share_views")
+		if shareGiven && share && len(p.errs) == before && len(svcs) > 0 && !slices.Contains(svcs, hubv1.Service_SERVICE_PRESENCE) {
+			// The hub refuses it too (set_view_sharing needs presence).
+			p.fail(sv, rp+".share_views", "true, but services does not include presence (a shared view is a presence grant)")
+		}
 		_, known := want.index[src]
 		_, dup := want.grants[grantKey{dst, src}]
 		switch {
@@ -704,6 +736,9 @@ func (p *docParser) policy(node *yaml.Node, path string, want *desiredState, dst
 			p.fail(r, rp+".services", "at least one service (or all); remove the rule to grant nothing")
 		default:
 			want.grants[grantKey{dst, src}] = svcs
+			if shareGiven && len(p.errs) == before {
+				want.shares[grantKey{dst, src}] = share
+			}
 		}
 	}
 }
@@ -720,11 +755,13 @@ type networkChange struct {
 	fields []fieldChange // +: every field; ~: the changed ones
 }
 
-// grantChange is one policy entry added, changed or removed.
+// grantChange is one policy entry added, changed or removed: its services
+// and its shared presence view (share_views).
 type grantChange struct {
-	op       byte
-	key      grantKey
-	old, new []hubv1.Service
+	op                 byte
+	key                grantKey
+	old, new           []hubv1.Service
+	oldShare, newShare bool
 }
 
 // stepKind is one admin RPC of the plan.
@@ -749,6 +786,8 @@ const (
 	stepUnbanRoom
 	stepUpdateRoom
 	stepSetRoomMember
+	stepShareView   // SetViewSharing share: true
+	stepUnshareView // SetViewSharing share: false
 )
 
 // step is one RPC to send.
@@ -771,6 +810,9 @@ type step struct {
 	// update room / set room member: the RoomService request
 	updateRoom *hubv1.UpdateRoomRequest
 	setMember  *hubv1.SetRoomMemberRequest
+
+	// share, unshare view: the ListService request
+	share *hubv1.SetViewSharingRequest
 }
 
 func (s step) String() string {
@@ -802,6 +844,10 @@ func (s step) String() string {
 			src = allMembers
 		}
 		return fmt.Sprintf("%s %s <- %s: %s", verb, s.change.GetDestination(), src, serviceList(s.change.GetServices()))
+	case stepShareView:
+		return fmt.Sprintf("share views %s <- %s", s.share.GetDestination(), s.share.GetSource())
+	case stepUnshareView:
+		return fmt.Sprintf("withdraw shared views %s <- %s", s.share.GetDestination(), s.share.GetSource())
 	}
 	if isRoomStep(s.kind) {
 		return roomStepString(s)
@@ -820,6 +866,10 @@ type plan struct {
 	rooms     []roomChange
 	roomNotes []string
 	steps     []step
+
+	// keptShares: shared views granted in the cluster on rules of the file
+	// without a share_views key, kept (no --prune).
+	keptShares []grantKey
 }
 
 func (pl *plan) empty() bool { return len(pl.steps) == 0 }
@@ -886,8 +936,8 @@ func planCluster(cs *hubv1.ClusterState, want *desiredState, prune bool) (*plan,
 
 	// Policy entries between networks of the file; entries naming any other
 	// network are kept (no --prune) or go with its removal (--prune).
-	have := grantsOf(curPol)
-	var denies, allows []step
+	have, haveShares := grantsOf(curPol), sharesOf(curPol)
+	var denies, allows, unshares, shares []step
 	keys := map[grantKey]bool{}
 	for k := range have {
 		if managed(k.dst) && (k.src == allMembers || managed(k.src)) {
@@ -909,8 +959,34 @@ func planCluster(cs *hubv1.ClusterState, want *desiredState, prune bool) (*plan,
 	})
 	for _, k := range sorted {
 		old, nw := have[k], want.grants[k]
-		if slices.Equal(old, nw) {
+		oldShare := haveShares[k]
+		newShare := false
+		if k.src != allMembers && slices.Contains(nw, hubv1.Service_SERVICE_PRESENCE) {
+			s, given := want.shares[k]
+			switch {
+			case given:
+				newShare = s
+			case prune:
+				// A rule of the file without the key: not in the file, withdrawn.
+			default:
+				newShare = oldShare
+				if oldShare {
+					pl.keptShares = append(pl.keptShares, k)
+				}
+			}
+		}
+		if slices.Equal(old, nw) && oldShare == newShare {
 			continue
+		}
+		// The view survives the service steps only while presence stays
+		// granted throughout (a deny of presence takes it along, and a
+		// rule made anew starts without it).
+		afterServices := oldShare && slices.Contains(nw, hubv1.Service_SERVICE_PRESENCE)
+		switch sr := (&hubv1.SetViewSharingRequest{Destination: k.dst, Source: k.src, Share: newShare}); {
+		case newShare && !afterServices:
+			shares = append(shares, step{kind: stepShareView, share: sr, file: -1})
+		case !newShare && afterServices:
+			unshares = append(unshares, step{kind: stepUnshareView, share: sr, file: -1})
 		}
 		op := byte('~')
 		switch {
@@ -919,7 +995,7 @@ func planCluster(cs *hubv1.ClusterState, want *desiredState, prune bool) (*plan,
 		case len(nw) == 0:
 			op = '-'
 		}
-		pl.grants = append(pl.grants, grantChange{op: op, key: k, old: old, new: nw})
+		pl.grants = append(pl.grants, grantChange{op: op, key: k, old: old, new: nw, oldShare: oldShare, newShare: newShare})
 		req := func(svcs []hubv1.Service) *hubv1.PolicyChangeRequest {
 			r := &hubv1.PolicyChangeRequest{Destination: k.dst, Services: svcs}
 			if k.src == allMembers {
@@ -952,9 +1028,12 @@ func planCluster(cs *hubv1.ClusterState, want *desiredState, prune bool) (*plan,
 		return nil, err
 	}
 	// Narrow before widening: a grant moving from one service to another
-	// never passes through a state granting both.
-	pl.steps = append(ordered, denies...)
+	// never passes through a state granting both, and a shared view is
+	// withdrawn before and granted after the services it depends on.
+	pl.steps = append(ordered, unshares...)
+	pl.steps = append(pl.steps, denies...)
 	pl.steps = append(pl.steps, allows...)
+	pl.steps = append(pl.steps, shares...)
 	pl.steps = append(pl.steps, listPuts...)
 	pl.steps = append(pl.steps, resumes...)
 	for _, r := range removals {
@@ -1086,6 +1165,9 @@ func planCommand(t int64, s step) *hubv1.Command {
 	case stepDeny:
 		c := s.change
 		cmd.Op = &hubv1.Command_PolicyDeny{PolicyDeny: &hubv1.PolicyDeny{Destination: c.GetDestination(), Source: c.GetSource(), All: c.GetAll(), Services: c.GetServices()}}
+	case stepShareView, stepUnshareView:
+		v := s.share
+		cmd.Op = &hubv1.Command_SetViewSharing{SetViewSharing: &hubv1.SetViewSharing{Destination: v.GetDestination(), Source: v.GetSource(), Share: v.GetShare()}}
 	}
 	return cmd
 }
@@ -1212,15 +1294,25 @@ func writeDiff(w io.Writer, pl *plan) {
 		}
 		switch g.op {
 		case '+':
-			fmt.Fprintf(w, "+ policy %s <- %s: %s\n", g.key.dst, src, serviceList(g.new))
+			fmt.Fprintf(w, "+ policy %s <- %s: %s%s\n", g.key.dst, src, serviceList(g.new), shareNote(g.newShare))
 		case '-':
-			fmt.Fprintf(w, "- policy %s <- %s: %s\n", g.key.dst, src, serviceList(g.old))
-		default:
-			fmt.Fprintf(w, "~ policy %s <- %s: %s -> %s\n", g.key.dst, src, serviceList(g.old), serviceList(g.new))
+			fmt.Fprintf(w, "- policy %s <- %s: %s%s\n", g.key.dst, src, serviceList(g.old), shareNote(g.oldShare))
+		case '~':
+			svcs := serviceList(g.new)
+			if !slices.Equal(g.old, g.new) {
+				svcs = serviceList(g.old) + " -> " + svcs
+			}
+			if g.oldShare != g.newShare {
+				svcs += fmt.Sprintf("; share_views: %t -> %t", g.oldShare, g.newShare)
+			}
+			fmt.Fprintf(w, "~ policy %s <- %s: %s\n", g.key.dst, src, svcs)
 		}
 	}
 	for _, id := range pl.kept {
 		fmt.Fprintf(w, "# network %s is in the cluster but not in the file: kept (apply --prune removes it)\n", id)
+	}
+	for _, k := range pl.keptShares {
+		fmt.Fprintf(w, "# policy %s <- %s shares views in the cluster; the file's rule has no share_views: kept (apply --prune withdraws it)\n", k.dst, k.src)
 	}
 	writeListDiff(w, pl)
 	writeRoomDiff(w, pl)
@@ -1252,6 +1344,14 @@ func writeDiff(w io.Writer, pl *plan) {
 	}
 	fmt.Fprintf(w, "networks: %d to add, %d to change, %d to remove; policy entries: %d to add, %d to change, %d to remove%s (%s)\n",
 		add, change, remove, gAdd, gChange, gRemove, listSummary(pl)+roomSummary(pl), calls(len(pl.steps)))
+}
+
+// shareNote marks a '+' or '-' policy entry that carries a shared view.
+func shareNote(share bool) string {
+	if share {
+		return "; share_views: true"
+	}
+	return ""
 }
 
 func calls(n int) string {

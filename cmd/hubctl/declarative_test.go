@@ -201,6 +201,33 @@ func TestParseDocument(t *testing.T) {
 			wantErrs: []string{`policies[0].rules[1].source: "a": a second rule for the same source`},
 		},
 		{
+			name: "share_views given true, given false, left out",
+			doc: docHeader + "networks:\n" + yamlNet("a") + yamlNet("b") + yamlNet("c") + "policies:\n" +
+				"- destination: a\n  rules:\n  - {source: b, services: [presence], share_views: true}\n  - {source: c, services: [all], share_views: false}\n" +
+				"- destination: b\n  rules:\n  - {source: a, services: [presence]}\n",
+			check: func(t *testing.T, d *desiredState) {
+				want := map[grantKey]bool{{"a", "b"}: true, {"a", "c"}: false}
+				if diff := cmp.Diff(want, d.shares); diff != "" {
+					t.Errorf("shares (-want +got):\n%s", diff)
+				}
+			},
+		},
+		{
+			name: "bad share_views",
+			doc: docHeader + "networks:\n" + yamlNet("a") + yamlNet("b") + "policies:\n" +
+				"- destination: a\n  rules:\n  - source: b\n    services: [presence]\n    share_views: maybe\n" +
+				"- destination: b\n  rules:\n  - {source: a, services: [im], share_views: true}\n",
+			wantErrs: []string{
+				`17:18: policies[0].rules[0].share_views: "maybe": want true or false`,
+				`policies[1].rules[0].share_views: true, but services does not include presence`,
+			},
+		},
+		{
+			name:     "share_views on the all-members switch",
+			doc:      docHeader + "networks:\n" + yamlNet("a") + "policies:\n- destination: a\n  allow_all: true\n  all_services: [presence]\n  share_views: true\n",
+			wantErrs: []string{"policies[0].share_views: unknown key (valid: destination, allow_all, all_services, rules)"},
+		},
+		{
 			name:     "leaf certificate parses (the plan refuses it, as the hub would)",
 			doc:      docHeader + "networks:\n" + yamlNet("a", "identity:\n    ca_pem:\n    - |\n      "+strings.ReplaceAll(strings.TrimSpace(leaf), "\n", "\n      ")),
 			wantErrs: nil,
@@ -248,6 +275,9 @@ func TestMakePlan(t *testing.T) {
 	rule := func(src string, s ...hubv1.Service) *hubv1.PolicyRule {
 		return &hubv1.PolicyRule{Source: src, Services: s}
 	}
+	shared := func(r *hubv1.PolicyRule) *hubv1.PolicyRule { r.ShareViews = true; return r }
+	abc := []*hubv1.Network{stored("a", nil), stored("b", nil), stored("c", nil)}
+	nets3 := docHeader + "networks:\n" + yamlNet("a") + yamlNet("b") + yamlNet("c") + "policies:\n"
 	tests := []struct {
 		name      string
 		cur       []*hubv1.Network
@@ -323,6 +353,81 @@ func TestMakePlan(t *testing.T) {
 			doc:       docHeader + "networks:\n" + yamlNet("a") + yamlNet("b") + yamlNet("c") + "policies:\n- destination: b\n  rules: [{source: a, services: [presence, session]}]\n- destination: a\n  allow_all: true\n  all_services: [im]\n",
 			wantSteps: []string{"deny b <- a: im", "deny b <- c: im", "deny c <- *: presence", "allow a <- *: im", "allow b <- a: session"},
 			wantDiff:  []string{"+ policy a <- * (all members): im", "~ policy b <- a: presence,im -> presence,session", "- policy b <- c: im", "- policy c <- * (all members): presence"},
+		},
+		{
+			name:      "share_views added: one SetViewSharing",
+			cur:       abc,
+			pols:      []*hubv1.Policy{pol("b", rule("a", presence, im))},
+			doc:       nets3 + "- destination: b\n  rules: [{source: a, services: [presence, im], share_views: true}]\n",
+			wantSteps: []string{"share views b <- a"},
+			wantDiff: []string{
+				"~ policy b <- a: presence,im; share_views: false -> true",
+				"networks: 0 to add, 0 to change, 0 to remove; policy entries: 0 to add, 1 to change, 0 to remove (1 call)",
+			},
+		},
+		{
+			name:      "new rule with a shared view: allowed, then shared",
+			cur:       abc,
+			doc:       nets3 + "- destination: b\n  rules: [{source: a, services: [presence], share_views: true}]\n",
+			wantSteps: []string{"allow b <- a: presence", "share views b <- a"},
+			wantDiff:  []string{"+ policy b <- a: presence; share_views: true", "networks: 0 to add, 0 to change, 0 to remove; policy entries: 1 to add, 0 to change, 0 to remove (2 calls)"},
+		},
+		{
+			name:      "share_views: false withdraws",
+			cur:       abc,
+			pols:      []*hubv1.Policy{pol("b", shared(rule("a", presence)))},
+			doc:       nets3 + "- destination: b\n  rules: [{source: a, services: [presence], share_views: false}]\n",
+			wantSteps: []string{"withdraw shared views b <- a"},
+			wantDiff:  []string{"~ policy b <- a: presence; share_views: true -> false"},
+		},
+		{
+			name:     "share_views left out keeps the view",
+			cur:      abc,
+			pols:     []*hubv1.Policy{pol("b", shared(rule("a", presence)))},
+			doc:      nets3 + "- destination: b\n  rules: [{source: a, services: [presence]}]\n",
+			wantDiff: []string{"# policy b <- a shares views in the cluster; the file's rule has no share_views: kept (apply --prune withdraws it)", "no changes"},
+		},
+		{
+			name:      "share_views left out, --prune withdraws",
+			cur:       abc,
+			pols:      []*hubv1.Policy{pol("b", shared(rule("a", presence)))},
+			doc:       nets3 + "- destination: b\n  rules: [{source: a, services: [presence]}]\n",
+			prune:     true,
+			wantSteps: []string{"withdraw shared views b <- a"},
+			wantDiff:  []string{"~ policy b <- a: presence; share_views: true -> false", "networks: 0 to add, 0 to change, 0 to remove; policy entries: 0 to add, 1 to change, 0 to remove (1 call)"},
+		},
+		{
+			name:      "presence denied takes the view along: no SetViewSharing",
+			cur:       abc,
+			pols:      []*hubv1.Policy{pol("b", shared(rule("a", presence, im)))},
+			doc:       nets3 + "- destination: b\n  rules: [{source: a, services: [im]}]\n",
+			wantSteps: []string{"deny b <- a: presence"},
+			wantDiff:  []string{"~ policy b <- a: presence,im -> im; share_views: true -> false"},
+		},
+		{
+			name:      "rule removed with its view",
+			cur:       abc,
+			pols:      []*hubv1.Policy{pol("b", shared(rule("a", presence)))},
+			doc:       nets3,
+			wantSteps: []string{"deny b <- a: presence"},
+			wantDiff:  []string{"- policy b <- a: presence; share_views: true"},
+		},
+		{
+			name: "withdrawn before the denies, granted after the allows",
+			cur:  abc,
+			pols: []*hubv1.Policy{pol("b", shared(rule("a", presence))), pol("c", rule("a", im))},
+			doc: nets3 + "- destination: b\n  rules: [{source: a, services: [presence], share_views: false}]\n" +
+				"- destination: c\n  rules: [{source: a, services: [presence], share_views: true}]\n",
+			wantSteps: []string{"withdraw shared views b <- a", "deny c <- a: im", "allow c <- a: presence", "share views c <- a"},
+			wantDiff:  []string{"~ policy b <- a: presence; share_views: true -> false", "~ policy c <- a: im -> presence; share_views: false -> true"},
+		},
+		{
+			name:     "shared view in the file and the cluster: no change, also with --prune",
+			cur:      []*hubv1.Network{stored("a", nil), stored("x", nil)},
+			pols:     []*hubv1.Policy{pol("x", shared(rule("a", presence)))},
+			doc:      docHeader + "networks:\n" + yamlNet("a") + yamlNet("x") + "policies:\n- destination: x\n  rules: [{source: a, services: [presence], share_views: true}]\n",
+			prune:    true,
+			wantDiff: []string{"no changes"},
 		},
 		{
 			name:      "unmanaged network and its policy entries are kept",
@@ -433,7 +538,8 @@ func TestMakePlan(t *testing.T) {
 
 // TestExportRoundTrip: what export writes, apply reads back as no change,
 // for every kind of value (suspended, PEM blocks, all-members switch,
-// every-service networks, empty policies left out).
+// every-service networks, empty policies left out, shared views granted
+// and not).
 func TestExportRoundTrip(t *testing.T) {
 	ca, _ := testPEMs(t)
 	nets := []*hubv1.Network{
@@ -443,9 +549,11 @@ func TestExportRoundTrip(t *testing.T) {
 			n.Identity = &hubv1.Identity{CaPem: []string{ca, ca}, Pins: []string{strings.Repeat("01", 32)}, TlsCidrs: []string{"2001:db8::/32"}}
 		}),
 		stored("b", func(n *hubv1.Network) { n.Domains = []string{"b.example", "true", "null", "1e3"} }),
+		stored("c", nil),
 	}
 	pols := []*hubv1.Policy{
-		{Destination: "a", AllowAll: true, AllServices: []hubv1.Service{sess}, Rules: []*hubv1.PolicyRule{{Source: "b", Services: allServices()}}},
+		{Destination: "a", AllowAll: true, AllServices: []hubv1.Service{sess}, Rules: []*hubv1.PolicyRule{
+			{Source: "b", Services: allServices(), ShareViews: true}, {Source: "c", Services: []hubv1.Service{presence}}}},
 		{Destination: "b"},
 	}
 	j, err := toJSON(exportDoc(nets, pols))
@@ -473,6 +581,10 @@ func TestExportRoundTrip(t *testing.T) {
 	}
 	if bytes.Contains(y, []byte("destination: b")) {
 		t.Errorf("a policy granting nothing was exported:\n%s", y)
+	}
+	if !bytes.Contains(y, []byte("      - source: b\n        services:\n          - presence\n          - im\n          - session\n          - chat\n          - file\n        share_views: true\n")) ||
+		!bytes.Contains(y, []byte("      - source: c\n        services:\n          - presence\n        share_views: false\n")) {
+		t.Errorf("export does not carry share_views on each rule:\n%s", y)
 	}
 }
 
@@ -524,6 +636,8 @@ func FuzzParseDocument(f *testing.F) {
 	f.Add([]byte(docHeader + "networks:\n" + yamlNet("a", "status: suspended", "services: [im, all]") + yamlNet("b") +
 		"policies:\n- destination: a\n  allow_all: true\n  all_services: [im]\n  rules: [{source: b, services: [presence]}]\n"))
 	f.Add([]byte(docHeader + "networks:\n" + yamlNet("a", "identity: {ca_pem: [\""+strings.ReplaceAll(ca, "\n", "\\n")+"\"], pins: [\""+strings.Repeat("ab", 32)+"\"]}")))
+	f.Add([]byte(docHeader + "networks:\n" + yamlNet("a") + yamlNet("b") +
+		"policies:\n- destination: a\n  rules: [{source: b, services: [presence, im], share_views: true}]\n"))
 	f.Add([]byte("networks: &a [*a]\n"))
 	f.Add([]byte("{\"apiVersion\": 1, \"kind\": [], \"networks\": [null, {}], \"policies\": [{\"rules\": [null]}]}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -543,7 +657,7 @@ func FuzzParseDocument(f *testing.F) {
 			if k.src == allMembers {
 				p.AllowAll, p.AllServices = true, svcs
 			} else {
-				p.Rules = append(p.Rules, &hubv1.PolicyRule{Source: k.src, Services: svcs})
+				p.Rules = append(p.Rules, &hubv1.PolicyRule{Source: k.src, Services: svcs, ShareViews: want.shares[k]})
 			}
 		}
 		j, err := toJSON(exportDoc(want.networks, pols))
@@ -564,6 +678,12 @@ func FuzzParseDocument(f *testing.F) {
 		}
 		if diff := cmp.Diff(want.grants, again.grants); diff != "" {
 			t.Fatalf("grants changed:\n%s", diff)
+		}
+		// Export writes every rule's share_views: what was true stays true.
+		for k, share := range want.shares {
+			if again.shares[k] != share {
+				t.Fatalf("share_views of %v: %v, then %v", k, share, again.shares[k])
+			}
 		}
 	})
 }

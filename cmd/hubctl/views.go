@@ -102,6 +102,9 @@ type policyView struct {
 type policyRuleView struct {
 	Source   string   `json:"source"`
 	Services []string `json:"services"`
+	// ShareViews: the rule grants Source's watchers a shared presence
+	// view (policy allow --share-views; docs/lists.md).
+	ShareViews bool `json:"share_views"`
 }
 
 func viewPolicies(ps []*hubv1.Policy) []policyView {
@@ -120,7 +123,7 @@ func viewPolicy(p *hubv1.Policy) policyView {
 		Rules:       make([]policyRuleView, len(p.GetRules())),
 	}
 	for i, r := range p.GetRules() {
-		v.Rules[i] = policyRuleView{Source: r.GetSource(), Services: serviceWords(r.GetServices())}
+		v.Rules[i] = policyRuleView{Source: r.GetSource(), Services: serviceWords(r.GetServices()), ShareViews: ruleShares(r)}
 	}
 	return v
 }
