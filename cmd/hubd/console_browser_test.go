@@ -172,6 +172,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Log in as alice.
 	link := loginLink(t, ctx, aliceConn)
 	must("open login link", chromedp.Do(bctx, chromedp.Navigate(link)))
+	// The link's page names whose it is; logging in is a button press.
+	if who := text(bctx, `document.querySelector("#login-name").textContent`); who != "alice" {
+		t.Fatalf("login page names %q", who)
+	}
+	must("confirm login", chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#login-continue"))))
 	wait(bctx, "console ready", `document.body.dataset.ready === "1"`)
 	if who := text(bctx, `document.querySelector("#who").textContent`); who != "alice (operator)" {
 		t.Fatalf("logged in as %q", who)
@@ -326,6 +331,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	defer cancelR()
 	must("rita's browser context", chromedp.Do(rctx, chromedp.Navigate("about:blank")))
 	must("rita login", chromedp.Do(rctx, chromedp.Navigate(loginLink(t, ctx, ritaConn))))
+	must("rita confirms", chromedp.Do(rctx, chromedp.Click(chromedp.CSS("#login-continue"))))
 	wait(rctx, "console ready (rita)", `document.body.dataset.ready === "1"`)
 	page(rctx, "policy")
 	wait(rctx, "matrix (rita)", `document.querySelector("#cell-net-b-net-a-session") !== null`)

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -348,7 +349,8 @@ func (s *Server) routes() {
 	files := http.FileServerFS(static)
 	m.Handle("GET /static/", http.StripPrefix("/static/", files))
 	m.HandleFunc("GET /{$}", s.page)
-	m.HandleFunc("GET /login", s.login)
+	m.HandleFunc("GET /login", s.loginConfirm)
+	m.HandleFunc("POST /login", s.login)
 	m.HandleFunc("POST /logout", s.authed(false, s.logout))
 
 	m.HandleFunc("GET /api/session", s.authed(false, s.apiSession))
@@ -416,10 +418,57 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 // about which tokens exist.
 var errLogin = errors.New("login link unknown, already used or expired: run `hubctl console login` again")
 
-// login trades a login token for a session (single use: the token is
-// gone after the first attempt, good or bad).
-func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+// loginConfirm is what opening a login link shows: whose link it is and a
+// button that logs in (a POST from this page). Opening a link never logs
+// in by itself, so a page elsewhere cannot log a browser in as somebody
+// else by making it load that person's link (login CSRF): the operator
+// sees the name before continuing, and a cross-site POST is refused.
+// The link stays unused until the POST.
+func (s *Server) loginConfirm(w http.ResponseWriter, r *http.Request) {
 	tok := r.URL.Query().Get("token")
+	id, err := s.peek(tok)
+	if err != nil {
+		s.log.Warn("console login refused", "peer", r.RemoteAddr, "reason", err)
+		loginError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	fmt.Fprintf(w, `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>clearhub console: log in</title>
+<link rel="stylesheet" href="/static/style.css">
+</head>
+<body class="login">
+<main>
+<h1>clearhub console</h1>
+<p>This login link is for <strong id="login-name">%s</strong> (role <span id="login-role">%s</span>, certificate serial %s).</p>
+<p>Continue only if that is you: everything you do here is audited under that name.</p>
+<form method="post" action="/login">
+<input type="hidden" name="token" value="%s">
+<button id="login-continue" type="submit">Log in as %s</button>
+</form>
+</main>
+</body>
+</html>
+`, html.EscapeString(id.Name), html.EscapeString(string(id.Role)), html.EscapeString(id.Serial),
+		html.EscapeString(tok), html.EscapeString(id.Name))
+}
+
+// login trades a login token for a session (single use: the token is
+// gone after the first attempt, good or bad). It must come from the
+// console's own page (loginConfirm).
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if err := sameOrigin(r); err != nil {
+		s.log.Warn("console login refused", "peer", r.RemoteAddr, "reason", err)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprintf(w, "console login refused: %v\n", err)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	tok := r.PostFormValue("token")
 	id, err := s.redeem(tok)
 	if err != nil {
 		s.log.Warn("console login refused", "peer", r.RemoteAddr, "reason", err)
@@ -442,6 +491,23 @@ func loginError(w http.ResponseWriter, err error) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusUnauthorized)
 	fmt.Fprintf(w, "console login refused: %v\n", err)
+}
+
+// peek is redeem without using the token up.
+func (s *Server) peek(tok string) (Identity, error) {
+	if tok == "" || len(tok) > 256 {
+		return Identity{}, errLogin
+	}
+	s.mu.Lock()
+	p, ok := s.pending[hashKey(tok)]
+	s.mu.Unlock()
+	if !ok || !s.now().Before(p.expires) {
+		return Identity{}, errLogin
+	}
+	if err := s.stillValid(p.id); err != nil {
+		return Identity{}, err
+	}
+	return p.id, nil
 }
 
 func (s *Server) redeem(tok string) (Identity, error) {
@@ -599,13 +665,25 @@ func (s *Server) checkCSRF(r *http.Request, ss *session) error {
 	// Fetch metadata and Origin: a cross-site page cannot send the
 	// header above anyway; this refuses a same-token replay from
 	// elsewhere too.
-	if o := r.Header.Get("Origin"); o != "" {
+	return sameOrigin(r)
+}
+
+// sameOrigin refuses a request a browser says came from another site.
+func sameOrigin(r *http.Request) error {
+	sfs := r.Header.Get("Sec-Fetch-Site")
+	if o := r.Header.Get("Origin"); o == "null" {
+		// A form POST under Referrer-Policy no-referrer carries Origin
+		// null (Fetch standard); then fetch metadata must vouch for it.
+		if sfs != "same-origin" {
+			return fmt.Errorf("request from an opaque origin without Sec-Fetch-Site same-origin")
+		}
+	} else if o != "" {
 		u, err := url.Parse(o)
 		if err != nil || u.Host != r.Host {
 			return fmt.Errorf("request from origin %q, not this console", o)
 		}
 	}
-	if sfs := r.Header.Get("Sec-Fetch-Site"); sfs != "" && sfs != "same-origin" {
+	if sfs != "" && sfs != "same-origin" {
 		return fmt.Errorf("cross-site request (Sec-Fetch-Site %s)", sfs)
 	}
 	return nil

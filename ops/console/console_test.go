@@ -184,11 +184,41 @@ func (f *fixture) get(link string) *httptest.ResponseRecorder {
 	return f.do(httptest.NewRequest("GET", u.RequestURI(), nil))
 }
 
+// open does what a browser does with a login link: loads the confirmation
+// page (it must name who logs in) and presses its button, a same-origin
+// form POST. hdr adds headers to the POST (nil: as Chromium sends it under
+// Referrer-Policy no-referrer).
+func (f *fixture) open(link string, hdr map[string]string) *httptest.ResponseRecorder {
+	f.t.Helper()
+	w := f.get(link)
+	if w.Code != http.StatusOK {
+		return w
+	}
+	if len(w.Result().Cookies()) != 0 {
+		f.t.Fatal("the confirmation page set a cookie")
+	}
+	u, _ := url.Parse(link)
+	tok := u.Query().Get("token")
+	if !strings.Contains(w.Body.String(), `name="token" value="`+tok+`"`) {
+		f.t.Fatalf("confirmation page has no form for the token: %s", w.Body)
+	}
+	req := httptest.NewRequest("POST", "/login", strings.NewReader(url.Values{"token": {tok}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Host = u.Host
+	if hdr == nil {
+		hdr = map[string]string{"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	return f.do(req)
+}
+
 // login logs in as name/role and returns the session cookie and CSRF token.
 func (f *fixture) login(name string, role pki.AdminRole) (*http.Cookie, string) {
 	f.t.Helper()
 	link, _ := f.link(name, role)
-	w := f.get(link)
+	w := f.open(link, nil)
 	if w.Code != http.StatusSeeOther {
 		f.t.Fatalf("login: %d %s", w.Code, w.Body)
 	}
@@ -232,7 +262,7 @@ func TestLoginLinks(t *testing.T) {
 		}, 401},
 	} {
 		t.Run(s.name, func(t *testing.T) {
-			w := f.get(s.prepare())
+			w := f.open(s.prepare(), nil)
 			if w.Code != s.want {
 				t.Fatalf("got %d %s, want %d", w.Code, w.Body, s.want)
 			}
@@ -250,6 +280,44 @@ func TestLoginLinks(t *testing.T) {
 	}
 	if len(f.conn.called()) != 0 {
 		t.Fatalf("logins called the admin API: %v", f.conn.called())
+	}
+}
+
+// Opening a link does not log in (login CSRF): the confirmation page names
+// the link's owner, only a same-origin POST uses the link, and a cross-site
+// POST neither logs in nor uses it up.
+func TestLoginConfirmation(t *testing.T) {
+	f := newFixture(t)
+	link, _ := f.link("mallory", pki.AdminRoleReadonly)
+	for range 2 { // loading the page twice leaves the link usable
+		w := f.get(link)
+		if w.Code != http.StatusOK || len(w.Result().Cookies()) != 0 {
+			t.Fatalf("GET link: %d, %d cookies", w.Code, len(w.Result().Cookies()))
+		}
+		if body := w.Body.String(); !strings.Contains(body, `<strong id="login-name">mallory</strong>`) || !strings.Contains(body, "readonly") {
+			t.Fatalf("confirmation page does not name the owner and role: %s", body)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		hdr  map[string]string
+	}{
+		{"another origin", map[string]string{"Origin": "https://evil.example"}},
+		{"cross-site fetch metadata", map[string]string{"Sec-Fetch-Site": "cross-site"}},
+		{"opaque origin without fetch metadata", map[string]string{"Origin": "null"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := f.open(link, tc.hdr)
+			if w.Code != http.StatusForbidden || len(w.Result().Cookies()) != 0 {
+				t.Fatalf("got %d with %d cookies, want 403 and none", w.Code, len(w.Result().Cookies()))
+			}
+		})
+	}
+	if w := f.open(link, map[string]string{"Origin": "https://" + "console.test"}); w.Code != http.StatusSeeOther {
+		t.Fatalf("same-origin POST after refused ones: %d %s", w.Code, w.Body)
+	}
+	if w := f.get(link); w.Code != http.StatusUnauthorized {
+		t.Fatalf("used link still shows a confirmation page: %d", w.Code)
 	}
 }
 
