@@ -19,7 +19,12 @@ type metrics struct {
 	commit     prometheus.Histogram   // PostRoomMessage: proposal to applied here
 	lag        prometheus.Histogram   // commit to the last copy of a fan-out
 	private    prometheus.Counter     // RFC 7701 private messages
-	collectors []prometheus.Collector // all of the above plus the gauges
+	// The focus's MSRP listeners: connections closed at accept by a cap
+	// (cap: total, per_source, pending_per_source), and Accept errors
+	// retried after a backoff.
+	connRefused *prometheus.CounterVec
+	acceptErrs  prometheus.Counter
+	collectors  []prometheus.Collector // all of the above plus the gauges
 }
 
 func newMetrics(s *Service) *metrics {
@@ -36,6 +41,10 @@ func newMetrics(s *Service) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
 		private: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clearhub", Subsystem: "rooms", Name: "private_messages_total",
 			Help: "RFC 7701 private messages this node's focus delivered."}),
+		connRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "clearhub", Subsystem: "rooms", Name: "session_connections_refused_total",
+			Help: "MSRP connections to the RFC 7701 focus closed at accept because a cap was reached, by cap (total, per_source, pending_per_source: not yet bound to a session)."}, []string{"cap"}),
+		acceptErrs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "clearhub", Subsystem: "rooms", Name: "session_accept_errors_total",
+			Help: "Accept errors on the RFC 7701 focus's MSRP listeners (e.g. out of file descriptors), retried after a backoff."}),
 	}
 	for _, mode := range []string{"pager", "session"} {
 		m.posted.WithLabelValues(mode)
@@ -43,12 +52,15 @@ func newMetrics(s *Service) *metrics {
 	for _, r := range []string{"delivered", "duplicate", "refused", "failed"} {
 		m.deliveries.WithLabelValues(r)
 	}
+	for _, c := range capLabel {
+		m.connRefused.WithLabelValues(c)
+	}
 	state := s.cfg.Store.State
 	gauge := func(name, help string, f func(*raft.State) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "clearhub", Subsystem: "rooms", Name: name, Help: help},
 			func() float64 { return f(state()) })
 	}
-	m.collectors = []prometheus.Collector{m.posted, m.deliveries, m.commit, m.lag, m.private,
+	m.collectors = []prometheus.Collector{m.posted, m.deliveries, m.commit, m.lag, m.private, m.connRefused, m.acceptErrs,
 		gauge("total", "Chat rooms in the cluster state.", func(st *raft.State) float64 { return float64(len(st.Rooms())) }),
 		gauge("participants", "Joined participants over all rooms (invitees not counted).", func(st *raft.State) float64 {
 			n := 0
@@ -76,6 +88,14 @@ func newMetrics(s *Service) *metrics {
 			s.focus.mu.Lock()
 			defer s.focus.mu.Unlock()
 			return float64(len(s.focus.legs))
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "clearhub", Subsystem: "rooms", Name: "session_connections_open",
+			Help: "MSRP connections to the RFC 7701 focus on this node holding a slot of rooms.session_max_connections (bound or not)."}, func() float64 {
+			if s.focus == nil {
+				return 0
+			}
+			n, _, _ := s.focus.gate.Open("")
+			return float64(n)
 		}),
 	}
 	return m

@@ -38,7 +38,9 @@ func TestRoomMetrics(t *testing.T) {
 		"clearhub_rooms_deliveries_total/delivered": 2, "clearhub_rooms_deliveries_total/failed": 0,
 		"clearhub_rooms_commit_seconds": 1, "clearhub_rooms_fanout_lag_seconds": 1,
 		"clearhub_rooms_total": 1, "clearhub_rooms_participants": 3, "clearhub_rooms_fanouts_pending": 0, "clearhub_rooms_sessions": 0,
-		"clearhub_rooms_private_messages_total": 0,
+		"clearhub_rooms_private_messages_total": 0, "clearhub_rooms_session_accept_errors_total": 0,
+		"clearhub_rooms_session_connections_open": 0, "clearhub_rooms_session_connections_refused_total/total": 0,
+		"clearhub_rooms_session_connections_refused_total/per_source": 0, "clearhub_rooms_session_connections_refused_total/pending_per_source": 0,
 	} {
 		if v, ok := got[name]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)

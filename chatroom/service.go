@@ -135,6 +135,19 @@ type Config struct {
 	// TCP/TLS/MSRP offers ("" = TCP only).
 	SessionTLSAddr string
 	SessionTLS     *tls.Config
+	// SessionMaxConns, SessionMaxConnsPerIP and SessionMaxPendingPerIP cap
+	// the focus's inbound MSRP connections, both listeners together (the
+	// relay's hub/msrp ConnGate): in total (default 16384), from one
+	// source address (default 4096: many participants may sit behind one
+	// NAT or SBC), and from one source address before the connection is
+	// bound to a participant's session (default 16: the cap a flood from
+	// one address hits). Over a cap a connection is closed at accept and
+	// counted. One that binds no session within SessionFirstFrameTimeout
+	// (default 10 s, TLS handshake included) is closed.
+	SessionMaxConns          int
+	SessionMaxConnsPerIP     int
+	SessionMaxPendingPerIP   int
+	SessionFirstFrameTimeout time.Duration
 	// Registerer, if set, gets the rooms' metrics (clearhub_rooms_*).
 	Registerer prometheus.Registerer
 	// Now defaults to time.Now.
@@ -211,6 +224,18 @@ func New(cfg Config) (*Service, error) {
 	if s.cfg.SessionSetupTimeout <= 0 {
 		s.cfg.SessionSetupTimeout = 30 * time.Second
 	}
+	if s.cfg.SessionMaxConns <= 0 {
+		s.cfg.SessionMaxConns = 16384
+	}
+	if s.cfg.SessionMaxConnsPerIP <= 0 {
+		s.cfg.SessionMaxConnsPerIP = 4096
+	}
+	if s.cfg.SessionMaxPendingPerIP <= 0 {
+		s.cfg.SessionMaxPendingPerIP = 16
+	}
+	if s.cfg.SessionFirstFrameTimeout <= 0 {
+		s.cfg.SessionFirstFrameTimeout = 10 * time.Second
+	}
 	f, err := newFocus(s)
 	if err != nil {
 		s.cancel()
@@ -221,7 +246,7 @@ func New(cfg Config) (*Service, error) {
 	if err := s.m.register(cfg.Registerer); err != nil {
 		s.cancel()
 		if f != nil {
-			f.ln.Close()
+			f.closeListeners()
 		}
 		return nil, err
 	}

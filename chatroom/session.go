@@ -55,6 +55,21 @@ const sessionMaxMessage = raft.MaxRoomBody
 // that falls this far behind is disconnected rather than buffered for.
 const sessionQueue = 512
 
+// A failed Accept is retried after acceptBackoffMin, doubling up to
+// acceptBackoffMax, as the SIP plane's listeners do (hub/stream.go).
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
+// capLabel is the cap label of clearhub_rooms_session_connections_refused_total
+// for each reason the gate gives.
+var capLabel = map[string]string{
+	msrp.RefusedTotal:      "total",
+	msrp.RefusedPerSource:  "per_source",
+	msrp.RefusedPendingSrc: "pending_per_source",
+}
+
 type focus struct {
 	s    *Service
 	ln   net.Listener
@@ -65,6 +80,8 @@ type focus struct {
 	tlsLn   net.Listener
 	tlsPort int
 	tlsConf *tls.Config
+	// gate caps inbound connections (both listeners), see Config.
+	gate *msrp.ConnGate
 
 	mu      sync.Mutex
 	legs    map[string]*sessionLeg // hub session-id -> leg
@@ -110,6 +127,7 @@ func newFocus(s *Service) (*focus, error) {
 		host, _, _ = net.SplitHostPort(ln.Addr().String())
 	}
 	f := &focus{s: s, ln: ln, host: host, port: ln.Addr().(*net.TCPAddr).Port,
+		gate: msrp.NewConnGate(s.cfg.SessionMaxConns, s.cfg.SessionMaxConnsPerIP, s.cfg.SessionMaxPendingPerIP),
 		legs: map[string]*sessionLeg{}, byCall: map[string]*sessionLeg{}, cleanup: map[string]bool{}}
 	if s.cfg.SessionTLSAddr != "" {
 		if s.cfg.SessionTLS == nil {
@@ -138,13 +156,17 @@ func (s *Service) SessionAddr() net.Addr {
 	return s.focus.ln.Addr()
 }
 
+func (f *focus) closeListeners() {
+	f.ln.Close()
+	if f.tlsLn != nil {
+		f.tlsLn.Close()
+	}
+}
+
 func (f *focus) run() {
 	f.s.goBG(func() {
 		<-f.s.ctx.Done()
-		f.ln.Close()
-		if f.tlsLn != nil {
-			f.tlsLn.Close()
-		}
+		f.closeListeners()
 		f.mu.Lock()
 		legs := make([]*sessionLeg, 0, len(f.legs))
 		for _, l := range f.legs {
@@ -155,18 +177,58 @@ func (f *focus) run() {
 			l.close("shutdown")
 		}
 	})
-	accept := func(ln net.Listener, secure bool) {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	f.s.goBG(func() { f.acceptLoop(f.ln, false) })
+	if f.tlsLn != nil {
+		f.s.goBG(func() { f.acceptLoop(f.tlsLn, true) })
+	}
+}
+
+// nextAcceptDelay is the wait after another failed Accept: 5 ms, doubling
+// to 1 s (0: the last Accept succeeded).
+func nextAcceptDelay(d time.Duration) time.Duration {
+	return min(max(2*d, acceptBackoffMin), acceptBackoffMax)
+}
+
+// acceptLoop serves ln until it is closed (shutdown). Every other Accept
+// error (EMFILE, ECONNABORTED, anything unknown) is retried after a
+// backoff: returning would end session mode on this node for good, and a
+// connection waits in the kernel's backlog while descriptors free up.
+func (f *focus) acceptLoop(ln net.Listener, secure bool) {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || f.s.ctx.Err() != nil {
 				return
 			}
-			f.s.goBG(func() { f.serveConn(c, secure) })
+			delay = nextAcceptDelay(delay)
+			f.s.m.acceptErrs.Inc()
+			// One line per backoff step: at most one a second once the
+			// delay is at its ceiling.
+			f.s.log.Warn("room MSRP accept failed; retrying", "listener", ln.Addr().String(), "err", err, "retry_in", delay)
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-f.s.ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
 		}
-	}
-	f.s.goBG(func() { accept(f.ln, false) })
-	if f.tlsLn != nil {
-		f.s.goBG(func() { accept(f.tlsLn, true) })
+		delay = 0
+		ip := msrp.SourceIP(c.RemoteAddr())
+		if ok, why := f.gate.Admit(ip); !ok {
+			// Closed before any byte is read: no goroutine, no buffer.
+			// Counted before the close, so a peer that saw the close
+			// also sees it in the metric.
+			f.s.m.connRefused.WithLabelValues(capLabel[why]).Inc()
+			c.Close()
+			if f.gate.ShouldLog(time.Now()) {
+				f.s.log.Warn("room MSRP connection refused", "remote", c.RemoteAddr().String(), "why", why, "refused", f.gate.Refused())
+			}
+			continue
+		}
+		f.s.goBG(func() { f.serveConn(c, secure, ip) })
 	}
 }
 
@@ -594,19 +656,22 @@ func (l *sessionLeg) close(why string) {
 }
 
 // serveConn binds a participant's connection to its session by the first
-// request's To-Path (RFC 4975 5.4), then serves it.
-func (f *focus) serveConn(c net.Conn, secure bool) {
+// request's To-Path (RFC 4975 5.4), then serves it. The connection holds a
+// gate slot from ip, pending until it is bound.
+func (f *focus) serveConn(c net.Conn, secure bool, ip string) {
+	pending := true
 	defer func() {
 		if p := recover(); p != nil {
 			f.s.log.Error("panic on a room MSRP connection", "panic", p)
 		}
 		c.Close()
+		f.gate.Release(ip, pending)
 	}()
 	// Shutdown closes the connection at any stage (an unbound one would
 	// otherwise hold Stop until its first-frame deadline).
 	stop := context.AfterFunc(f.s.ctx, func() { c.Close() })
 	defer stop()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(f.s.cfg.SessionFirstFrameTimeout))
 	var peerCert []byte
 	if secure {
 		tc := tls.Server(c, f.tlsConf)
@@ -664,6 +729,8 @@ func (f *focus) serveConn(c net.Conn, secure bool) {
 	}
 	l.conn = c
 	l.mu.Unlock()
+	pending = false
+	f.gate.Bound(ip)
 	f.s.goBG(func() { l.writeLoop(c) })
 	// History replay: the recent messages, in order, then whatever the
 	// state says is new.

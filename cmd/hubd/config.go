@@ -181,6 +181,15 @@ type Config struct {
 		// SessionTLSListen also takes TCP/TLS/MSRP offers, with the node
 		// certificate ("": TCP only).
 		SessionTLSListen string `yaml:"session_tls_listen"`
+		// Inbound connection caps of the focus's MSRP listeners, both
+		// together (docs/rooms.md "Session-mode rooms"; as msrp.* for the
+		// relay): in total, per source address, per source address not yet
+		// bound to a session; over a cap: closed at accept. A connection
+		// binding no session within SessionFirstFrameTimeout is closed.
+		SessionMaxConnections          int           `yaml:"session_max_connections"`
+		SessionMaxConnectionsPerSource int           `yaml:"session_max_connections_per_source"`
+		SessionMaxPendingPerSource     int           `yaml:"session_max_pending_per_source"`
+		SessionFirstFrameTimeout       time.Duration `yaml:"session_first_frame_timeout"`
 	} `yaml:"rooms"`
 
 	// MSRP anchors session IM and file transfer at this node (hub/msrp,
@@ -371,6 +380,10 @@ func DefaultConfig() Config {
 	c.Rooms.FanoutBatch = 64
 	c.Rooms.TakeoverAfter = 10 * time.Second
 	c.Rooms.RosterCoalesce = time.Second
+	c.Rooms.SessionMaxConnections = 16384
+	c.Rooms.SessionMaxConnectionsPerSource = 4096
+	c.Rooms.SessionMaxPendingPerSource = 16
+	c.Rooms.SessionFirstFrameTimeout = 10 * time.Second
 	c.MSRP.MaxChunk = 8192
 	c.MSRP.SessionBuffer = 256 << 10
 	c.MSRP.IdleTimeout = 30 * time.Minute
@@ -419,6 +432,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Rooms.RatePerMinute < 0 || c.Rooms.Burst < 0 || c.Rooms.FanoutBatch < 0 || c.Rooms.TakeoverAfter < 0 || c.Rooms.RosterCoalesce < 0 {
 		return errors.New("rooms.rate_per_minute, burst, fanout_batch, takeover_after and roster_coalesce must not be negative")
+	}
+	for _, k := range []struct {
+		key string
+		v   int
+	}{
+		{"session_max_connections", c.Rooms.SessionMaxConnections},
+		{"session_max_connections_per_source", c.Rooms.SessionMaxConnectionsPerSource},
+		{"session_max_pending_per_source", c.Rooms.SessionMaxPendingPerSource},
+	} {
+		if k.v < 0 {
+			return fmt.Errorf("rooms.%s %d: must not be negative (0: the default)", k.key, k.v)
+		}
+	}
+	if d := c.Rooms.SessionFirstFrameTimeout; d < 0 {
+		return fmt.Errorf("rooms.session_first_frame_timeout %v: must not be negative (0: the default, 10s)", d)
 	}
 	if err := c.validateIntercept(); err != nil { // intercept.go
 		return err

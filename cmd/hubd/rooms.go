@@ -87,12 +87,9 @@ func (n *hubNode) startRooms(w *roomsWiring, h *hub.Hub, reg prometheus.Register
 		Domain: w.domain, NodeID: n.id, Store: roomStore{n}, Sender: w, Auditor: n.ledger,
 		Logger: n.log.With("component", "rooms"), MaxMembersCap: c.MaxMembers,
 		Rate: rate.Limit(float64(c.RatePerMinute) / 60), Burst: c.Burst, BatchSize: c.FanoutBatch,
-		TakeoverAfter: c.TakeoverAfter, RosterCoalesce: c.RosterCoalesce,
-		SessionAddr: c.SessionListen, SessionHost: c.SessionHost, Registerer: reg,
+		TakeoverAfter: c.TakeoverAfter, RosterCoalesce: c.RosterCoalesce, Registerer: reg,
 	}
-	if cfg.SessionAddr != "" && cfg.SessionHost == "" {
-		cfg.SessionHost = n.cfg.SIP.Hostname
-	}
+	roomsSessionConfig(&cfg, n.cfg)
 	if c.SessionTLSListen != "" {
 		if cfg.SessionAddr == "" {
 			return errors.New("rooms: session_tls_listen needs session_listen")
@@ -112,6 +109,18 @@ func (n *hubNode) startRooms(w *roomsWiring, h *hub.Hub, reg prometheus.Register
 	svc.Start()
 	w.svc.Store(svc)
 	return nil
+}
+
+// roomsSessionConfig sets the session-mode focus's listener, host and
+// connection caps from the rooms.session_* keys.
+func roomsSessionConfig(cfg *chatroom.Config, c Config) {
+	r := c.Rooms
+	cfg.SessionAddr, cfg.SessionHost = r.SessionListen, r.SessionHost
+	if cfg.SessionAddr != "" && cfg.SessionHost == "" {
+		cfg.SessionHost = c.SIP.Hostname
+	}
+	cfg.SessionMaxConns, cfg.SessionMaxConnsPerIP = r.SessionMaxConnections, r.SessionMaxConnectionsPerSource
+	cfg.SessionMaxPendingPerIP, cfg.SessionFirstFrameTimeout = r.SessionMaxPendingPerSource, r.SessionFirstFrameTimeout
 }
 
 // close stops the rooms' background work. Unfinished fan-outs stay in the

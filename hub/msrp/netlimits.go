@@ -1,12 +1,6 @@
 package msrp
 
-import (
-	"net"
-	"sync"
-	"time"
-
-	"golang.org/x/time/rate"
-)
+import "golang.org/x/time/rate"
 
 // NetworkSettings are one member network's MSRP settings (the cluster
 // state's Network.msrp, msrp.proto); zero values take the Config's.
@@ -53,100 +47,6 @@ func (r *Relay) settings(network string) NetworkSettings {
 		ns.MaxChunk = r.cfg.MaxChunk
 	}
 	return ns
-}
-
-// connGate caps the node's inbound MSRP connections: in total, per source
-// IP, and per source IP among those that have not yet named a session
-// (an attacker opening many TCP connections gets them closed at once
-// instead of holding goroutines and buffers).
-type connGate struct {
-	mu      sync.Mutex
-	total   int
-	perIP   map[string]int
-	pending map[string]int
-	max     int
-	maxIP   int
-	maxPend int
-	// refused counts closed-at-accept connections; lastLog rate-limits the
-	// log line about them.
-	refused int64
-	lastLog time.Time
-}
-
-func newConnGate(max, maxIP, maxPend int) *connGate {
-	return &connGate{perIP: map[string]int{}, pending: map[string]int{}, max: max, maxIP: maxIP, maxPend: maxPend}
-}
-
-func sourceIP(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
-	}
-	h, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return h
-}
-
-// admit takes a slot for a new connection from ip; why says which cap
-// refused it.
-func (g *connGate) admit(ip string) (ok bool, why string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	switch {
-	case g.total >= g.max:
-		why = "node connection limit"
-	case g.perIP[ip] >= g.maxIP:
-		why = "per-source connection limit"
-	case g.pending[ip] >= g.maxPend:
-		why = "per-source limit of connections without a session"
-	}
-	if why != "" {
-		g.refused++
-		return false, why
-	}
-	g.total++
-	g.perIP[ip]++
-	g.pending[ip]++
-	return true, ""
-}
-
-// bound: the connection named its session (it no longer counts as pending).
-func (g *connGate) bound(ip string) {
-	g.mu.Lock()
-	g.dec(g.pending, ip)
-	g.mu.Unlock()
-}
-
-// release frees the slot; pending says the connection never bound.
-func (g *connGate) release(ip string, pending bool) {
-	g.mu.Lock()
-	g.total--
-	g.dec(g.perIP, ip)
-	if pending {
-		g.dec(g.pending, ip)
-	}
-	g.mu.Unlock()
-}
-
-func (g *connGate) dec(m map[string]int, ip string) {
-	if m[ip] <= 1 {
-		delete(m, ip)
-	} else {
-		m[ip]--
-	}
-}
-
-// shouldLog reports whether a refusal may be logged now (one line per
-// second at most: the refusals themselves are the attack).
-func (g *connGate) shouldLog(now time.Time) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if now.Sub(g.lastLog) < time.Second {
-		return false
-	}
-	g.lastLog = now
-	return true
 }
 
 // limiter is the byte-rate bucket of a member network (nil: unlimited). A

@@ -2,7 +2,7 @@ package msrp
 
 import "testing"
 
-// connGate: each cap refuses with its own reason, and releasing (bound or
+// ConnGate: each cap refuses with its own reason, and releasing (bound or
 // not) frees exactly what was taken.
 func TestConnGate(t *testing.T) {
 	type step struct {
@@ -39,27 +39,33 @@ func TestConnGate(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newConnGate(tc.max, tc.maxIP, tc.maxPd)
+			g := NewConnGate(tc.max, tc.maxIP, tc.maxPd)
 			for i, s := range tc.steps {
 				switch s.op {
 				case "admit":
-					ok, why := g.admit(s.ip)
+					ok, why := g.Admit(s.ip)
 					if ok != s.ok || why != s.why {
 						t.Fatalf("step %d (%s): admit(%s) = %v %q, want %v %q", i, s.note, s.ip, ok, why, s.ok, s.why)
 					}
 				case "bind":
-					g.bound(s.ip)
+					g.Bound(s.ip)
 				case "release-bound":
-					g.release(s.ip, false)
+					g.Release(s.ip, false)
 				case "release-pending":
-					g.release(s.ip, true)
+					g.Release(s.ip, true)
 				}
 			}
 		})
 	}
-	g := newConnGate(1, 1, 1)
-	g.admit("a")
-	g.release("a", true)
+	g := NewConnGate(1, 1, 1)
+	g.Admit("a")
+	if total, fromIP, pending := g.Open("a"); total != 1 || fromIP != 1 || pending != 1 {
+		t.Fatalf("Open after one admit = %d %d %d, want 1 1 1", total, fromIP, pending)
+	}
+	if ok, _ := g.Admit("b"); ok || g.Refused() != 1 {
+		t.Fatalf("second admit over the total cap: ok %v, refused %d", ok, g.Refused())
+	}
+	g.Release("a", true)
 	if g.total != 0 || len(g.perIP) != 0 || len(g.pending) != 0 {
 		t.Fatalf("gate not empty after release: %d %v %v", g.total, g.perIP, g.pending)
 	}

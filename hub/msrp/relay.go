@@ -173,7 +173,7 @@ type Relay struct {
 	byID    map[string]*leg       // the hub's session-id on a leg -> leg
 	byCall  map[string][]*session // Call-ID -> its sessions (one per m=message)
 	limits  map[string]*rate.Limiter
-	gate    *connGate
+	gate    *ConnGate
 	closed  bool
 	metrics Metrics
 
@@ -193,7 +193,7 @@ func New(cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	r := &Relay{cfg: cfg, log: cfg.Logger, byID: map[string]*leg{}, byCall: map[string][]*session{}, limits: map[string]*rate.Limiter{},
-		gate: newConnGate(cfg.MaxConns, cfg.MaxConnsPerIP, cfg.MaxPendingPerIP)}
+		gate: NewConnGate(cfg.MaxConns, cfg.MaxConnsPerIP, cfg.MaxPendingPerIP)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	if cfg.TCPAddr != "" {
 		if r.tcpL, err = net.Listen("tcp", cfg.TCPAddr); err != nil {
@@ -347,20 +347,20 @@ func (r *Relay) accept(l net.Listener, secure bool) {
 			}
 			return
 		}
-		ip := sourceIP(c.RemoteAddr())
-		if ok, why := r.gate.admit(ip); !ok {
+		ip := SourceIP(c.RemoteAddr())
+		if ok, why := r.gate.Admit(ip); !ok {
 			// Closed before any byte is read: no goroutine, no buffer.
 			// Counted first, so that a peer that saw the close also
 			// sees it in Stats.
 			r.count(func(m *Metrics) { m.ConnsRefused++ })
 			c.Close()
-			if r.gate.shouldLog(time.Now()) {
+			if r.gate.ShouldLog(time.Now()) {
 				r.log.Warn("MSRP connection refused", "remote", c.RemoteAddr().String(), "why", why)
 			}
 			continue
 		}
 		if !r.goTracked(func() { r.serveInbound(c, secure, ip) }) {
-			r.gate.release(ip, true)
+			r.gate.Release(ip, true)
 			c.Close()
 			return
 		}
@@ -373,7 +373,7 @@ func (r *Relay) accept(l net.Listener, secure bool) {
 func (r *Relay) serveInbound(c net.Conn, secure bool, ip string) {
 	pending := true
 	defer func() {
-		r.gate.release(ip, pending)
+		r.gate.Release(ip, pending)
 		if p := recover(); p != nil {
 			r.log.Error("panic on an MSRP connection", "panic", p, "remote", c.RemoteAddr().String())
 			c.Close()
@@ -436,7 +436,7 @@ func (r *Relay) serveInbound(c net.Conn, secure bool, ip string) {
 			return
 		}
 		pending = false
-		r.gate.bound(ip)
+		r.gate.Bound(ip)
 		l.extraReader(c, rd, f)
 		return
 	}
@@ -454,7 +454,7 @@ func (r *Relay) serveInbound(c net.Conn, secure bool, ip string) {
 		return
 	}
 	pending = false
-	r.gate.bound(ip)
+	r.gate.Bound(ip)
 	l.handle(f)
 	rd.Release(f)
 	l.readLoop()

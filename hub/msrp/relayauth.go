@@ -92,7 +92,7 @@ func (l *leg) fromRelay(c net.Conn) bool {
 	l.mu.Lock()
 	want := l.relayIP
 	l.mu.Unlock()
-	return want != "" && sourceIP(c.RemoteAddr()) == want
+	return want != "" && SourceIP(c.RemoteAddr()) == want
 }
 
 // extraReader reads a connection the member's relay opened toward the hub
@@ -185,7 +185,7 @@ func (l *leg) authenticate() error {
 	l.usePath = up
 	l.s.mu.Unlock()
 	l.mu.Lock()
-	l.relayIP = sourceIP(c.RemoteAddr())
+	l.relayIP = SourceIP(c.RemoteAddr())
 	l.mu.Unlock()
 	l.dialed.Store(true)
 	if !l.bind(c, rd) {

@@ -591,7 +591,8 @@ func nodeMetricNames(t *testing.T) map[string]bool {
 	}
 	// Sanity: the registry really is a node's.
 	for _, n := range []string{"clearhub_sip_refusals_total", "clearhub_raft_has_leader", "clearhub_ledger_wal_fsync_duration_seconds_bucket",
-		"clearhub_admin_requests_total", "clearhub_queue_oldest_age_seconds", "clearhub_cert_expiry_seconds", "go_goroutines", "process_resident_memory_bytes"} {
+		"clearhub_admin_requests_total", "clearhub_queue_oldest_age_seconds", "clearhub_cert_expiry_seconds", "go_goroutines", "process_resident_memory_bytes",
+		"clearhub_rooms_messages_posted_total", "clearhub_rooms_session_connections_refused_total", "clearhub_rooms_session_accept_errors_total"} {
 		if !rec.names[n] {
 			t.Fatalf("the in-process node does not register %s: the wiring here no longer matches cmd/hubd", n)
 		}
