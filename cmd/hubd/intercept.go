@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"clearhub/hub"
 	"clearhub/hub/intercept"
@@ -33,6 +34,9 @@ type interceptWiring struct {
 	liSender  *intercept.Sender // nil without intercept.address
 	capture   *intercept.Capturer
 	capSender *intercept.Sender // nil without capture.address
+	// liMetrics counts only undelivered copies, warrant-agnostic;
+	// capMetrics every capture frame (hub/intercept/metrics.go).
+	liMetrics, capMetrics *intercept.Metrics
 }
 
 var _ hub.Tap = (*interceptWiring)(nil)
@@ -95,7 +99,7 @@ func collectorTLS(key, addr, caFile, serverName string, cert tls.Certificate) (*
 // nodeCert is the default client certificate toward the mediation endpoint.
 func startIntercept(ctx context.Context, cfg Config, id string, signer ed25519.PrivateKey, nodeCert tls.Certificate,
 	state func() *raft.State, log *slog.Logger) (_ *interceptWiring, err error) {
-	w := &interceptWiring{}
+	w := &interceptWiring{liMetrics: intercept.NewInterceptMetrics(), capMetrics: intercept.NewCaptureMetrics()}
 	defer func() {
 		if err != nil {
 			w.close()
@@ -129,21 +133,24 @@ func startIntercept(ctx context.Context, cfg Config, id string, signer ed25519.P
 		// reports only frames the interceptor queued, so li is set by then
 		// (the queue's channel orders the two).
 		var li *intercept.Interceptor
-		w.liSender, err = intercept.NewSender(intercept.SenderConfig{Addr: a, Transport: "tls", TLS: tc, Queue: cfg.Intercept.Queue,
+		w.liSender, err = intercept.NewSender(intercept.SenderConfig{Addr: a, Transport: "tls", TLS: tc, Queue: cfg.Intercept.Queue, Metrics: w.liMetrics,
 			Logger: log.With("collector", "mediation"), OnResult: func(tag string, n int, ok bool) { li.OnResult()(tag, n, ok) }})
 		if err != nil {
 			return nil, fmt.Errorf("intercept.address: %w", err)
 		}
-		w.li, err = intercept.NewInterceptor(intercept.Config{Sender: w.liSender, AgentID: cfg.Intercept.AgentID, Ledger: w.ledger, State: state, Logger: log})
+		w.li, err = intercept.NewInterceptor(intercept.Config{Sender: w.liSender, AgentID: cfg.Intercept.AgentID, Ledger: w.ledger, State: state,
+			Metrics: w.liMetrics, Logger: log})
 		if err != nil {
 			return nil, err
 		}
 		li = w.li
-	} else if w.li, err = intercept.NewInterceptor(intercept.Config{AgentID: cfg.Intercept.AgentID, Ledger: w.ledger, State: state, Logger: log}); err != nil {
+	} else if w.li, err = intercept.NewInterceptor(intercept.Config{AgentID: cfg.Intercept.AgentID, Ledger: w.ledger, State: state,
+		Metrics: w.liMetrics, Logger: log}); err != nil {
 		return nil, err
 	}
 	if a := cfg.Capture.Address; a != "" {
-		sc := intercept.SenderConfig{Addr: a, Transport: cfg.Capture.Transport, Queue: cfg.Capture.Queue, Logger: log.With("collector", "capture")}
+		sc := intercept.SenderConfig{Addr: a, Transport: cfg.Capture.Transport, Queue: cfg.Capture.Queue, Metrics: w.capMetrics,
+			Logger: log.With("collector", "capture")}
 		if sc.Transport == "tls" {
 			if sc.TLS, err = collectorTLS("capture", a, cfg.Capture.CAFile, cfg.Capture.ServerName, nodeCert); err != nil {
 				return nil, err
@@ -173,6 +180,16 @@ func (w *interceptWiring) Tap(ev hub.TapEvent) {
 	if w.capture != nil && w.capture.Wants(ev.State, ev.SrcNet, ev.DstNet, ev.From, ev.To) {
 		w.capture.Tap(e)
 	}
+}
+
+// register adds the interception and capture counters to reg. Both are
+// registered on every node, configured or not, so dashboards and alerts
+// see zeros rather than no series.
+func (w *interceptWiring) register(reg prometheus.Registerer) error {
+	if err := w.liMetrics.Register(reg); err != nil {
+		return err
+	}
+	return w.capMetrics.Register(reg)
 }
 
 // captureCollector is the admin API's view of the capture sender (nil

@@ -8,6 +8,7 @@ import (
 	"net"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"clearhub/hub"
 	"clearhub/hub/intercept"
@@ -37,8 +38,9 @@ func (a msrpAnchor) Answer(d hub.AnchorDialog, sdp []byte) ([]byte, error) {
 
 func (a msrpAnchor) End(callID string) { a.r.End(callID) }
 
-// startMSRP opens the msrp.* listeners; the relay stops with ctx.
-func (n *hubNode) startMSRP(ctx context.Context, cfg Config) (*msrpWiring, error) {
+// startMSRP opens the msrp.* listeners and registers the relay's metrics
+// on reg; the relay stops with ctx.
+func (n *hubNode) startMSRP(ctx context.Context, cfg Config, reg prometheus.Registerer) (*msrpWiring, error) {
 	host := cfg.MSRP.Host
 	if host == "" {
 		host = cfg.SIP.Hostname
@@ -94,6 +96,10 @@ func (n *hubNode) startMSRP(ctx context.Context, cfg Config) (*msrpWiring, error
 	})
 	if err != nil {
 		return nil, fmt.Errorf("msrp: %w", err)
+	}
+	if err := r.RegisterMetrics(reg); err != nil {
+		r.Close()
+		return nil, err
 	}
 	w := &msrpWiring{relay: r, done: make(chan struct{})}
 	go func() { defer close(w.done); _ = r.Run(ctx) }()

@@ -149,6 +149,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 	if n.intercept, err = startIntercept(ctx, cfg, n.id, signer, nodeCert, n.raft.State, n.log.With("component", "intercept")); err != nil {
 		return nil, err
 	}
+	if err := n.intercept.register(reg); err != nil {
+		return nil, err
+	}
 
 	// 5. Admin API: served before we ask to become a voter, because the
 	// leader forwards through it.
@@ -302,7 +305,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 			hcfg.Hosted[d] = n.echo
 		}
 		if cfg.MSRP.TCP != "" || cfg.MSRP.TLS != "" {
-			if n.msrp, err = n.startMSRP(bg, cfg); err != nil { // msrp.go
+			if n.msrp, err = n.startMSRP(bg, cfg, reg); err != nil { // msrp.go
 				return nil, err
 			}
 			hcfg.Anchor = n.msrp.anchor()

@@ -59,6 +59,7 @@ func TestNodeMetricsAndCertificateReload(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.SIP.UDP, cfg.SIP.TCP, cfg.SIP.TLS = "", "", freePort(t)
 	cfg.Admin.Addr, cfg.Raft.Addr, cfg.HTTP.Addr = freePort(t), freePort(t), freePort(t)
+	cfg.MSRP.TCP = freePort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	n, err := start(ctx, cfg, slog.New(slog.DiscardHandler), new(slog.LevelVar))
@@ -79,6 +80,10 @@ func TestNodeMetricsAndCertificateReload(t *testing.T) {
 		"clearhub_raft_last_contact_seconds", "clearhub_raft_transitions_total",
 		`clearhub_cert_expiry_seconds{kind="node"`, `clearhub_cert_expiry_seconds{kind="cluster_ca"`, `clearhub_cert_expiry_seconds{kind="operator"`,
 		"clearhub_cert_reloads_total", "clearhub_sip_lean_transactions", "clearhub_sip_invite_transactions",
+		// The MSRP relay (msrp.go) and interception and capture (intercept.go):
+		// no intercept.address or capture.address here, the series are served anyway.
+		"clearhub_msrp_sessions", `clearhub_msrp_refusals_total{cause="pending_cap"}`, `clearhub_msrp_file_transfers_total{result="verified"}`,
+		`clearhub_intercept_copies_dropped_total{reason="no_collector"}`, `clearhub_capture_frames_total{result="sent"}`,
 	} {
 		if !strings.Contains(string(body), name) {
 			t.Errorf("/metrics lacks %s", name)

@@ -30,10 +30,14 @@ func (c *Capturer) Wants(st *raft.State, srcNet, dstNet string, _, _ *sip.Uri) b
 }
 
 // Tap queues the whole message; a full queue drops it (counted in the
-// sender's stats).
+// sender's stats and metrics).
 func (c *Capturer) Tap(ev Event) {
 	p := packet(&ev, ev.Wire, c.agentID, ProtoTypeSIP)
-	if frame, err := p.Append(nil); err == nil {
-		c.sender.Enqueue(frame, "")
+	frame, err := p.Append(nil)
+	if err != nil {
+		c.sender.dropped.Add(1)
+		c.sender.cfg.Metrics.count(OutcomeEncodeError)
+		return
 	}
+	c.sender.Enqueue(frame, "")
 }

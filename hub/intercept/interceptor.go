@@ -36,7 +36,10 @@ type Config struct {
 	State func() *raft.State
 	// AuditEvery is the aggregation period of delivery entries (1s).
 	AuditEvery time.Duration
-	Logger     *slog.Logger
+	// Metrics counts the copies that could not be queued here (no Sender,
+	// encode error); give the Sender the same one for the rest. nil: none.
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 // Interceptor is lawful interception on one node: a Tap for the proxy.
@@ -144,7 +147,14 @@ func (i *Interceptor) send(id string, ev *Event, payload []byte, protoType uint8
 		d.callIDs[ev.CallID] = true
 	}
 	i.mu.Unlock()
-	if err != nil || i.cfg.Sender == nil || !i.cfg.Sender.Enqueue(frame, id) {
+	switch {
+	case err != nil:
+		i.cfg.Metrics.count(OutcomeEncodeError)
+		i.result(id, 0, false)
+	case i.cfg.Sender == nil:
+		i.cfg.Metrics.count(OutcomeNoCollector)
+		i.result(id, 0, false)
+	case !i.cfg.Sender.Enqueue(frame, id): // counted by the Sender
 		i.result(id, 0, false)
 	}
 }

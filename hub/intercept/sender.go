@@ -30,7 +30,10 @@ type SenderConfig struct {
 	// OnResult, when set, is told on the delivery goroutine what became
 	// of each dequeued frame (tag as given to Enqueue). It must be quick.
 	OnResult func(tag string, bytes int, delivered bool)
-	Logger   *slog.Logger
+	// Metrics counts each frame's outcome (nil: not counted; see
+	// NewInterceptMetrics and NewCaptureMetrics for what each counts).
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 type item struct {
@@ -96,6 +99,7 @@ func (s *Sender) Enqueue(frame []byte, tag string) bool {
 		return true
 	default:
 		s.dropped.Add(1)
+		s.cfg.Metrics.count(OutcomeQueueFull)
 		return false
 	}
 }
@@ -143,7 +147,7 @@ func (s *Sender) run() {
 					if time.Now().Before(flushBy) && s.conn != nil {
 						s.write(it)
 					} else {
-						s.drop(it)
+						s.drop(it, OutcomeShutdown)
 					}
 				default:
 					return
@@ -156,12 +160,12 @@ func (s *Sender) run() {
 func (s *Sender) deliver(it item) {
 	if s.conn == nil {
 		if time.Now().Before(s.nextDial) {
-			s.drop(it)
+			s.drop(it, OutcomeUnreachable)
 			return
 		}
 		if err := s.dial(); err != nil {
 			s.fail("dial", err)
-			s.drop(it)
+			s.drop(it, OutcomeUnreachable)
 			return
 		}
 	}
@@ -174,18 +178,21 @@ func (s *Sender) write(it item) {
 		s.fail("write", err)
 		_ = s.conn.Close()
 		s.conn = nil
-		s.drop(it)
+		s.drop(it, OutcomeWriteError)
 		return
 	}
 	s.backoff = 0
 	s.sent.Add(1)
+	s.cfg.Metrics.count(OutcomeSent)
 	if s.cfg.OnResult != nil {
 		s.cfg.OnResult(it.tag, len(it.b), true)
 	}
 }
 
-func (s *Sender) drop(it item) {
+// drop counts a dequeued frame that was not delivered; why is its outcome.
+func (s *Sender) drop(it item, why string) {
 	s.dropped.Add(1)
+	s.cfg.Metrics.count(why)
 	if s.cfg.OnResult != nil {
 		s.cfg.OnResult(it.tag, len(it.b), false)
 	}

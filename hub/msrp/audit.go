@@ -131,6 +131,7 @@ func (s *session) fileEntry(m *message, me *ledger.Entry) *ledger.Entry {
 	if fs.Size >= 0 && m.final && m.bytes != fs.Size && verdict == "verified" {
 		verdict = "mismatch" // cannot happen with a matching SHA-1, but say so if it did
 	}
+	s.r.prom.files.WithLabelValues(verdict).Inc()
 	var b strings.Builder
 	b.WriteString("file-transfer-id=" + s.media.FileTransferID)
 	b.WriteString(" name=" + strconv.Quote(fs.Name) + " type=" + fs.Type + " size=" + itoa(fs.Size))

@@ -75,6 +75,7 @@ func (l *leg) handle(f *Frame) {
 	path := l.peerPath
 	l.s.mu.Unlock()
 	if !lastURIEqual(f.FromPath, path) {
+		l.s.r.prom.refused(CauseFromPathMismatch)
 		l.respond(f, 403, "From-Path does not match the SDP path")
 		return
 	}
@@ -113,6 +114,7 @@ func (l *leg) report(m *message, br ByteRange, code int, phrase string) {
 	rep := &Frame{TID: newTID(nil), Method: "REPORT", ToPath: path, FromPath: []string{l.hubURI.String()},
 		MessageID: m.id, ByteRange: br, HasByteRange: true, Status: "000 " + strconv.Itoa(code) + " " + phrase, Flag: FlagEnd}
 	l.out.push(rep.Append(nil), false)
+	l.s.r.prom.report(code)
 }
 
 func (l *leg) onSend(f *Frame) {
@@ -171,6 +173,7 @@ func (l *leg) onSend(f *Frame) {
 		m.failCode, m.failPhrase, m.detail = 413, "Message too large", "over the network's limit of "+itoa(lim)+" bytes"
 		s.mu.Unlock()
 		r.count(func(x *Metrics) { x.Refused++ })
+		r.prom.tooLarge.WithLabelValues(l.net).Inc()
 		l.respond(f, 413, "Message too large")
 		l.other().abortToward(m, br.Start)
 		s.chunkReceived(m, f, false)
@@ -283,6 +286,7 @@ func (o *leg) forward(m *message, f *Frame, br ByteRange) {
 			return
 		}
 		r.count(func(x *Metrics) { x.Bytes += int64(n) })
+		r.prom.bytes.WithLabelValues(m.from.net, o.net).Add(float64(n))
 		off += n
 		if off >= len(body) {
 			return
@@ -335,11 +339,20 @@ func (s *session) chunkReceived(m *message, f *Frame, relayed bool) {
 		delete(m.from.inMsgs, m.id)
 	}
 	complete := m.final && m.outstanding == 0
+	whole := complete && m.failCode == 0 && !m.aborted
 	s.mu.Unlock()
 	if complete {
 		s.r.count(func(x *Metrics) { x.Messages++ })
+		if whole {
+			s.countRelayed(m)
+		}
 		s.finishMessage(m, 0, "", false)
 	}
+}
+
+// countRelayed counts a message relayed whole, by network pair.
+func (s *session) countRelayed(m *message) {
+	s.r.prom.messages.WithLabelValues(m.from.net, m.from.other().net).Inc()
 }
 
 // onResponse matches a member's response to one of the hub's SENDs.
@@ -367,9 +380,13 @@ func (s *session) chunkDelivered(m *message) {
 	s.mu.Lock()
 	m.outstanding--
 	complete := m.final && m.outstanding == 0
+	whole := complete && m.failCode == 0 && !m.aborted
 	s.mu.Unlock()
 	if complete {
 		s.r.count(func(x *Metrics) { x.Messages++ })
+		if whole {
+			s.countRelayed(m)
+		}
 		s.finishMessage(m, 0, "", false)
 	}
 }

@@ -176,6 +176,7 @@ type Relay struct {
 	gate    *ConnGate
 	closed  bool
 	metrics Metrics
+	prom    *promMetrics // Prometheus series (metrics.go)
 
 	peakQueued atomic.Int64 // highest data backlog toward one leg (tests)
 }
@@ -193,7 +194,7 @@ func New(cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	r := &Relay{cfg: cfg, log: cfg.Logger, byID: map[string]*leg{}, byCall: map[string][]*session{}, limits: map[string]*rate.Limiter{},
-		gate: NewConnGate(cfg.MaxConns, cfg.MaxConnsPerIP, cfg.MaxPendingPerIP)}
+		gate: NewConnGate(cfg.MaxConns, cfg.MaxConnsPerIP, cfg.MaxPendingPerIP), prom: newPromMetrics()}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	if cfg.TCPAddr != "" {
 		if r.tcpL, err = net.Listen("tcp", cfg.TCPAddr); err != nil {
@@ -353,6 +354,7 @@ func (r *Relay) accept(l net.Listener, secure bool) {
 			// Counted first, so that a peer that saw the close also
 			// sees it in Stats.
 			r.count(func(m *Metrics) { m.ConnsRefused++ })
+			r.prom.refused(capCause(why))
 			c.Close()
 			if r.gate.ShouldLog(time.Now()) {
 				r.log.Warn("MSRP connection refused", "remote", c.RemoteAddr().String(), "why", why)
@@ -389,6 +391,9 @@ func (r *Relay) serveInbound(c net.Conn, secure bool, ip string) {
 		tc := tls.Server(c, r.tlsConf)
 		if err := tc.HandshakeContext(r.ctx); err != nil {
 			r.log.Info("MSRP TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+			if r.ctx.Err() == nil { // not the node shutting down
+				r.prom.refused(readCause(err, CauseTLSHandshake))
+			}
 			c.Close()
 			return
 		}
@@ -398,12 +403,16 @@ func (r *Relay) serveInbound(c net.Conn, secure bool, ip string) {
 	f, err := rd.ReadFrame()
 	if err != nil {
 		r.log.Debug("MSRP connection closed before its first frame", "remote", c.RemoteAddr().String(), "err", err)
+		if cause := readCause(err, ""); cause != "" {
+			r.prom.refused(cause) // a peer that just hung up was not refused
+		}
 		c.Close()
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
-	refuse := func(code int, phrase string) {
+	refuse := func(cause string, code int, phrase string) {
 		r.count(func(m *Metrics) { m.Refused++ })
+		r.prom.refused(cause)
 		if f.IsRequest() && f.Method != "REPORT" {
 			res := &Frame{TID: f.TID, Code: code, Phrase: phrase, ToPath: f.FromPath[len(f.FromPath)-1:], FromPath: f.ToPath[:1]}
 			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -412,19 +421,19 @@ func (r *Relay) serveInbound(c net.Conn, secure bool, ip string) {
 		c.Close()
 	}
 	if !f.IsRequest() {
-		refuse(0, "")
+		refuse(CauseBadFirstFrame, 0, "")
 		return
 	}
 	to, err := ParseURI(f.ToPath[0])
 	if err != nil {
-		refuse(400, "Bad To-Path")
+		refuse(CauseBadFirstFrame, 400, "Bad To-Path")
 		return
 	}
 	r.mu.Lock()
 	l := r.byID[to.Session]
 	r.mu.Unlock()
 	if l == nil || !l.hubURI.Equal(to) {
-		refuse(481, "Session does not exist")
+		refuse(CauseUnknownSession, 481, "Session does not exist")
 		return
 	}
 	if l.viaRelay() {
@@ -432,29 +441,31 @@ func (r *Relay) serveInbound(c net.Conn, secure bool, ip string) {
 		// AUTH connection, or on connections that relay opens toward
 		// the hub (Kamailio 5.6 relays responses that way).
 		if !l.fromRelay(c) {
-			refuse(403, "Not from this network's relay")
+			refuse(CauseNotFromRelay, 403, "Not from this network's relay")
 			return
 		}
 		pending = false
 		r.gate.Bound(ip)
+		r.prom.connected(LegMemberRelay, secure)
 		l.extraReader(c, rd, f)
 		return
 	}
 	if l.secure != secure {
-		refuse(481, "Session does not exist")
+		refuse(CauseUnknownSession, 481, "Session does not exist")
 		return
 	}
-	if why := l.checkPeer(f, c); why != "" {
+	if cause, why := l.checkPeer(f, c); why != "" {
 		r.log.Info("MSRP connection refused", "remote", c.RemoteAddr().String(), "session", to.Session, "why", why)
-		refuse(403, why)
+		refuse(cause, 403, why)
 		return
 	}
 	if !l.bind(c, rd) {
-		refuse(506, "Session already bound to another connection")
+		refuse(CauseAlreadyBound, 506, "Session already bound to another connection")
 		return
 	}
 	pending = false
 	r.gate.Bound(ip)
+	r.prom.connected(LegInbound, secure)
 	l.handle(f)
 	rd.Release(f)
 	l.readLoop()

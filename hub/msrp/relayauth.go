@@ -122,8 +122,13 @@ func (l *leg) extraReader(c net.Conn, rd *Reader, first *Frame) {
 
 // authenticate connects l to its network's relay and AUTHs (RFC 4976
 // section 5); on success the connection is l's and the refresh runs.
-func (l *leg) authenticate() error {
+func (l *leg) authenticate() (err error) {
 	r := l.s.r
+	defer func() {
+		if err != nil {
+			r.prom.refused(CauseRelayAuth)
+		}
+	}()
 	acct := l.relay
 	addr, secure, err := relayAddr(acct.URI)
 	if err != nil {
@@ -192,6 +197,7 @@ func (l *leg) authenticate() error {
 		c.Close()
 		return errors.New("msrp relay: leg already bound")
 	}
+	r.prom.connected(LegMemberRelay, secure)
 	r.log.Info("MSRP AUTH to member relay", "network", l.net, "relay", acct.URI, "use_path", strings.Join(up, " "), "expires", exp.String())
 	r.goTracked(l.readLoop)
 	r.goTracked(func() { l.refreshAuth(exp) })
@@ -262,6 +268,7 @@ func (l *leg) refreshAuth(exp time.Duration) {
 		up, next, err := l.auth(l.controlExchange)
 		if err != nil {
 			l.s.r.log.Warn("MSRP re-AUTH to member relay failed", "network", l.net, "relay", l.relay.URI, "err", err)
+			l.s.r.prom.refused(CauseRelayAuth)
 			l.close("re-AUTH failed: "+err.Error(), true)
 			return
 		}

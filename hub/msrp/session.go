@@ -165,27 +165,28 @@ func (l *leg) boundOrDialing() bool { return l.isBound() || l.dialed.Load() }
 // checkPeer verifies that an inbound connection's first request comes from
 // the endpoint the SDP announced: its From-Path ends with the endpoint's
 // own URI (RFC 4975 section 7.3), and over TLS its certificate matches
-// the a=fingerprint the endpoint offered (RFC 4572 section 5).
-func (l *leg) checkPeer(f *Frame, c net.Conn) string {
+// the a=fingerprint the endpoint offered (RFC 4572 section 5). A refusal
+// has its metrics cause and the 403 phrase.
+func (l *leg) checkPeer(f *Frame, c net.Conn) (cause, why string) {
 	l.s.mu.Lock()
 	path, fp, active := l.peerPath, l.peerFP, l.active
 	l.s.mu.Unlock()
 	if active {
-		return "Hub connects on this leg" // a=setup said so
+		return CauseNotReady, "Hub connects on this leg" // a=setup said so
 	}
 	if len(path) == 0 {
-		return "Session not ready"
+		return CauseNotReady, "Session not ready"
 	}
 	if !lastURIEqual(f.FromPath, path) {
-		return "From-Path does not match the SDP path"
+		return CauseFromPathMismatch, "From-Path does not match the SDP path"
 	}
 	if tc, ok := c.(*tls.Conn); ok && fp != "" {
 		certs := tc.ConnectionState().PeerCertificates
 		if len(certs) == 0 || !matchFingerprint(certs[0], fp) {
-			return "Certificate does not match a=fingerprint"
+			return CauseFingerprintMismatch, "Certificate does not match a=fingerprint"
 		}
 	}
-	return ""
+	return "", ""
 }
 
 func lastURIEqual(a, b []string) bool {
@@ -315,6 +316,7 @@ func (l *leg) dial() {
 		c.Close()
 		return
 	}
+	r.prom.connected(LegOutbound, l.secure)
 	l.sendBind(path)
 	l.readLoop()
 }

@@ -25,7 +25,9 @@ import (
 
 	"clearhub/chatroom"
 	"clearhub/hub"
+	"clearhub/hub/intercept"
 	"clearhub/hub/lists"
+	"clearhub/hub/msrp"
 	"clearhub/hub/queue"
 	"clearhub/ledger"
 	"clearhub/ops/admin"
@@ -77,7 +79,7 @@ func TestRulesNameOnlyRegisteredMetrics(t *testing.T) {
 	for _, a := range []string{"ClearhubNoLeader", "ClearhubLeaderChanges", "ClearhubLedgerFsyncSlow", "ClearhubCheckpointStale",
 		"ClearhubScrubFailed", "ClearhubEdgeDown", "ClearhubNoUsableEdge", "ClearhubRefusalsSpike", "ClearhubShedLoad",
 		"ClearhubCertificateExpiringSoon", "ClearhubCertificateExpired", "ClearhubNodeRemoved", "ClearhubNodeNotReady",
-		"ClearhubQueueOld", "ClearhubAcceptErrors"} {
+		"ClearhubQueueOld", "ClearhubAcceptErrors", "ClearhubMSRPRefusalsSpike", "ClearhubInterceptCopiesDropped"} {
 		if !seen[a] {
 			t.Errorf("%s: alert %s missing", rulesFile, a)
 		}
@@ -571,6 +573,23 @@ func nodeMetricNames(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 
+	// Lawful interception and SIP capture (cmd/hubd/intercept.go: both
+	// flavours registered on every node), and the MSRP relay
+	// (cmd/hubd/msrp.go).
+	for _, m := range []*intercept.Metrics{intercept.NewInterceptMetrics(), intercept.NewCaptureMetrics()} {
+		if err := m.Register(rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	relay, err := msrp.New(msrp.Config{Host: "127.0.0.1", TCPAddr: "127.0.0.1:0", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = relay.Close() })
+	if err := relay.RegisterMetrics(rec); err != nil {
+		t.Fatal(err)
+	}
+
 	// Collectors that describe nothing show up in a scrape.
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -592,6 +611,7 @@ func nodeMetricNames(t *testing.T) map[string]bool {
 	// Sanity: the registry really is a node's.
 	for _, n := range []string{"clearhub_sip_refusals_total", "clearhub_raft_has_leader", "clearhub_ledger_wal_fsync_duration_seconds_bucket",
 		"clearhub_admin_requests_total", "clearhub_queue_oldest_age_seconds", "clearhub_cert_expiry_seconds", "go_goroutines", "process_resident_memory_bytes",
+		"clearhub_msrp_sessions", "clearhub_msrp_refusals_total", "clearhub_intercept_copies_dropped_total", "clearhub_capture_frames_total",
 		"clearhub_rooms_messages_posted_total", "clearhub_rooms_session_connections_refused_total", "clearhub_rooms_session_accept_errors_total"} {
 		if !rec.names[n] {
 			t.Fatalf("the in-process node does not register %s: the wiring here no longer matches cmd/hubd", n)
