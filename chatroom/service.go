@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"clearhub/hub/msrp"
 	"clearhub/ledger"
 	"clearhub/proto/hubv1"
 	"clearhub/raft"
@@ -148,6 +149,11 @@ type Config struct {
 	SessionMaxConnsPerIP     int
 	SessionMaxPendingPerIP   int
 	SessionFirstFrameTimeout time.Duration
+	// Tap, if set, is offered every SEND chunk a session participant sends
+	// the focus and every SEND the focus sends a participant (lawful
+	// interception's msrp delivery, as on the anchoring relay): the
+	// participant's side is its network and user, the other the room.
+	Tap msrp.ContentTap
 	// Registerer, if set, gets the rooms' metrics (clearhub_rooms_*).
 	Registerer prometheus.Registerer
 	// Now defaults to time.Now.

@@ -103,6 +103,8 @@ type sessionLeg struct {
 	peerFP  string   // the offer's a=fingerprint ("" none)
 	byINV   bool     // the INVITE made the participant
 	ready   bool     // the record naming this node is committed (f.mu)
+	// userURI, roomURI: the parties for Config.Tap (nil without a tap).
+	userURI, roomURI *sip.Uri
 
 	mu       sync.Mutex
 	conn     net.Conn
@@ -371,6 +373,9 @@ func (f *focus) serveInvite(r *Request) {
 		out: make(chan []byte, sessionQueue), partial: map[string]*bytes.Buffer{}, partCT: map[string]string{}, closedCh: make(chan struct{}),
 		lastSeq: rm.GetLastSeq()}
 	l.secure, l.peerFP = media.Proto == msrp.ProtoTLS, media.Fingerprint
+	if f.s.cfg.Tap != nil {
+		l.userURI, l.roomURI = tapParty(l.user), tapParty(l.room)
+	}
 	u := msrp.URI{Scheme: "msrp", Host: f.host, Port: f.port, Session: l.id, Transport: "tcp"}
 	if l.secure {
 		u.Scheme, u.Port = "msrps", f.tlsPort
@@ -636,7 +641,50 @@ func (f *focus) frameFor(l *sessionLeg, msg *hubv1.RoomMessage, to string) []byt
 	for msrp.BodyHasEndLine(cpim, fr.TID) {
 		fr.TID = randomHex(8)
 	}
-	return fr.Append(nil)
+	b := fr.Append(nil)
+	l.tap(func() []byte { return bytes.Clone(b) }, false, l.conn) // callers hold l.mu
+	return b
+}
+
+// tapParty parses a canonical user or room URI for the tap.
+func tapParty(s string) *sip.Uri {
+	u := &sip.Uri{}
+	if err := sip.ParseUri(s, u); err != nil {
+		return nil
+	}
+	return u
+}
+
+// tap offers one SEND to Config.Tap: in, the participant sent wire to the
+// focus; otherwise the focus sends it to the participant. conn is the
+// participant's connection (nil: not bound yet). wire makes the tap's own
+// copy, only when a warrant wants it.
+func (l *sessionLeg) tap(wire func() []byte, in bool, conn net.Conn) {
+	t := l.f.s.cfg.Tap
+	if t == nil {
+		return
+	}
+	c := msrp.TapChunk{Time: l.f.s.now(), Transport: "tcp", CallID: l.callID}
+	if l.secure {
+		c.Transport = "tls"
+	}
+	if in {
+		c.SrcNet, c.From, c.To = l.network, l.userURI, l.roomURI
+	} else {
+		c.DstNet, c.From, c.To = l.network, l.roomURI, l.userURI
+	}
+	if !t.WantsMSRP(c.SrcNet, c.DstNet, c.From, c.To) {
+		return
+	}
+	if conn != nil {
+		peer, hub := conn.RemoteAddr().String(), conn.LocalAddr().String()
+		c.Src, c.Dst = peer, hub
+		if !in {
+			c.Src, c.Dst = hub, peer
+		}
+	}
+	c.Wire = wire()
+	t.TapMSRP(c)
 }
 
 func (l *sessionLeg) close(why string) {
@@ -747,6 +795,13 @@ func (f *focus) serveConn(c net.Conn, secure bool, ip string) {
 	l.push(r)
 	for {
 		l.handle(fr)
+		if fr.Method == "SEND" && l.f.s.cfg.Tap != nil {
+			// After handling: the participant's message is never held
+			// up by interception. Re-encoded (the focus's reader keeps
+			// no raw bytes): the same frame, byte for byte, as a
+			// well-formed sender wrote it.
+			l.tap(func() []byte { return fr.Append(nil) }, true, c)
+		}
 		rd.Release(fr)
 		if fr, err = rd.ReadFrame(); err != nil {
 			f.end(l, "MSRP connection closed")

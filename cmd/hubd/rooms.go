@@ -88,6 +88,9 @@ func (n *hubNode) startRooms(w *roomsWiring, h *hub.Hub, reg prometheus.Register
 		Logger: n.log.With("component", "rooms"), MaxMembersCap: c.MaxMembers,
 		Rate: rate.Limit(float64(c.RatePerMinute) / 60), Burst: c.Burst, BatchSize: c.FanoutBatch,
 		TakeoverAfter: c.TakeoverAfter, RosterCoalesce: c.RosterCoalesce, Registerer: reg,
+		// Session-mode rooms' MSRP goes to lawful interception like the
+		// anchoring relay's (msrp.go).
+		Tap: n.msrpTap(n.raft.State),
 	}
 	roomsSessionConfig(&cfg, n.cfg)
 	if c.SessionTLSListen != "" {
