@@ -337,17 +337,30 @@ func (r *Relay) Sessions() int {
 	return n
 }
 
+// accept serves l until it is closed. Every other Accept error (EMFILE,
+// ECONNABORTED, anything unknown) is retried after a backoff (5 ms
+// doubling to 1 s): returning would end MSRP anchoring on this node for
+// good while its connections wait in the kernel's backlog.
 func (r *Relay) accept(l net.Listener, secure bool) {
+	var delay time.Duration
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(50 * time.Millisecond)
-				continue
+			if errors.Is(err, net.ErrClosed) || r.ctx.Err() != nil {
+				return
 			}
-			return
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			r.log.Warn("MSRP accept failed; retrying", "listener", l.Addr().String(), "err", err, "retry_in", delay)
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-r.ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
 		}
+		delay = 0
 		ip := SourceIP(c.RemoteAddr())
 		if ok, why := r.gate.Admit(ip); !ok {
 			// Closed before any byte is read: no goroutine, no buffer.
