@@ -494,6 +494,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lists.sh" && { run_case list-subscription
 source "$(dirname "${BASH_SOURCE[0]}")/rooms.sh" && { run_case room-pager case_room_pager; run_case room-roster case_room_roster; run_case room-join-ban case_room_join_ban; run_case room-linphone case_room_linphone; }
 source "$(dirname "${BASH_SOURCE[0]}")/msrp.sh" && run_case msrp-relay case_msrp_relay
 run_case msrp-hubd case_msrp_hubd
+run_case msrp-sipp case_msrp_sipp
 source "$(dirname "${BASH_SOURCE[0]}")/echo.sh" && run_case echo-user case_echo_user
 
 # The same topology over TLS.
