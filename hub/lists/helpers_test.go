@@ -109,6 +109,7 @@ type fakeSender struct {
 	mu     sync.Mutex
 	reqs   []sent
 	answer func(req *sip.Request, dst string) int
+	resHdr func(req *sip.Request) []sip.Header // extra headers for a response
 	notify chan sent
 }
 
@@ -117,7 +118,7 @@ func newFakeSender() *fakeSender { return &fakeSender{notify: make(chan sent, 10
 func (f *fakeSender) Send(_ context.Context, req *sip.Request, src, dst, _ string, streams bool) (*sip.Response, error) {
 	f.mu.Lock()
 	f.reqs = append(f.reqs, sent{req: req, src: src, dst: dst, streams: streams})
-	answer := f.answer
+	answer, resHdr := f.answer, f.resHdr
 	f.mu.Unlock()
 	code := 200
 	if answer != nil {
@@ -132,6 +133,11 @@ func (f *fakeSender) Send(_ context.Context, req *sip.Request, src, dst, _ strin
 	}
 	if req.Method == sip.SUBSCRIBE && code == 200 {
 		res.AppendHeader(sip.NewHeader("Expires", "600"))
+	}
+	if resHdr != nil {
+		for _, h := range resHdr(req) {
+			res.AppendHeader(h)
+		}
 	}
 	if req.Method == sip.NOTIFY {
 		f.notify <- sent{req: req, src: src, dst: dst, streams: streams}

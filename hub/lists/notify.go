@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -35,6 +36,7 @@ type listSub struct {
 	version        uint32 // next RLMI version (RFC 4662 5.2: from 0, +1 per NOTIFY)
 	full           bool   // next NOTIFY carries full state
 	split          bool   // dirty holds the rest of a split state: not held by max-rate
+	answering      bool   // the next NOTIFY answers a SUBSCRIBE: not held by max-rate
 	noStreams      bool   // the stream edges failed a large NOTIFY: split until the next SUBSCRIBE
 	dirty          map[string]bool
 	sending        bool
@@ -45,10 +47,10 @@ type listSub struct {
 	rates          rateParams // RFC 6446 (rate.go)
 	lastSent       time.Time
 	sentAny        bool
-	sentCount      int       // NOTIFYs sent (adaptive-min-rate)
-	created        time.Time // when the subscription began
-	gate           Timer     // a NOTIFY held back by max-rate
-	heartbeat      Timer     // min-rate
+	amrSince       time.Time   // when adaptive-min-rate came into force (its initial history)
+	amrSent        []time.Time // NOTIFYs of the adaptive-min-rate's last period
+	gate           Timer       // a NOTIFY held back by max-rate
+	heartbeat      Timer       // min-rate / adaptive-min-rate
 }
 
 func (sub *listSub) stopTimers() {
@@ -127,7 +129,9 @@ func (s *Service) sendLoop(sub *listSub) {
 			// subscription (until the next SUBSCRIBE).
 			s.mu.Lock()
 			s.cfg.Log.Info("list NOTIFY: no stream edge took it; splitting into datagrams", "list", sub.listURI, "watcher", sub.watcher, "err", err)
-			sub.noStreams, sub.full = true, true
+			// The state that did not get out goes again at once: max-rate
+			// already let it through, and RFC 6446 5.2 does not hold a repeat.
+			sub.noStreams, sub.full, sub.answering = true, true, true
 			s.mu.Unlock()
 			continue
 		}
@@ -149,7 +153,52 @@ func (s *Service) sendLoop(sub *listSub) {
 			s.mu.Unlock()
 			return
 		}
+		if res.StatusCode < 300 && (res.GetHeader("Event") != nil || res.GetHeader("o") != nil) {
+			s.mu.Lock()
+			s.ratesFromAnswerLocked(sub, res)
+			s.mu.Unlock()
+		}
 	}
+}
+
+// ratesFromAnswerLocked applies the rates a watcher put in the Event header
+// of its 2xx to a NOTIFY (RFC 6446 4.1, 5.2, 6.2, 7.2: the notifier MUST
+// take them from there too). That Event header carries every rate wanted
+// (9.3), so one left out is removed; an answer without an Event header
+// changes nothing. Its event type must be the NOTIFY's (9.3) and its other
+// parameters mean nothing. A response cannot be refused: a bad value is
+// logged and the rates stay as they were.
+func (s *Service) ratesFromAnswerLocked(sub *listSub, res *sip.Response) {
+	if sub.done || sub.terminating != "" {
+		return
+	}
+	h := res.GetHeader("Event")
+	if h == nil {
+		h = res.GetHeader("o")
+	}
+	v := h.Value()
+	if pkg := strings.ToLower(strings.TrimSpace(strings.Split(v, ";")[0])); pkg != sub.event {
+		s.cfg.Log.Debug("list NOTIFY answer: Event of another type ignored", "list", sub.listURI, "watcher", sub.watcher, "event", pkg)
+		return
+	}
+	p, err := parseRates(v)
+	if err != nil {
+		s.cfg.Log.Info("list NOTIFY answer: rates ignored", "list", sub.listURI, "watcher", sub.watcher, "err", err)
+		return
+	}
+	s.setRatesLocked(sub, p.applied(sub.expires.Sub(s.cfg.Clock.Now())))
+	s.armHeartbeatLocked(sub)
+}
+
+// setRatesLocked puts new applied rates in force; adaptive-min-rate coming
+// into force starts its history afresh (RFC 6446 7.2 step 1).
+func (s *Service) setRatesLocked(sub *listSub, p rateParams) {
+	if p.amrInterval <= 0 {
+		sub.amrSent = nil
+	} else if sub.rates.amrInterval <= 0 {
+		sub.amrSince, sub.amrSent = s.cfg.Clock.Now(), nil
+	}
+	sub.rates = p
 }
 
 // resourceView is one resource as the next NOTIFY shows it.
@@ -199,7 +248,7 @@ func (s *Service) buildNotifyLocked(sub *listSub) (req *sip.Request, final, stre
 		}
 	}
 	final = sub.terminating != ""
-	sub.full, sub.split = false, false
+	sub.full, sub.split, sub.answering = false, false, false
 	clear(sub.dirty)
 
 	req = s.notifyRequest(sub, full, final, rs)
@@ -273,7 +322,9 @@ func (s *Service) notifyRequest(sub *listSub, full, final bool, rs []rlmiResourc
 	}
 	req.AppendHeader(sip.NewHeader("Event", ev))
 	if final {
-		req.AppendHeader(sip.NewHeader("Subscription-State", "terminated;reason="+sub.terminating))
+		// RFC 6446 4.2: the rates applied are echoed in every NOTIFY, the
+		// last one too.
+		req.AppendHeader(sip.NewHeader("Subscription-State", "terminated;reason="+sub.terminating+sub.rates.echo()))
 	} else {
 		left := max(int(sub.expires.Sub(s.cfg.Clock.Now())/time.Second), 0)
 		req.AppendHeader(sip.NewHeader("Subscription-State", "active;expires="+strconv.Itoa(left)+sub.rates.echo()))
@@ -354,11 +405,13 @@ func shortHash(s string) string {
 }
 
 // heldByMaxRateLocked reports whether RFC 6446 max-rate holds the next
-// NOTIFY back, and if so schedules it. NOTIFYs that answer a SUBSCRIBE or
-// end the subscription are never held (RFC 6446 4.2: they are not
-// rate-controlled); changes wait and go out together.
+// NOTIFY back, and if so schedules it. Only the NOTIFYs that answer a
+// SUBSCRIBE or end the subscription are exempt (5.2); a full state after a
+// list edit or a policy change waits like any change, and changes wait and
+// go out together. The rest of a split state follows its first part at once
+// (one state, cut in datagrams: see buildNotifyLocked).
 func (s *Service) heldByMaxRateLocked(sub *listSub) bool {
-	if sub.rates.maxInterval <= 0 || !sub.sentAny || sub.full || sub.split || sub.terminating != "" {
+	if sub.rates.maxInterval <= 0 || !sub.sentAny || sub.answering || sub.split || sub.terminating != "" {
 		return false
 	}
 	if sub.gate != nil {
@@ -375,21 +428,34 @@ func (s *Service) heldByMaxRateLocked(sub *listSub) bool {
 	return true
 }
 
-// sentLocked records a NOTIFY going out and re-arms the min-rate /
-// adaptive-min-rate heartbeat: with nothing new by then, full state goes
-// again.
+// sentLocked records a NOTIFY going out and re-arms the heartbeat.
 func (s *Service) sentLocked(sub *listSub, final bool) {
 	sub.lastSent, sub.sentAny = s.cfg.Clock.Now(), true
-	sub.sentCount++
+	sub.amrSent = sub.rates.recordSent(sub.amrSent, sub.lastSent)
+	if final {
+		if sub.heartbeat != nil {
+			sub.heartbeat.Stop()
+			sub.heartbeat = nil
+		}
+		return
+	}
+	s.armHeartbeatLocked(sub)
+}
+
+// armHeartbeatLocked (re)arms the min-rate / adaptive-min-rate heartbeat
+// from the last NOTIFY (RFC 6446 6.2, 7.2 steps 3-4): with nothing new by
+// then, full state goes again.
+func (s *Service) armHeartbeatLocked(sub *listSub) {
 	if sub.heartbeat != nil {
 		sub.heartbeat.Stop()
 		sub.heartbeat = nil
 	}
-	d := sub.rates.heartbeatIn(sub.created, sub.lastSent, sub.sentCount)
-	if final || d <= 0 {
+	d := sub.rates.heartbeatIn(sub.amrSince, sub.lastSent, sub.amrSent)
+	if d <= 0 || !sub.sentAny {
 		return
 	}
-	sub.heartbeat = s.afterLocked(d, func() {
+	wait := max(sub.lastSent.Add(d).Sub(s.cfg.Clock.Now()), 0)
+	sub.heartbeat = s.afterLocked(wait, func() {
 		sub.heartbeat = nil
 		if sub.terminating == "" && !sub.done {
 			sub.full = true

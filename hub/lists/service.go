@@ -353,6 +353,7 @@ func (s *Service) subscribe(r Request) {
 		return
 	}
 	exp = min(exp, s.cfg.MaxExpires)
+	rates = rates.applied(exp) // RFC 6446 5.3: max-rate against the expiry granted
 
 	var adhoc []Entry
 	inDialog := req.To() != nil && req.To().Params.Has("tag")
@@ -410,7 +411,7 @@ func (s *Service) subscribe(r Request) {
 		listURI: listURI, network: r.Source, watcher: watcher, watcherHdr: from.Address,
 		event: pkg, eventID: eventID, remoteTarget: contact.Address,
 		dirty: map[string]bool{}, backs: map[string]*backend{}, static: map[string]resState{}, full: true,
-		rates: rates, created: s.cfg.Clock.Now(),
+		rates: rates, amrSince: s.cfg.Clock.Now(),
 	}
 	for _, h := range req.GetHeaders("Record-Route") {
 		if rr, ok := h.(*sip.RecordRouteHeader); ok {
@@ -573,7 +574,7 @@ func (s *Service) refresh(r Request, exp time.Duration, adhoc []Entry, rates rat
 	if adhoc != nil && sub.adhoc {
 		sub.entries = adhoc // RFC 5367: a changed body replaces the list
 	}
-	sub.rates = rates // RFC 6446 5: a refresh may change the rates
+	s.setRatesLocked(sub, rates) // RFC 6446 4.1: a refresh may change the rates
 	sub.noStreams = false
 	s.setExpiryLocked(sub, exp)
 	if exp > 0 {
@@ -587,7 +588,9 @@ func (s *Service) refresh(r Request, exp time.Duration, adhoc []Entry, rates rat
 	if exp == 0 {
 		s.terminateLocked(sub, "timeout") // RFC 6665 4.2.1.4: unsubscribe
 	} else {
-		sub.full = true // RFC 4662 4.5 / K #276: every SUBSCRIBE gets full state
+		// RFC 4662 4.5 / K #276: every SUBSCRIBE gets full state, and
+		// RFC 6446 5.2: max-rate does not hold it.
+		sub.full, sub.answering = true, true
 		s.kickLocked(sub)
 	}
 	s.mu.Unlock()

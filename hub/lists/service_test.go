@@ -526,7 +526,7 @@ func TestRateControl(t *testing.T) {
 		t.Fatalf("SUBSCRIBE with rates: %d", res.StatusCode)
 	}
 	s, _ := l.nextNotify()
-	if got := headerValue(s.req, "Subscription-State"); !strings.HasSuffix(got, ";max-rate=0.1;min-rate=0.0166667") {
+	if got := headerValue(s.req, "Subscription-State"); !strings.HasSuffix(got, ";max-rate=0.1;min-rate=0.0166666667") {
 		t.Fatalf("applied rates not echoed: %s", got)
 	}
 	waitFor(t, "back ends", func() bool { return len(l.snd.subscribes()) == 2 })
