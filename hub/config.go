@@ -157,6 +157,15 @@ type Config struct {
 	// 100 ms interval under load, new work is shed as above (overload.go;
 	// default 20ms, negative: off).
 	QueueDelayTarget time.Duration
+	// RetransmissionCache bounds the memory of completed UDP lean
+	// transactions kept for Timer J (64*T1, RFC 3261 17.2.2) to answer
+	// retransmitted requests from the last response: about its bytes plus
+	// 160 per entry. Past it the oldest leave early (counted in
+	// clearhub_sip_retransmission_cache_evicted_total); a retransmission
+	// of one of those is then forwarded again as a new request. The cache
+	// otherwise grows with the admitted rate times 32 s (at 16,000/s ~
+	// 500,000 entries, 260 MB). Default 64 MiB.
+	RetransmissionCache int64
 
 	// limitClock replaces time.Now in the rate limiter (tests).
 	limitClock func() time.Time
@@ -288,6 +297,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxPendingAppends <= 0 {
 		c.MaxPendingAppends = 1024
+	}
+	if c.RetransmissionCache <= 0 {
+		c.RetransmissionCache = 64 << 20
 	}
 	if c.QueueDelayTarget == 0 {
 		c.QueueDelayTarget = 20 * time.Millisecond

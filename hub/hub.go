@@ -110,7 +110,7 @@ func New(cfg Config, state StateSource, audit Auditor) (*Hub, error) {
 		ports:  map[string]int{},
 		badSem: make(chan struct{}, 64),
 		tlsSem: make(chan struct{}, 16),
-		lean:   newLeanTable(),
+		lean:   newLeanTable(cfg.RetransmissionCache),
 		guard:  newGuard(cfg),
 	}
 	if len(h.secret) == 0 {

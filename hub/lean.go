@@ -63,9 +63,15 @@ type upPath struct {
 }
 
 type expiry struct {
-	at  time.Time
-	key txKey
+	at   time.Time
+	key  txKey
+	cost int64 // what the entry counts against the cache bound
 }
+
+// entryOverhead is what a completed entry costs besides its response bytes:
+// the map slot, the srvEntry, its expiry record (measured roughly: a
+// 1,000,000-entry table is ~160 MB more than its response bytes).
+const entryOverhead = 160
 
 // leanTable holds the lean transactions of a hub.
 type leanTable struct {
@@ -76,6 +82,10 @@ type leanTable struct {
 	cli map[string]chan *sip.Response // hub Via branch -> waiting forwarder
 	exp []expiry                      // FIFO of completed UDP entries
 	exh int                           // head index into exp
+	// held is the cost of the entries in exp from exh on; past budget the
+	// oldest are dropped before their Timer J (evicted counts them).
+	held, budget int64
+	evicted      uint64
 
 	poolOnce sync.Once
 	pool     *workerPool // goroutines for lean transactions (workers.go)
@@ -93,12 +103,13 @@ func (h *Hub) workers() *workerPool {
 	return h.lean.pool
 }
 
-func newLeanTable() *leanTable {
+func newLeanTable(budget int64) *leanTable {
 	return &leanTable{
-		seed1: maphash.MakeSeed(),
-		seed2: maphash.MakeSeed(),
-		srv:   make(map[txKey]*srvEntry, 1024),
-		cli:   make(map[string]chan *sip.Response, 256),
+		budget: budget,
+		seed1:  maphash.MakeSeed(),
+		seed2:  maphash.MakeSeed(),
+		srv:    make(map[txKey]*srvEntry, 1024),
+		cli:    make(map[string]chan *sip.Response, 256),
 	}
 }
 
@@ -161,8 +172,25 @@ func (t *leanTable) record(k txKey, b []byte, final bool, linger time.Duration, 
 	}
 	e.last, e.final = b, final
 	if final {
-		t.exp = append(t.exp, expiry{at: now.Add(linger), key: k})
+		cost := int64(len(b)) + entryOverhead
+		t.exp = append(t.exp, expiry{at: now.Add(linger), key: k, cost: cost})
+		t.held += cost
+		// Bounded memory: the oldest completed entries go first (they
+		// are the least likely to see a retransmission still).
+		for t.held > t.budget && t.exh < len(t.exp) {
+			t.drop()
+			t.evicted++
+		}
 	}
+}
+
+// drop removes the FIFO's head entry (t.mu held).
+func (t *leanTable) drop() {
+	x := t.exp[t.exh]
+	delete(t.srv, x.key)
+	t.held -= x.cost
+	t.exp[t.exh] = expiry{}
+	t.exh++
 }
 
 // abandon removes an upstream transaction that ends without a final
@@ -181,8 +209,7 @@ func (t *leanTable) expire(now time.Time) time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for t.exh < len(t.exp) && !t.exp[t.exh].at.After(now) {
-		delete(t.srv, t.exp[t.exh].key)
-		t.exh++
+		t.drop()
 	}
 	// Compact the FIFO once its consumed head dominates.
 	if t.exh > 4096 && t.exh*2 > len(t.exp) {
@@ -195,6 +222,18 @@ func (t *leanTable) expire(now time.Time) time.Time {
 		return t.exp[t.exh].at
 	}
 	return time.Time{}
+}
+
+func (t *leanTable) evictedCount() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.evicted
+}
+
+func (t *leanTable) heldBytes() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.held
 }
 
 func (t *leanTable) size() (srv, cli int) {

@@ -62,6 +62,10 @@ type Config struct {
 		// the audit append, held over 100 ms under load) sheds new work.
 		// "off" is spelled as a negative duration (-1s).
 		QueueDelayTarget time.Duration `yaml:"queue_delay_target"`
+		// RetransmissionCacheMB bounds the completed UDP transactions kept
+		// for Timer J to answer retransmissions (MiB; past it the oldest
+		// leave early).
+		RetransmissionCacheMB int `yaml:"retransmission_cache_mb"`
 	} `yaml:"sip"`
 
 	Admin struct {
@@ -349,6 +353,7 @@ func DefaultConfig() Config {
 	c.SIP.MaxTransactions = 4096
 	c.SIP.MaxPendingAppends = 1024
 	c.SIP.QueueDelayTarget = 20 * time.Millisecond
+	c.SIP.RetransmissionCacheMB = 64
 	c.Admin.Addr = "127.0.0.1:9443"
 	c.Raft.Addr = "127.0.0.1:9444"
 	c.Raft.Bootstrap = "auto"
@@ -528,7 +533,7 @@ func (c *Config) Validate() error {
 		v   int
 	}{{"sip.max_connections_per_source", c.SIP.MaxConnectionsPerSource}, {"sip.max_connections_per_network", c.SIP.MaxConnectionsPerNetwork},
 		{"sip.refusals_per_source", c.SIP.RefusalsPerSource}, {"sip.max_transactions", c.SIP.MaxTransactions},
-		{"sip.max_pending_appends", c.SIP.MaxPendingAppends}} {
+		{"sip.max_pending_appends", c.SIP.MaxPendingAppends}, {"sip.retransmission_cache_mb", c.SIP.RetransmissionCacheMB}} {
 		if n.v <= 0 {
 			return fmt.Errorf("%s: %d must be positive", n.key, n.v)
 		}

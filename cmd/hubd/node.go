@@ -276,6 +276,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, level admin.LogLev
 			MaxTransactions:          cfg.SIP.MaxTransactions,
 			MaxPendingAppends:        cfg.SIP.MaxPendingAppends,
 			QueueDelayTarget:         cfg.SIP.QueueDelayTarget,
+			RetransmissionCache:      int64(cfg.SIP.RetransmissionCacheMB) << 20,
 		}
 		// New outbound handshakes take a reloaded certificate (reload.go).
 		hcfg.GetClientCertificate = n.certs.GetClientCertificate
