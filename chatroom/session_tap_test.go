@@ -74,7 +74,7 @@ func TestSessionModeTapped(t *testing.T) {
 			w := string(c.Wire)
 			switch {
 			case c.SrcNet == "a" && c.CallID == "call-dave" && strings.Contains(w, "Message-ID: m1\r\n") && strings.HasPrefix(w, "MSRP "):
-			// dave's message, chunk by chunk as sent (10-byte chunks)
+				// dave's message, chunk by chunk as sent (10-byte chunks)
 				in = true
 			case c.DstNet == "a" && c.CallID == "call-dave" && strings.Contains(w, "from bob") && c.To != nil && c.To.User == "dave":
 				out = true
