@@ -617,26 +617,14 @@ func (l *Ledger) Append(ctx context.Context, e *Entry) (uint64, error) {
 	if e == nil {
 		return 0, fmt.Errorf("%w: nil entry", ErrInvalid)
 	}
-	if e.Kind == KindAnchor {
-		return 0, fmt.Errorf("%w: anchor entries are written by retention only", ErrInvalid)
-	}
 	c := *e
-	if err := prepare(&c); err != nil {
+	if err := prepareCaller(&c); err != nil {
 		return 0, err
 	}
 	start := time.Now()
 	r := l.newReq(&c, nil)
-	l.mu.RLock()
-	if l.closed {
-		l.mu.RUnlock()
-		return 0, ErrClosed
-	}
-	select {
-	case l.reqs <- r:
-		l.mu.RUnlock()
-	case <-ctx.Done():
-		l.mu.RUnlock()
-		return 0, ctx.Err()
+	if err := l.submit(ctx, r); err != nil {
+		return 0, err
 	}
 	select {
 	case err := <-r.done:
@@ -669,15 +657,26 @@ func (l *Ledger) AppendBackground(ctx context.Context, e *Entry, done func(error
 	if e == nil || done == nil {
 		return fmt.Errorf("%w: nil entry or callback", ErrInvalid)
 	}
-	if e.Kind == KindAnchor {
-		return fmt.Errorf("%w: anchor entries are written by retention only", ErrInvalid)
-	}
-	if err := prepare(e); err != nil {
+	if err := prepareCaller(e); err != nil {
 		return err
 	}
 	// Not in the append latency metric: that is what waiting callers see,
 	// and these wait for a commit on purpose.
-	r := l.newReq(e, done)
+	return l.submit(ctx, l.newReq(e, done))
+}
+
+// prepareCaller is prepare for entries callers hand in (anchors are the
+// retention pass's own).
+func prepareCaller(e *Entry) error {
+	if e.Kind == KindAnchor {
+		return fmt.Errorf("%w: anchor entries are written by retention only", ErrInvalid)
+	}
+	return prepare(e)
+}
+
+// submit hands r to the writer, unless the ledger is closed or ctx ends
+// first. mu is held shared so that Close cannot close reqs meanwhile.
+func (l *Ledger) submit(ctx context.Context, r *appendReq) error {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
