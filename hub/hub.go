@@ -35,11 +35,14 @@ type Auditor interface {
 // Hub is the SIP plane of one node. Create it with New, serve with Run, stop
 // with Close (or by cancelling Run's context).
 type Hub struct {
-	cfg    Config
-	state  StateSource
-	audit  Auditor
-	log    *slog.Logger
-	secret []byte
+	cfg   Config
+	state StateSource
+	audit Auditor
+	// bgAudit is audit when its ledger takes entries nobody waits for
+	// (decided once, in initOverload); nil otherwise.
+	bgAudit *countingAuditor
+	log     *slog.Logger
+	secret  []byte
 
 	ua  *sipgo.UserAgent
 	srv *sipgo.Server

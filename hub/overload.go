@@ -54,8 +54,9 @@ type overload struct {
 
 // countingAuditor counts the appends in progress of the auditor it wraps.
 type countingAuditor struct {
-	a Auditor
-	o *overload
+	a  Auditor
+	bg backgroundAuditor // a's, when it takes entries nobody waits for (nil: none)
+	o  *overload
 }
 
 func (c *countingAuditor) Append(ctx context.Context, e *ledger.Entry) (uint64, error) {
@@ -71,22 +72,18 @@ type backgroundAuditor interface {
 	AppendBackground(ctx context.Context, e *ledger.Entry, done func(error)) error
 }
 
-// appendBackground is the wrapped auditor's AppendBackground, counted as
-// pending until done; false when it has none (the caller waits instead).
-func (c *countingAuditor) appendBackground(ctx context.Context, e *ledger.Entry, done func(error)) (bool, error) {
-	ba, ok := c.a.(backgroundAuditor)
-	if !ok {
-		return false, nil
-	}
+// appendBackground is the wrapped auditor's AppendBackground (c.bg must be
+// set), counted as pending until done.
+func (c *countingAuditor) appendBackground(ctx context.Context, e *ledger.Entry, done func(error)) error {
 	c.o.pending.Add(1)
-	err := ba.AppendBackground(ctx, e, func(err error) {
+	err := c.bg.AppendBackground(ctx, e, func(err error) {
 		c.o.pending.Add(-1)
 		done(err)
 	})
 	if err != nil {
 		c.o.pending.Add(-1)
 	}
-	return true, err
+	return err
 }
 
 // start and end account for one lean transaction of the network whose
@@ -251,7 +248,12 @@ func (h *Hub) initOverload() error {
 	h.limits = newRateLimiter(h.cfg)
 	h.ovl = &overload{maxTx: int64(h.cfg.MaxTransactions), maxPending: int64(h.cfg.MaxPendingAppends)}
 	h.ovl.delay.target = int64(h.cfg.QueueDelayTarget)
-	h.audit = &countingAuditor{a: h.audit, o: h.ovl}
+	ca := &countingAuditor{a: h.audit, o: h.ovl}
+	ca.bg, _ = h.audit.(backgroundAuditor)
+	h.audit, h.bgAudit = ca, ca
+	if ca.bg == nil {
+		h.bgAudit = nil
+	}
 	h.sm = &shedMetrics{shed: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "clearhub", Subsystem: "sip", Name: "shed_total",
 		Help: "Requests answered 503 at once by overload control or a per-member rate limit, by source network and reason (rate_<class>, ledger_backlog, transactions, queue_delay).",

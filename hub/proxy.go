@@ -344,33 +344,29 @@ func (c *call) auditAsync(e *ledger.Entry) {
 		h.log.Warn("response not audited: hub closing", "status", e.Status)
 		return
 	}
+	status := e.Status
+	failed := func(err error) {
+		if err != nil {
+			h.m.auditErrs.Inc()
+			h.log.Error("audit append failed for a response", "err", err, "status", status)
+		}
+	}
 	// A ledger that takes entries nobody waits for commits this one with
 	// the next request entry (no goroutine, no fdatasync of its own); the
 	// hub's Close still waits for it through enter/leave.
-	if ca, ok := h.audit.(*countingAuditor); ok {
-		if took, err := ca.appendBackground(h.ctx, e, func(err error) {
-			defer h.leave()
-			if err != nil {
-				h.m.auditErrs.Inc()
-				h.log.Error("audit append failed for a response", "err", err, "status", e.Status)
-			}
-		}); took {
-			if err != nil {
-				h.leave()
-				h.m.auditErrs.Inc()
-				h.log.Error("audit append failed for a response", "err", err, "status", e.Status)
-			}
-			return
+	if h.bgAudit != nil {
+		if err := h.bgAudit.appendBackground(h.ctx, e, func(err error) { defer h.leave(); failed(err) }); err != nil {
+			h.leave()
+			failed(err)
 		}
+		return
 	}
 	// On a pooled worker: it waits for a group commit (workers.go).
 	h.workers().run(func() {
 		defer h.leave()
 		defer h.recoverPanic("background")
-		if _, err := h.audit.Append(h.ctx, e); err != nil {
-			h.m.auditErrs.Inc()
-			h.log.Error("audit append failed for a response", "err", err, "status", e.Status)
-		}
+		_, err := h.audit.Append(h.ctx, e)
+		failed(err)
 	})
 }
 
