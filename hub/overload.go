@@ -274,11 +274,11 @@ func (h *Hub) initOverload() error {
 		}, func() float64 { return float64(o.pending.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "clearhub", Subsystem: "sip", Name: "retransmission_cache_evicted_total",
-			Help: "Completed UDP transactions dropped from the retransmission cache before Timer J because it reached sip.retransmission_cache (a retransmission of one is forwarded again).",
+			Help: "Completed UDP transactions dropped from the retransmission cache before Timer J because it reached sip.retransmission_cache_mb (a retransmission of one is forwarded again).",
 		}, func() float64 { return float64(h.lean.evictedCount()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "clearhub", Subsystem: "sip", Name: "retransmission_cache_bytes",
-			Help: "Estimated memory of the completed UDP transactions kept to answer retransmissions (bounded by sip.retransmission_cache).",
+			Help: "Estimated memory of the completed UDP transactions kept to answer retransmissions (bounded by sip.retransmission_cache_mb).",
 		}, func() float64 { return float64(h.lean.heldBytes()) }),
 	} {
 		if err := reg.Register(c); err != nil {
