@@ -36,6 +36,17 @@ func writeFieldErr(w http.ResponseWriter, fe *netcheck.FieldError) {
 	writeJSON(w, http.StatusBadRequest, map[string]string{"error": fe.Error(), "field": fe.Field})
 }
 
+// writeCheckErr answers a netcheck refusal of the input: 400, naming the
+// field when it says which.
+func writeCheckErr(w http.ResponseWriter, err error) {
+	var fe *netcheck.FieldError
+	if errors.As(err, &fe) {
+		writeFieldErr(w, fe)
+		return
+	}
+	writeErr(w, http.StatusBadRequest, err)
+}
+
 // apiRouteCheck answers GET /api/route-check?from=NET&uri=sip:user@domain
 // &service=im[&method=&event=&size=] with netcheck.RouteView: allowed or
 // refused (status, reason phrase, label, why), the destination and the
@@ -58,12 +69,7 @@ func (s *Server) apiRouteCheck(w http.ResponseWriter, r *http.Request, ss *sessi
 	}
 	rq := netcheck.RouteQuery{From: from, RequestURI: q.Get("uri"), Size: size}
 	if err := rq.Resolve(q.Get("service"), q.Get("method"), q.Get("event")); err != nil {
-		var fe *netcheck.FieldError
-		if errors.As(err, &fe) {
-			writeFieldErr(w, fe)
-		} else {
-			writeErr(w, http.StatusBadRequest, err)
-		}
+		writeCheckErr(w, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
@@ -80,12 +86,7 @@ func (s *Server) apiRouteCheck(w http.ResponseWriter, r *http.Request, ss *sessi
 	}
 	v, err := netcheck.CheckRoute(st, rq)
 	if err != nil {
-		var fe *netcheck.FieldError
-		if errors.As(err, &fe) {
-			writeFieldErr(w, fe)
-			return
-		}
-		writeErr(w, http.StatusBadRequest, err)
+		writeCheckErr(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, v)
