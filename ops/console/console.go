@@ -11,7 +11,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"html"
+	"html/template"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -433,28 +433,14 @@ func (s *Server) loginConfirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	fmt.Fprintf(w, `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>clearhub console: log in</title>
-<link rel="stylesheet" href="/static/style.css">
-</head>
-<body class="login">
-<main>
-<h1>clearhub console</h1>
-<p>This login link is for <strong id="login-name">%s</strong> (role <span id="login-role">%s</span>, certificate serial %s).</p>
-<p>Continue only if that is you: everything you do here is audited under that name.</p>
-<form method="post" action="/login">
-<input type="hidden" name="token" value="%s">
-<button id="login-continue" type="submit">Log in as %s</button>
-</form>
-</main>
-</body>
-</html>
-`, html.EscapeString(id.Name), html.EscapeString(string(id.Role)), html.EscapeString(id.Serial),
-		html.EscapeString(tok), html.EscapeString(id.Name))
+	if err := loginConfirmPage.Execute(w, struct{ Name, Role, Serial, Token string }{id.Name, string(id.Role), id.Serial, tok}); err != nil {
+		s.log.Warn("console login page", "err", err)
+	}
 }
+
+// loginConfirmPage is assets/login-confirm.html (html/template escapes
+// the name and token).
+var loginConfirmPage = template.Must(template.ParseFS(assets, "assets/login-confirm.html"))
 
 // login trades a login token for a session (single use: the token is
 // gone after the first attempt, good or bad). It must come from the
