@@ -374,7 +374,7 @@ func (f *focus) serveInvite(r *Request) {
 		lastSeq: rm.GetLastSeq()}
 	l.secure, l.peerFP = media.Proto == msrp.ProtoTLS, media.Fingerprint
 	if f.s.cfg.Tap != nil {
-		l.userURI, l.roomURI = tapParty(l.user), tapParty(l.room)
+		l.userURI, l.roomURI = msrp.ParseParty(l.user), msrp.ParseParty(l.room)
 	}
 	u := msrp.URI{Scheme: "msrp", Host: f.host, Port: f.port, Session: l.id, Transport: "tcp"}
 	if l.secure {
@@ -644,15 +644,6 @@ func (f *focus) frameFor(l *sessionLeg, msg *hubv1.RoomMessage, to string) []byt
 	b := fr.Append(nil)
 	l.tap(func() []byte { return bytes.Clone(b) }, false, l.conn) // callers hold l.mu
 	return b
-}
-
-// tapParty parses a canonical user or room URI for the tap.
-func tapParty(s string) *sip.Uri {
-	u := &sip.Uri{}
-	if err := sip.ParseUri(s, u); err != nil {
-		return nil
-	}
-	return u
 }
 
 // tap offers one SEND to Config.Tap: in, the participant sent wire to the

@@ -282,7 +282,7 @@ func (r *Relay) newSession(d Dialog, m Media) (*session, error) {
 	s := &session{r: r, callID: d.CallID, index: m.Index, offerSide: -1, fileFrom: -1, created: time.Now()}
 	s.lastActive.Store(time.Now().UnixNano())
 	if r.cfg.Tap != nil {
-		s.tapFrom, s.tapTo = parseParty(d.Offerer), parseParty(d.Answerer)
+		s.tapFrom, s.tapTo = ParseParty(d.Offerer), ParseParty(d.Answerer)
 	}
 	for i, p := range []struct{ net, user string }{{d.OffererNet, d.Offerer}, {d.AnswererNet, d.Answerer}} {
 		u, err := r.hubURI(secure)

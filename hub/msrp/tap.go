@@ -49,9 +49,9 @@ func (r *Relay) newReader(c io.Reader) *Reader {
 	return rd
 }
 
-// parseParty parses a dialog party's AoR for the tap (nil: unparsable;
+// ParseParty parses a session party's AoR for a ContentTap (nil: unparsable;
 // the tap then matches on the networks only).
-func parseParty(aor string) *sip.Uri {
+func ParseParty(aor string) *sip.Uri {
 	if aor == "" {
 		return nil
 	}

@@ -95,7 +95,7 @@ func TestTapAllocationFree(t *testing.T) {
 	}{{"no tap", nil}, {"tap wants nothing", &countTap{}}} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &Relay{cfg: Config{Tap: tc.tap}}
-			s := &session{r: r, callID: "c", tapFrom: parseParty("sip:alice@a.example"), tapTo: parseParty("sip:bob@b.example")}
+			s := &session{r: r, callID: "c", tapFrom: ParseParty("sip:alice@a.example"), tapTo: ParseParty("sip:bob@b.example")}
 			s.legs[0] = &leg{s: s, side: 0, net: "neta"}
 			s.legs[1] = &leg{s: s, side: 1, net: "netb"}
 			now := time.Now()
@@ -119,7 +119,7 @@ func (r *recordTap) TapMSRP(c TapChunk)                                { r.got =
 func TestTapChunkFields(t *testing.T) {
 	rt := &recordTap{}
 	r := &Relay{cfg: Config{Tap: rt}}
-	s := &session{r: r, callID: "c1", tapFrom: parseParty("sip:alice@a.example"), tapTo: parseParty("not a uri\x00")}
+	s := &session{r: r, callID: "c1", tapFrom: ParseParty("sip:alice@a.example"), tapTo: ParseParty("not a uri\x00")}
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
