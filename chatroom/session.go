@@ -55,13 +55,6 @@ const sessionMaxMessage = raft.MaxRoomBody
 // that falls this far behind is disconnected rather than buffered for.
 const sessionQueue = 512
 
-// A failed Accept is retried after acceptBackoffMin, doubling up to
-// acceptBackoffMax, as the SIP plane's listeners do (hub/stream.go).
-const (
-	acceptBackoffMin = 5 * time.Millisecond
-	acceptBackoffMax = time.Second
-)
-
 // capLabel is the cap label of clearhub_rooms_session_connections_refused_total
 // for each reason the gate gives.
 var capLabel = map[string]string{
@@ -185,12 +178,6 @@ func (f *focus) run() {
 	}
 }
 
-// nextAcceptDelay is the wait after another failed Accept: 5 ms, doubling
-// to 1 s (0: the last Accept succeeded).
-func nextAcceptDelay(d time.Duration) time.Duration {
-	return min(max(2*d, acceptBackoffMin), acceptBackoffMax)
-}
-
 // acceptLoop serves ln until it is closed (shutdown). Every other Accept
 // error (EMFILE, ECONNABORTED, anything unknown) is retried after a
 // backoff: returning would end session mode on this node for good, and a
@@ -203,7 +190,7 @@ func (f *focus) acceptLoop(ln net.Listener, secure bool) {
 			if errors.Is(err, net.ErrClosed) || f.s.ctx.Err() != nil {
 				return
 			}
-			delay = nextAcceptDelay(delay)
+			delay = msrp.NextAcceptDelay(delay)
 			f.s.m.acceptErrs.Inc()
 			// One line per backoff step: at most one a second once the
 			// delay is at its ceiling.

@@ -145,8 +145,8 @@ func TestNextAcceptDelay(t *testing.T) {
 		{640 * time.Millisecond, time.Second},
 		{time.Second, time.Second},
 	} {
-		if got := nextAcceptDelay(tc.prev); got != tc.want {
-			t.Errorf("nextAcceptDelay(%v) = %v, want %v", tc.prev, got, tc.want)
+		if got := msrp.NextAcceptDelay(tc.prev); got != tc.want {
+			t.Errorf("NextAcceptDelay(%v) = %v, want %v", tc.prev, got, tc.want)
 		}
 	}
 }

@@ -13,6 +13,14 @@ const (
 	RefusedPendingSrc = "per-source limit of connections without a session"
 )
 
+// NextAcceptDelay is the wait after another failed Accept: 5 ms, doubling
+// to 1 s (d 0: the last Accept succeeded), as the SIP plane's listeners
+// back off (hub/stream.go). The relay and the room focus both use it: a
+// listener that returned on EMFILE or ECONNABORTED would stop for good.
+func NextAcceptDelay(d time.Duration) time.Duration {
+	return min(max(2*d, 5*time.Millisecond), time.Second)
+}
+
 // ConnGate caps a node's inbound MSRP connections: in total, per source
 // IP, and per source IP among those that have not yet named a session
 // (an attacker opening many TCP connections gets them closed at once

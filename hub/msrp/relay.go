@@ -349,7 +349,7 @@ func (r *Relay) accept(l net.Listener, secure bool) {
 			if errors.Is(err, net.ErrClosed) || r.ctx.Err() != nil {
 				return
 			}
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			delay = NextAcceptDelay(delay)
 			r.log.Warn("MSRP accept failed; retrying", "listener", l.Addr().String(), "err", err, "retry_in", delay)
 			t := time.NewTimer(delay)
 			select {
