@@ -235,19 +235,7 @@ func TestRelayMetricsFailureReport(t *testing.T) {
 	l, reg := promRelay(t, nil)
 	c := l.call(t, "fr-1", nil, nil, nil)
 	c.connect(t)
-	got := make(chan struct{}, 1)
-	c.b.SetReply(func(*msrp.Frame) int {
-		select {
-		case got <- struct{}{}:
-		default:
-		}
-		return 0 // silent
-	})
-	if code, err := c.a.Send(c.toHubA, "fr-drop", "text/plain", payload(3000), 3000, func(f *msrp.Frame) { f.Flag = msrp.FlagMore }); err != nil || code != 200 {
-		t.Fatalf("first chunk: %d %v", code, err)
-	}
-	<-got
-	c.b.Close()
+	c.dropMidMessage(t, "fr-drop")
 	select {
 	case rep := <-c.a.Reports:
 		if !strings.HasPrefix(rep.Status, "000 408") {

@@ -148,6 +148,26 @@ func (l *relayLab) call(t testing.TB, callID string, offerExtra []string, answer
 	return &call{a: a, b: b, toHubA: am[0].Path, hubB: om[0].Path[0], offer: offer, answer: answer}
 }
 
+// dropMidMessage makes b go silent, has a send the first chunk of message
+// id (answered 200 by the hub), and closes b's connection once the hub
+// forwarded that chunk: a leg that dies with a message in flight.
+func (c *call) dropMidMessage(t testing.TB, id string) {
+	t.Helper()
+	got := make(chan struct{}, 1)
+	c.b.SetReply(func(*msrp.Frame) int {
+		select {
+		case got <- struct{}{}:
+		default:
+		}
+		return 0 // silent
+	})
+	if code, err := c.a.Send(c.toHubA, id, "text/plain", payload(3000), 3000, func(f *msrp.Frame) { f.Flag = msrp.FlagMore }); err != nil || code != 200 {
+		t.Fatalf("first chunk: %d %v", code, err)
+	}
+	<-got
+	c.b.Close()
+}
+
 func (c *call) connect(t testing.TB) {
 	t.Helper()
 	if err := c.a.Connect(c.toHubA, nil); err != nil {
@@ -248,19 +268,7 @@ func TestRelayFailureReportOnLegDrop(t *testing.T) {
 	l := newRelay(t, nil)
 	c := l.call(t, "call-3", nil, nil, nil)
 	c.connect(t)
-	got := make(chan struct{}, 1)
-	c.b.SetReply(func(*msrp.Frame) int {
-		select {
-		case got <- struct{}{}:
-		default:
-		}
-		return 0 // silent
-	})
-	if code, err := c.a.Send(c.toHubA, "msg-drop", "text/plain", payload(3000), 3000, func(f *msrp.Frame) { f.Flag = msrp.FlagMore }); err != nil || code != 200 {
-		t.Fatalf("first chunk: %d %v", code, err)
-	}
-	<-got
-	c.b.Close()
+	c.dropMidMessage(t, "msg-drop")
 	select {
 	case rep := <-c.a.Reports:
 		if rep.Status != "000 408 Request Timeout" || rep.MessageID != "msg-drop" || rep.ToPath[0] != c.a.Path() {
